@@ -1,0 +1,1 @@
+"""Layer 1: entities, states, errors and settings. Imports nothing else from runlab."""

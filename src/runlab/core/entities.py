@@ -1,0 +1,86 @@
+"""Records the store hands out: frozen dataclasses, no behaviour beyond derived fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from runlab.core.status import RunStatus, RunType
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    experiment_id: int
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    experiment_name: str
+    status: RunStatus
+    run_type: RunType
+    created_at: float
+    display_name: str | None = None
+    parent_run_id: str | None = None
+    target: str = "local"
+    started_at: float | None = None
+    ended_at: float | None = None
+    heartbeat_at: float | None = None
+    owner: str | None = None  # process identity that heartbeats the run (core.process)
+    error: Mapping[str, Any] | None = None
+    definition: Mapping[str, Any] | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    properties: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at
+        if end is None:
+            import time
+
+            end = time.time()
+        return max(0.0, end - self.started_at)
+
+
+class MetricKind:
+    """What a metric name holds; decides the shape ``get_metrics`` returns."""
+
+    SCALAR = "scalar"  # run.log
+    LIST = "list"  # run.log_list
+    ROW = "row"  # run.log_row / run.log_table: a table, column -> values
+    IMAGE = "image"  # run.log_image: the value is the run file name of the image
+
+    ALL = (SCALAR, LIST, ROW, IMAGE)
+
+
+@dataclass(frozen=True)
+class MetricBatch:
+    """Points of one metric of one run, in log order. A step of ``None`` means "next index"."""
+
+    name: str
+    kind: str
+    steps: Sequence[int | None]
+    times: Sequence[float]
+    values: Sequence[Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """One row per run and metric: what tables and sorts need without reading the series."""
+
+    run_id: str
+    name: str
+    kind: str
+    count: int
+    last: Any
+    last_step: int | None
+    last_time: float | None
+    min: float | None
+    max: float | None
+    description: str = ""

@@ -1,0 +1,99 @@
+"""The one exception tree of runlab.
+
+::
+
+    RunlabError
+    ├── UserError                      bad input: the message says what to do instead
+    │   ├── InvalidNameError           a workspace, experiment, metric or input name breaks its rule
+    │   ├── InvalidValueError          a value of the wrong type (a list given to ``log``, ...)
+    │   ├── ConfigError                config.json missing or malformed
+    │   └── PropertyConflictError      ``add_properties`` tried to change an existing property
+    ├── NotFoundError                  something named does not exist
+    │   ├── WorkspaceNotFoundError
+    │   ├── ExperimentNotFoundError
+    │   ├── RunNotFoundError
+    │   ├── FileNotFoundInRunError
+    │   └── ComputeTargetException     (Azure ML's name, kept so tutorial code catches it)
+    ├── WorkspaceExistsError           ``Workspace.create`` on an existing name without ``exist_ok``
+    ├── StoreError                     the metadata or artifact store failed
+    │   └── StoreUnavailableError      the store cannot be reached now (locked, disk full, server down)
+    └── RunFailedError                 ``wait_for_completion(raise_on_error=True)`` on a failed run
+
+Errors carry context (``run_id``, ``path``...) as attributes. Errors from SQLAlchemy, the
+file system and HTTP are translated once, at the store boundary, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RunlabError(Exception):
+    """Base of every error runlab raises on purpose."""
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context = context
+        for key, value in context.items():
+            setattr(self, key, value)
+
+
+class UserError(RunlabError, ValueError):
+    """The caller passed something runlab cannot use; the message says what to do."""
+
+
+class InvalidNameError(UserError):
+    pass
+
+
+class InvalidValueError(UserError, TypeError):
+    pass
+
+
+class ConfigError(UserError):
+    pass
+
+
+class PropertyConflictError(UserError):
+    pass
+
+
+class NotFoundError(RunlabError, LookupError):
+    pass
+
+
+class WorkspaceNotFoundError(NotFoundError):
+    pass
+
+
+class ExperimentNotFoundError(NotFoundError):
+    pass
+
+
+class RunNotFoundError(NotFoundError):
+    pass
+
+
+class FileNotFoundInRunError(NotFoundError):
+    pass
+
+
+class ComputeTargetException(NotFoundError):
+    """Raised when a compute target is missing or cannot be created (Azure ML's name)."""
+
+
+class WorkspaceExistsError(RunlabError):
+    pass
+
+
+class StoreError(RunlabError):
+    pass
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot take writes now; the tracking client journals and retries."""
+
+
+class RunFailedError(RunlabError):
+    pass

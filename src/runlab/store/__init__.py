@@ -1,0 +1,1 @@
+"""Layer 2: the store interface and its implementations (SQL, local artifacts)."""

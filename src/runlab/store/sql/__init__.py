@@ -1,0 +1,1 @@
+"""The SQL store: SQLite (embedded) or PostgreSQL (server), through SQLAlchemy Core."""

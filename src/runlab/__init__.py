@@ -1,0 +1,65 @@
+"""runlab: the Azure ML SDK v1 experience, self-hosted. ``from runlab import Workspace, Run, ...``
+
+Names load on first use, so that ``import runlab`` in a training script stays light.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ComputeTargetException": "runlab.core.errors",
+    "ConfigError": "runlab.core.errors",
+    "Experiment": "runlab.sdk.experiment",
+    "InvalidNameError": "runlab.core.errors",
+    "InvalidValueError": "runlab.core.errors",
+    "NotFoundError": "runlab.core.errors",
+    "PropertyConflictError": "runlab.core.errors",
+    "Run": "runlab.sdk.run",
+    "RunFailedError": "runlab.core.errors",
+    "RunNotFoundError": "runlab.core.errors",
+    "RunStatus": "runlab.core.status",
+    "RunlabError": "runlab.core.errors",
+    "UserError": "runlab.core.errors",
+    "Workspace": "runlab.sdk.workspace",
+    "WorkspaceExistsError": "runlab.core.errors",
+    "WorkspaceNotFoundError": "runlab.core.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:
+    from runlab.core.errors import (
+        ComputeTargetException,
+        ConfigError,
+        InvalidNameError,
+        InvalidValueError,
+        NotFoundError,
+        PropertyConflictError,
+        RunFailedError,
+        RunlabError,
+        RunNotFoundError,
+        UserError,
+        WorkspaceExistsError,
+        WorkspaceNotFoundError,
+    )
+    from runlab.core.status import RunStatus
+    from runlab.sdk.experiment import Experiment
+    from runlab.sdk.run import Run
+    from runlab.sdk.workspace import Workspace
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runlab' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

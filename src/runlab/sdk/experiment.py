@@ -1,0 +1,91 @@
+"""Experiment: a named group of runs in a workspace."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+
+from runlab.core.names import check_experiment_name
+from runlab.core.process import current_identity
+from runlab.core.status import RunStatus, RunType
+from runlab.tracking.run import new_run_id
+
+if TYPE_CHECKING:
+    from runlab.sdk.run import Run
+    from runlab.sdk.workspace import Workspace
+
+
+class Experiment:
+    """``Experiment(workspace, name)`` gets the experiment, creating it if needed."""
+
+    def __init__(self, workspace: "Workspace", name: str, **_azure: Any) -> None:
+        check_experiment_name(name)
+        self._workspace = workspace
+        self._record = workspace.folder.store.get_or_create_experiment(name)
+
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    @property
+    def id(self) -> int:
+        return self._record.experiment_id
+
+    @property
+    def workspace(self) -> "Workspace":
+        return self._workspace
+
+    @staticmethod
+    def list(workspace: "Workspace", experiment_name: str | None = None, **_azure: Any) -> list["Experiment"]:
+        """Experiments of ``workspace`` (optionally only the one called ``experiment_name``)."""
+        records = workspace.folder.store.list_experiments()
+        return [Experiment(workspace, r.name) for r in records if experiment_name in (None, r.name)]
+
+    def get_runs(
+        self,
+        type: str | None = None,
+        tags: Mapping[str, Any] | str | None = None,
+        properties: Mapping[str, Any] | str | None = None,
+        include_children: bool = False,
+        status: str | RunStatus | None = None,
+    ) -> Iterator["Run"]:
+        """Runs of this experiment, newest first, filtered by tags, properties, status, type."""
+        from runlab.sdk.run import Run
+        from runlab.tracking.run import _optional_string_map
+
+        statuses = None if status is None else [RunStatus.parse(str(status))]
+        records = self._workspace.folder.store.list_runs(
+            experiment_name=self.name,
+            statuses=statuses,
+            tags=_optional_string_map(tags),  # type: ignore[arg-type]
+            properties=_optional_string_map(properties),  # type: ignore[arg-type]
+            include_children=include_children,
+        )
+        for record in records:
+            if type is None or str(record.run_type) == type:
+                yield Run(self._workspace.folder, record.run_id, record=record)
+
+    def start_logging(self, *args: Any, display_name: str | None = None, outputs: Any = None,
+                      snapshot_directory: Any = None, **kwargs: Any) -> "Run":
+        """Start an interactive run: log from this process; it ends with ``run.complete()``,
+        ``with run:``, or when the process exits (Completed, or Failed on an exception)."""
+        from runlab.sdk.run import Run
+
+        run_id = new_run_id(self.name)
+        record = self._workspace.folder.store.create_run(
+            run_id,
+            self.name,
+            run_type=RunType.INTERACTIVE,
+            status=RunStatus.RUNNING,
+            display_name=display_name,
+            owner=current_identity(),
+        )
+        return Run(self._workspace.folder, run_id, record=record, owned=True)
+
+    def __repr__(self) -> str:
+        return f"Experiment(name={self.name!r}, workspace={self._workspace.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Experiment) and other.name == self.name and other.workspace == self.workspace
+
+    def __hash__(self) -> int:
+        return hash((self.name, self._workspace.path))

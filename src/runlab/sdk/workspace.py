@@ -1,0 +1,279 @@
+"""Workspace: where experiments, runs and files live. Embedded: a folder with SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runlab.core.errors import ConfigError, UserError, WorkspaceExistsError, WorkspaceNotFoundError
+from runlab.core.names import check_workspace_name
+from runlab.core.settings import load_settings
+from runlab.store.folder import WorkspaceFolder
+
+if TYPE_CHECKING:
+    from runlab.sdk.experiment import Experiment
+    from runlab.sdk.run import Run
+
+CONFIG_FOLDERS = (".runlab", ".azureml", "aml_config")
+CONFIG_FILE = "config.json"
+
+
+class Workspace:
+    """A workspace. ``Workspace.create(name)``, ``Workspace.get(name)`` or ``Workspace.from_config()``.
+
+    The Azure arguments (``subscription_id``, ``resource_group``, ``location``...) are accepted
+    and recorded, so tutorial code runs unchanged; they mean nothing here.
+    """
+
+    def __init__(
+        self,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+        workspace_name: str | None = None,
+        *,
+        _folder: WorkspaceFolder | None = None,
+        **_azure: Any,
+    ) -> None:
+        if _folder is None:
+            if workspace_name is None:
+                raise UserError("Workspace(...) needs workspace_name=; or use Workspace.from_config()")
+            _folder = _open_registered(workspace_name)
+        self._folder = _folder
+        self.subscription_id = subscription_id or "local"
+        self.resource_group = resource_group or "local"
+
+    # -- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        path: str | os.PathLike[str] | None = None,
+        exist_ok: bool = False,
+        **azure_arguments: Any,
+    ) -> "Workspace":
+        """Create a workspace folder (at ``path``, default ``$RUNLAB_HOME/workspaces/<name>``)
+        and register its name. ``exist_ok=True`` returns the existing one instead of raising."""
+        check_workspace_name(name)
+        settings = load_settings()
+        registry = _read_registry()
+        folder = Path(path).expanduser().resolve() if path is not None else settings.default_workspaces_dir / name
+        if name in registry or WorkspaceFolder.is_workspace(folder):
+            if not exist_ok:
+                where = registry.get(name, str(folder))
+                raise WorkspaceExistsError(
+                    f"workspace {name!r} already exists at {where}: use Workspace.get({name!r}) "
+                    "or Workspace.create(..., exist_ok=True)",
+                    name=name,
+                )
+            if name in registry and WorkspaceFolder.is_workspace(registry[name]):
+                return cls(_folder=WorkspaceFolder(registry[name]))
+            if WorkspaceFolder.is_workspace(folder):
+                _register(name, WorkspaceFolder(folder).path)
+                return cls(_folder=WorkspaceFolder(folder))
+        if folder.exists() and any(folder.iterdir()) and not WorkspaceFolder.is_workspace(folder):
+            raise UserError(
+                f"cannot create workspace {name!r} in {folder}: the folder exists and is not empty; "
+                "choose an empty or new folder with path=",
+                path=folder,
+            )
+        ws_folder = WorkspaceFolder.create(folder, name)
+        _register(name, ws_folder.path)
+        ws = cls(_folder=ws_folder, **{k: v for k, v in azure_arguments.items() if k in ("subscription_id", "resource_group")})
+        return ws
+
+    @classmethod
+    def get(cls, name: str, **_azure: Any) -> "Workspace":
+        """The registered workspace called ``name``."""
+        return cls(_folder=_open_registered(name))
+
+    @classmethod
+    def list(cls, **_azure: Any) -> dict[str, list["Workspace"]]:
+        """Registered workspaces, as Azure returns them: ``{name: [Workspace]}``."""
+        result: dict[str, list[Workspace]] = {}
+        for name, path in sorted(_read_registry().items()):
+            if WorkspaceFolder.is_workspace(path):
+                result[name] = [cls(_folder=WorkspaceFolder(path))]
+        return result
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str]) -> "Workspace":
+        return cls(_folder=WorkspaceFolder(path))
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None, _file_name: str | None = None,
+                    **_azure: Any) -> "Workspace":
+        """Find ``config.json`` in ``.runlab/``, ``.azureml/``, ``aml_config/`` or the folder itself,
+        starting at ``path`` (default: the current folder) and walking up its parents."""
+        config_path = find_config(path, _file_name)
+        return cls(_folder=_open_config(config_path))
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._folder.name
+
+    @property
+    def path(self) -> Path:
+        return self._folder.path
+
+    @property
+    def folder(self) -> WorkspaceFolder:
+        return self._folder
+
+    @property
+    def experiments(self) -> dict[str, "Experiment"]:
+        from runlab.sdk.experiment import Experiment
+
+        return {e.name: Experiment(self, e.name) for e in self._folder.store.list_experiments()}
+
+    def get_run(self, run_id: str) -> "Run":
+        """The run with this id (raises RunNotFoundError)."""
+        from runlab.sdk.run import Run
+
+        record = self._folder.store.get_run(run_id)
+        return Run(self._folder, run_id, record=record)
+
+    def get_details(self) -> dict[str, Any]:
+        return {**self._folder.describe(), "subscriptionId": self.subscription_id, "resourceGroup": self.resource_group}
+
+    def write_config(self, path: str | os.PathLike[str] | None = None, file_name: str | None = None) -> Path:
+        """Write ``config.json`` into ``<path>/.azureml/`` (default path: the current folder).
+
+        A ``path`` that already ends in ``.azureml`` (or ``.runlab``, ``aml_config``) is used
+        as is, so ``write_config(path='.azureml')`` writes ``./.azureml/config.json``."""
+        folder = Path(path) if path is not None else Path.cwd()
+        if folder.name not in CONFIG_FOLDERS:
+            folder = folder / ".azureml"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / (file_name or CONFIG_FILE)
+        config = {
+            "subscription_id": self.subscription_id,
+            "resource_group": self.resource_group,
+            "workspace_name": self.name,
+            "path": str(self.path),
+        }
+        target.write_text(json.dumps(config, indent=4) + "\n")
+        return target
+
+    def __repr__(self) -> str:
+        return f"Workspace.get(name={self.name!r}) at {self.path}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Workspace) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+
+# -- config.json -----------------------------------------------------------------------------
+
+
+def find_config(path: str | os.PathLike[str] | None = None, file_name: str | None = None) -> Path:
+    """The config file ``from_config`` would use; the error names every folder searched."""
+    name = file_name or CONFIG_FILE
+    start = Path(path).expanduser().resolve() if path is not None else Path.cwd()
+    if start.is_file():
+        return start
+    if path is not None and not start.exists():
+        raise ConfigError(f"Workspace.from_config: {start} does not exist", path=start)
+    searched = []
+    for folder in (start, *start.parents):
+        for candidate in (*(folder / sub for sub in CONFIG_FOLDERS), folder):
+            searched.append(candidate)
+            if (candidate / name).is_file():
+                return candidate / name
+    listing = "\n  ".join(str(s) for s in searched)
+    raise ConfigError(
+        f"no {name} found. Searched these folders:\n  {listing}\n"
+        "Write one with ws.write_config() (after Workspace.create or Workspace.get), or pass path=.",
+        searched=searched,
+    )
+
+
+def _open_config(config_path: Path) -> WorkspaceFolder:
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"{config_path} is not valid JSON ({exc}); it should look like "
+            '{"workspace_name": "my-workspace", "path": "/path/to/workspace"}',
+            path=config_path,
+        ) from exc
+    if not isinstance(config, dict):
+        raise ConfigError(f"{config_path} must hold a JSON object, got {type(config).__name__}", path=config_path)
+    folder = config.get("path")
+    if isinstance(folder, str) and folder:
+        candidate = Path(folder)
+        if not candidate.is_absolute():
+            candidate = (config_path.parent / candidate).resolve()
+        return WorkspaceFolder(candidate)
+    name = config.get("workspace_name")
+    if isinstance(name, str) and name:
+        try:
+            return _open_registered(name)
+        except WorkspaceNotFoundError as exc:
+            raise WorkspaceNotFoundError(
+                f"{config_path} names workspace {name!r}, which is not registered on this machine: "
+                f"create it with Workspace.create({name!r}) or add \"path\" to the config",
+                path=config_path,
+            ) from exc
+    if config.get("server_url"):
+        raise ConfigError(
+            f"{config_path} points to a runlab server ({config['server_url']}); server mode is not "
+            "available in this version: use an embedded workspace",
+            path=config_path,
+        )
+    raise ConfigError(
+        f"{config_path} has neither 'path' nor 'workspace_name': write it with ws.write_config()",
+        path=config_path,
+    )
+
+
+# -- the registry of workspace names -----------------------------------------------------------
+
+
+def _registry_path() -> Path:
+    return load_settings().registry_path
+
+
+def _read_registry() -> dict[str, str]:
+    path = _registry_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise ConfigError(f"{path} is malformed ({exc}); fix or delete it (workspaces are not lost)") from exc
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _register(name: str, folder: Path) -> None:
+    from filelock import FileLock
+
+    path = _registry_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        registry = _read_registry()
+        registry[name] = str(folder)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(registry, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+
+
+def _open_registered(name: str) -> WorkspaceFolder:
+    registry = _read_registry()
+    if name not in registry:
+        default = load_settings().default_workspaces_dir / name
+        if WorkspaceFolder.is_workspace(default):
+            return WorkspaceFolder(default)
+        known = ", ".join(sorted(registry)) or "none"
+        raise WorkspaceNotFoundError(
+            f"no workspace named {name!r} (known: {known}): create it with Workspace.create({name!r}) "
+            "or `runlab workspace create`",
+            name=name,
+        )
+    return WorkspaceFolder(registry[name])

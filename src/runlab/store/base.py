@@ -1,0 +1,92 @@
+"""The narrow store interface every layer above talks to.
+
+Implementations: :class:`runlab.store.sql.store.SqlStore` (SQLite or PostgreSQL, through
+SQLAlchemy) and, for server mode, an HTTP client with the same methods. Methods raise
+:class:`~runlab.core.errors.StoreUnavailableError` when the store cannot be reached or is busy,
+and the ``NotFoundError`` subclasses when a thing named does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+from runlab.core.entities import ExperimentRecord, MetricBatch, MetricSummary, RunRecord
+from runlab.core.status import RunStatus, RunType
+
+# Arrays are numpy arrays; typed loosely so that this module does not import numpy.
+Array = Any
+
+
+class MetricSeries:
+    """One metric's points, as parallel arrays (numpy), in log order."""
+
+    __slots__ = ("name", "kind", "steps", "times", "values")
+
+    def __init__(self, name: str, kind: str, steps: Array, times: Array, values: Any) -> None:
+        self.name = name
+        self.kind = kind
+        self.steps = steps
+        self.times = times
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+class Store(Protocol):
+    # experiments
+    def get_or_create_experiment(self, name: str) -> ExperimentRecord: ...
+    def get_experiment(self, name: str) -> ExperimentRecord: ...
+    def list_experiments(self) -> list[ExperimentRecord]: ...
+
+    # runs
+    def create_run(
+        self,
+        run_id: str,
+        experiment_name: str,
+        *,
+        run_type: RunType,
+        status: RunStatus,
+        display_name: str | None = None,
+        parent_run_id: str | None = None,
+        target: str = "local",
+        owner: str | None = None,
+        definition: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        created_at: float | None = None,
+    ) -> RunRecord: ...
+    def get_run(self, run_id: str) -> RunRecord: ...
+    def list_runs(
+        self,
+        *,
+        experiment_name: str | None = None,
+        statuses: Iterable[RunStatus] | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        properties: Mapping[str, str | None] | None = None,
+        parent_run_id: str | None = None,
+        include_children: bool = True,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[RunRecord]: ...
+    def set_status(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        error: Mapping[str, Any] | None = None,
+        when: float | None = None,
+        only_if_active: bool = False,
+    ) -> bool: ...
+    def heartbeat(self, run_id: str, owner: str | None = None, when: float | None = None) -> None: ...
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
+    def remove_tags(self, run_id: str, keys: Sequence[str]) -> None: ...
+    def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None: ...
+    def reap_stale_runs(self, timeout_s: float) -> list[str]: ...
+
+    # metrics
+    def append_metrics(self, run_id: str, batches: Sequence[MetricBatch], batch_id: str | None = None) -> None: ...
+    def get_metric_summaries(self, run_id: str) -> list[MetricSummary]: ...
+    def get_metric_series(self, run_id: str, name: str) -> MetricSeries: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,123 @@
+"""The embedded workspace folder: what lives where, and the stores opened over it.
+
+::
+
+    <folder>/workspace.json        name, id, created; marks the folder as a workspace
+    <folder>/workspace.db          SQLite metadata store (WAL)
+    <folder>/files/runs/<run_id>/  run files (outputs, logs, images, uploads)
+    <folder>/files/snapshots/      content-addressed source snapshots
+    <folder>/files/datastores/     the default datastore's files
+    <folder>/journal/              metric batches the store could not take yet
+
+Opening a folder reads ``workspace.json`` only; the SQL store (and SQLAlchemy) is loaded on
+first use, so that a training script's ``import runlab`` and ``Run.get_context()`` stay light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runlab.core.errors import ConfigError, WorkspaceNotFoundError
+
+if TYPE_CHECKING:
+    from runlab.store.artifacts import LocalArtifactStore
+    from runlab.store.sql.store import SqlStore
+
+MARKER = "workspace.json"
+FORMAT_VERSION = 1
+
+
+class WorkspaceFolder:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path).expanduser().resolve()
+        marker = self.path / MARKER
+        if not marker.is_file():
+            if not self.path.exists():
+                raise WorkspaceNotFoundError(
+                    f"workspace folder {self.path} does not exist: create one with "
+                    "Workspace.create(name) or `runlab workspace create NAME`",
+                    path=self.path,
+                )
+            raise WorkspaceNotFoundError(
+                f"{self.path} is not a runlab workspace (it has no {MARKER}): create one with "
+                "Workspace.create(name, path=...) or point to the right folder",
+                path=self.path,
+            )
+        try:
+            meta = json.loads(marker.read_text())
+            self.name: str = meta["name"]
+            self.workspace_id: str = meta["id"]
+            self.created_at: float = float(meta.get("created_at", 0.0))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{marker} is malformed ({exc}): it must be JSON with 'name' and 'id'; "
+                "restore it from a backup or create the workspace again",
+                path=marker,
+            ) from exc
+        self._store: SqlStore | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, path: Path | str, name: str, *, init_store: bool = True) -> "WorkspaceFolder":
+        folder = Path(path).expanduser().resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        for sub in ("files/runs", "files/snapshots", "files/datastores", "journal"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        meta = {"name": name, "id": uuid.uuid4().hex, "created_at": time.time(), "format": FORMAT_VERSION}
+        tmp = folder / (MARKER + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, folder / MARKER)
+        ws = cls(folder)
+        if init_store:
+            ws.store  # create the database and its schema now, not in the first training script
+        return ws
+
+    @staticmethod
+    def is_workspace(path: Path | str) -> bool:
+        return (Path(path) / MARKER).is_file()
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / "workspace.db"
+
+    @property
+    def store(self) -> "SqlStore":
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    from runlab.store.sql.store import SqlStore, sqlite_url
+
+                    self._store = SqlStore(sqlite_url(self.db_path))
+        return self._store
+
+    @property
+    def artifacts(self) -> "LocalArtifactStore":
+        from runlab.store.artifacts import LocalArtifactStore
+
+        return LocalArtifactStore(self.path / "files" / "runs")
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.path / "journal"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.path / "files" / "snapshots"
+
+    @property
+    def datastores_dir(self) -> Path:
+        return self.path / "files" / "datastores"
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "id": self.workspace_id, "path": str(self.path), "created_at": self.created_at}
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None

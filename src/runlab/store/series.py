@@ -1,0 +1,75 @@
+"""Encoding of metric points into compact chunks, and back.
+
+A chunk holds parallel arrays: steps (int64), times (float64) and values, encoded as ``f8``
+(float64), ``i8`` (int64) or ``json`` (bools, strings, lists, table rows, mixed types).
+NaN and infinities survive every encoding (JSON uses the literals NaN and Infinity).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+_I8_MIN, _I8_MAX = -(2**63), 2**63 - 1
+
+
+def encode_values(values: Sequence[Any]) -> tuple[str, bytes]:
+    types = set(map(type, values))
+    if types <= {float}:
+        return "f8", np.asarray(values, dtype=np.float64).tobytes()
+    if types <= {int}:
+        if all(_I8_MIN <= v <= _I8_MAX for v in (min(values), max(values))):
+            return "i8", np.asarray(values, dtype=np.int64).tobytes()
+    elif types <= {int, float}:
+        return "f8", np.asarray(values, dtype=np.float64).tobytes()
+    return "json", json.dumps(list(values), allow_nan=True, separators=(",", ":")).encode()
+
+
+def decode_values(encoding: str, blob: bytes) -> Any:
+    if encoding == "f8":
+        return np.frombuffer(blob, dtype=np.float64)
+    if encoding == "i8":
+        return np.frombuffer(blob, dtype=np.int64)
+    if encoding == "json":
+        return json.loads(blob)
+    raise ValueError(f"unknown chunk encoding {encoding!r}")
+
+
+def encode_floats(values: Sequence[float]) -> bytes:
+    return np.asarray(values, dtype=np.float64).tobytes()
+
+
+def encode_ints(values: Sequence[int]) -> bytes:
+    return np.asarray(values, dtype=np.int64).tobytes()
+
+
+def numeric_summary(encoding: str, values: Sequence[Any]) -> tuple[float | None, float | None]:
+    """(min, max) of numeric values, NaN ignored; (None, None) when nothing numeric."""
+    if encoding in ("f8", "i8"):
+        arr = np.asarray(values, dtype=np.float64)
+    else:
+        nums = [float(v) for v in values if type(v) in (int, float)]
+        if not nums:
+            return None, None
+        arr = np.asarray(nums, dtype=np.float64)
+    finite = arr[~np.isnan(arr)]
+    if finite.size == 0:
+        return None, None
+    return float(finite.min()), float(finite.max())
+
+
+def dumps_value(value: Any) -> str:
+    return json.dumps(value, allow_nan=True, separators=(",", ":"))
+
+
+def loads_value(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def as_number(value: Any) -> float | None:
+    """The value as a float for sorting, or None (bools and strings do not sort as numbers)."""
+    if type(value) in (int, float):
+        return float(value)
+    return None

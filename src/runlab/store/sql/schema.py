@@ -1,0 +1,128 @@
+"""Tables of the metadata store. Changes go through an Alembic migration (migrations/versions).
+
+Series are kept apart from the run list: ``metric_chunks`` holds compact arrays (one row per
+flushed batch of one metric), ``metrics`` one summary row per run and metric (count, last, min,
+max) so that run tables and sorts never read a series.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# The Alembic revision this code expects; a test pins it to the newest migration file.
+SCHEMA_REVISION = "0001_initial"
+
+metadata = MetaData()
+
+workspace_meta = Table(
+    "workspace_meta",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(320), nullable=False, unique=True),
+    Column("experiment_id", Integer, ForeignKey("experiments.id", ondelete="CASCADE"), nullable=False),
+    Column("parent_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=True),
+    Column("display_name", String(255), nullable=True),
+    Column("run_type", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("target", String(255), nullable=False, default="local"),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    Column("heartbeat_at", Float, nullable=True),
+    Column("owner", String(512), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("definition", Text, nullable=True),
+    Column("description", Text, nullable=False, default=""),
+    Index("ix_runs_experiment_created", "experiment_id", "created_at"),
+    Index("ix_runs_status", "status"),
+    Index("ix_runs_parent", "parent_id"),
+    Index("ix_runs_created", "created_at"),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_pk", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_pk", "key"),
+    Index("ix_run_tags_key", "key"),
+)
+
+run_properties = Table(
+    "run_properties",
+    metadata,
+    Column("run_pk", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("run_pk", "key"),
+    Index("ix_run_properties_key", "key"),
+)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_pk", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("count", Integer, nullable=False, default=0),
+    Column("chunks", Integer, nullable=False, default=0),
+    Column("last_json", Text, nullable=True),
+    Column("last_number", Float, nullable=True),
+    Column("last_step", Integer, nullable=True),
+    Column("last_time", Float, nullable=True),
+    Column("min_value", Float, nullable=True),
+    Column("max_value", Float, nullable=True),
+    UniqueConstraint("run_pk", "name", name="uq_metrics_run_name"),
+    Index("ix_metrics_name_last", "name", "last_number"),
+)
+
+metric_chunks = Table(
+    "metric_chunks",
+    metadata,
+    Column("metric_id", Integer, ForeignKey("metrics.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("encoding", String(8), nullable=False),
+    Column("steps", LargeBinary, nullable=False),
+    Column("times", LargeBinary, nullable=False),
+    Column("values", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("metric_id", "seq"),
+)
+
+applied_batches = Table(
+    "applied_batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)

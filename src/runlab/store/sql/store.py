@@ -1,0 +1,632 @@
+"""SqlStore: the store interface over SQLAlchemy Core, for SQLite (WAL) and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+
+from runlab.core.entities import ExperimentRecord, MetricBatch, MetricKind, MetricSummary, RunRecord
+from runlab.core.errors import (
+    ExperimentNotFoundError,
+    PropertyConflictError,
+    RunNotFoundError,
+    StoreError,
+    StoreUnavailableError,
+    UserError,
+)
+from runlab.core.process import is_local_process_dead
+from runlab.core.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus, RunType
+from runlab.store import series
+from runlab.store.base import MetricSeries
+from runlab.store.sql import schema as t
+
+_UNAVAILABLE_MARKERS = (
+    "database is locked",
+    "database table is locked",
+    "disk i/o error",
+    "database or disk is full",
+    "unable to open database",
+    "could not connect",
+    "connection refused",
+    "server closed the connection",
+    "terminating connection",
+)
+
+REAP_INTERVAL_S = 2.0
+
+
+def _translate(exc: Exception, doing: str) -> StoreError:
+    text = str(getattr(exc, "orig", exc)).lower()
+    if isinstance(exc, (OperationalError, DBAPIError)) and any(m in text for m in _UNAVAILABLE_MARKERS):
+        return StoreUnavailableError(f"the store is unavailable while {doing}: {text}")
+    if isinstance(exc, OperationalError):
+        return StoreUnavailableError(f"the store failed while {doing}: {text}")
+    return StoreError(f"the store failed while {doing}: {text}")
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+class SqlStore:
+    """Runs, experiments and metric series in one SQL database.
+
+    ``url`` is an SQLAlchemy URL (``sqlite:////abs/path/workspace.db`` or
+    ``postgresql+psycopg://...``). The schema is created or migrated (Alembic) on first open.
+    """
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 5.0, migrate: bool = True) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        try:
+            if self.is_sqlite:
+                self._engine = sa.create_engine(
+                    url,
+                    connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
+                    poolclass=sa.pool.QueuePool if ":memory:" not in url else sa.pool.StaticPool,
+                    pool_size=4,
+                    max_overflow=8,
+                ) if ":memory:" not in url else sa.create_engine(url, poolclass=sa.pool.StaticPool)
+                _configure_sqlite(self._engine)
+            else:
+                self._engine = sa.create_engine(url, pool_pre_ping=True)
+        except SQLAlchemyError as exc:
+            raise _translate(exc, "opening the database") from exc
+        except ModuleNotFoundError as exc:
+            raise UserError(f"the database driver for {url.split(':', 1)[0]} is not installed: {exc}") from exc
+        self._last_reap = 0.0
+        self._reap_lock = threading.Lock()
+        if migrate:
+            from runlab.store.sql.migrate import ensure_schema
+
+            ensure_schema(self._engine)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @contextmanager
+    def _write(self, doing: str) -> Iterator[Connection]:
+        try:
+            with self._engine.connect() as conn:
+                if self.is_sqlite:
+                    conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin():
+                    yield conn
+        except (UserError, RunNotFoundError, ExperimentNotFoundError):
+            raise
+        except SQLAlchemyError as exc:
+            raise _translate(exc, doing) from exc
+
+    @contextmanager
+    def _read(self, doing: str) -> Iterator[Connection]:
+        try:
+            with self._engine.connect() as conn:
+                yield conn
+        except (UserError, RunNotFoundError, ExperimentNotFoundError):
+            raise
+        except SQLAlchemyError as exc:
+            raise _translate(exc, doing) from exc
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- experiments -----------------------------------------------------------------------
+
+    def get_or_create_experiment(self, name: str) -> ExperimentRecord:
+        try:
+            return self.get_experiment(name)
+        except ExperimentNotFoundError:
+            pass
+        try:
+            with self._write(f"creating experiment {name!r}") as conn:
+                conn.execute(t.experiments.insert().values(name=name, created_at=time.time()))
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, IntegrityError):  # created meanwhile by another process
+                raise
+        return self.get_experiment(name)
+
+    def get_experiment(self, name: str) -> ExperimentRecord:
+        with self._read(f"reading experiment {name!r}") as conn:
+            row = conn.execute(sa.select(t.experiments).where(t.experiments.c.name == name)).first()
+        if row is None:
+            raise ExperimentNotFoundError(f"experiment {name!r} does not exist", name=name)
+        return ExperimentRecord(experiment_id=row.id, name=row.name, created_at=row.created_at)
+
+    def list_experiments(self) -> list[ExperimentRecord]:
+        with self._read("listing experiments") as conn:
+            rows = conn.execute(sa.select(t.experiments).order_by(t.experiments.c.name)).all()
+        return [ExperimentRecord(experiment_id=r.id, name=r.name, created_at=r.created_at) for r in rows]
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        run_id: str,
+        experiment_name: str,
+        *,
+        run_type: RunType,
+        status: RunStatus,
+        display_name: str | None = None,
+        parent_run_id: str | None = None,
+        target: str = "local",
+        owner: str | None = None,
+        definition: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        created_at: float | None = None,
+    ) -> RunRecord:
+        experiment = self.get_or_create_experiment(experiment_name)
+        now = time.time() if created_at is None else created_at
+        with self._write(f"creating run {run_id}") as conn:
+            parent_pk = None
+            if parent_run_id is not None:
+                parent_pk = self._run_pk(conn, parent_run_id)
+            started = now if status == RunStatus.RUNNING else None
+            result = conn.execute(
+                t.runs.insert().values(
+                    run_id=run_id,
+                    experiment_id=experiment.experiment_id,
+                    parent_id=parent_pk,
+                    display_name=display_name,
+                    run_type=str(run_type),
+                    status=str(status),
+                    target=target,
+                    created_at=now,
+                    started_at=started,
+                    heartbeat_at=now if owner else None,
+                    owner=owner,
+                    definition=json.dumps(definition) if definition is not None else None,
+                    description="",
+                )
+            )
+            run_pk = result.inserted_primary_key[0]
+            if tags:
+                conn.execute(t.run_tags.insert(), [{"run_pk": run_pk, "key": k, "value": v} for k, v in tags.items()])
+            if properties:
+                conn.execute(
+                    t.run_properties.insert(),
+                    [{"run_pk": run_pk, "key": k, "value": v} for k, v in properties.items()],
+                )
+        return self.get_run(run_id)
+
+    def _run_pk(self, conn: Connection, run_id: str) -> int:
+        pk = conn.execute(sa.select(t.runs.c.id).where(t.runs.c.run_id == run_id)).scalar()
+        if pk is None:
+            raise RunNotFoundError(
+                f"run {run_id!r} does not exist in this workspace: list runs with `runlab runs list`",
+                run_id=run_id,
+            )
+        return int(pk)
+
+    def _select_runs(self) -> sa.Select[Any]:
+        parent = t.runs.alias("parent")
+        return (
+            sa.select(
+                t.runs,
+                t.experiments.c.name.label("experiment_name"),
+                parent.c.run_id.label("parent_run_id"),
+            )
+            .join(t.experiments, t.experiments.c.id == t.runs.c.experiment_id)
+            .outerjoin(parent, parent.c.id == t.runs.c.parent_id)
+        )
+
+    def _records(self, conn: Connection, rows: Sequence[Any]) -> list[RunRecord]:
+        pks = [r.id for r in rows]
+        tags: dict[int, dict[str, str]] = {pk: {} for pk in pks}
+        props: dict[int, dict[str, str]] = {pk: {} for pk in pks}
+        for start in range(0, len(pks), 900):
+            part = pks[start : start + 900]
+            for row in conn.execute(sa.select(t.run_tags).where(t.run_tags.c.run_pk.in_(part))):
+                tags[row.run_pk][row.key] = row.value
+            for row in conn.execute(sa.select(t.run_properties).where(t.run_properties.c.run_pk.in_(part))):
+                props[row.run_pk][row.key] = row.value
+        return [
+            RunRecord(
+                run_id=r.run_id,
+                experiment_name=r.experiment_name,
+                status=RunStatus(r.status),
+                run_type=RunType(r.run_type),
+                created_at=r.created_at,
+                display_name=r.display_name,
+                parent_run_id=r.parent_run_id,
+                target=r.target,
+                started_at=r.started_at,
+                ended_at=r.ended_at,
+                heartbeat_at=r.heartbeat_at,
+                owner=r.owner,
+                error=json.loads(r.error) if r.error else None,
+                definition=json.loads(r.definition) if r.definition else None,
+                tags=tags[r.id],
+                properties=props[r.id],
+                description=r.description or "",
+            )
+            for r in rows
+        ]
+
+    def get_run(self, run_id: str) -> RunRecord:
+        with self._read(f"reading run {run_id}") as conn:
+            row = conn.execute(self._select_runs().where(t.runs.c.run_id == run_id)).first()
+            if row is None:
+                raise RunNotFoundError(
+                    f"run {run_id!r} does not exist in this workspace: list runs with `runlab runs list`",
+                    run_id=run_id,
+                )
+            record = self._records(conn, [row])[0]
+        if record.status in ACTIVE_STATUSES and self._is_stale(record, self._heartbeat_timeout):
+            self._mark_lost(record)
+            return self.get_run(run_id)
+        return record
+
+    def list_runs(
+        self,
+        *,
+        experiment_name: str | None = None,
+        statuses: Iterable[RunStatus] | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        properties: Mapping[str, str | None] | None = None,
+        parent_run_id: str | None = None,
+        include_children: bool = True,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[RunRecord]:
+        self.reap_stale_runs(self._heartbeat_timeout, throttle=True)
+        query = self._select_runs()
+        if experiment_name is not None:
+            query = query.where(t.experiments.c.name == experiment_name)
+        if statuses is not None:
+            query = query.where(t.runs.c.status.in_([str(s) for s in statuses]))
+        if parent_run_id is not None:
+            sub = sa.select(t.runs.c.id).where(t.runs.c.run_id == parent_run_id).scalar_subquery()
+            query = query.where(t.runs.c.parent_id == sub)
+        elif not include_children:
+            query = query.where(t.runs.c.parent_id.is_(None))
+        for table, wanted in ((t.run_tags, tags), (t.run_properties, properties)):
+            for key, value in (wanted or {}).items():
+                cond = sa.and_(table.c.run_pk == t.runs.c.id, table.c.key == key)
+                if value is not None:
+                    cond = sa.and_(cond, table.c.value == str(value))
+                query = query.where(sa.exists().where(cond))
+        query = query.order_by(t.runs.c.created_at.desc(), t.runs.c.id.desc()).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read("listing runs") as conn:
+            rows = conn.execute(query).all()
+            return self._records(conn, rows)
+
+    def set_status(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        error: Mapping[str, Any] | None = None,
+        when: float | None = None,
+        only_if_active: bool = False,
+    ) -> bool:
+        now = time.time() if when is None else when
+        values: dict[str, Any] = {"status": str(status)}
+        if status == RunStatus.RUNNING:
+            values["started_at"] = sa.func.coalesce(t.runs.c.started_at, now)
+        if status in TERMINAL_STATUSES:
+            values["ended_at"] = now
+            values["started_at"] = sa.func.coalesce(t.runs.c.started_at, now)
+        if error is not None:
+            values["error"] = json.dumps(dict(error))
+        with self._write(f"setting the status of run {run_id}") as conn:
+            self._run_pk(conn, run_id)
+            stmt = t.runs.update().where(t.runs.c.run_id == run_id)
+            if only_if_active:
+                stmt = stmt.where(t.runs.c.status.notin_([str(s) for s in TERMINAL_STATUSES]))
+            changed = conn.execute(stmt.values(**values)).rowcount
+        return bool(changed)
+
+    def heartbeat(self, run_id: str, owner: str | None = None, when: float | None = None) -> None:
+        values: dict[str, Any] = {"heartbeat_at": time.time() if when is None else when}
+        if owner is not None:
+            values["owner"] = owner
+        with self._write(f"recording a heartbeat of run {run_id}") as conn:
+            conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        if not tags:
+            return
+        with self._write(f"tagging run {run_id}") as conn:
+            pk = self._run_pk(conn, run_id)
+            conn.execute(t.run_tags.delete().where(t.run_tags.c.run_pk == pk, t.run_tags.c.key.in_(list(tags))))
+            conn.execute(t.run_tags.insert(), [{"run_pk": pk, "key": k, "value": v} for k, v in tags.items()])
+
+    def remove_tags(self, run_id: str, keys: Sequence[str]) -> None:
+        with self._write(f"removing tags of run {run_id}") as conn:
+            pk = self._run_pk(conn, run_id)
+            conn.execute(t.run_tags.delete().where(t.run_tags.c.run_pk == pk, t.run_tags.c.key.in_(list(keys))))
+
+    def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None:
+        if not properties:
+            return
+        with self._write(f"adding properties to run {run_id}") as conn:
+            pk = self._run_pk(conn, run_id)
+            existing = dict(
+                conn.execute(
+                    sa.select(t.run_properties.c.key, t.run_properties.c.value).where(
+                        t.run_properties.c.run_pk == pk, t.run_properties.c.key.in_(list(properties))
+                    )
+                ).all()
+            )
+            for key, value in properties.items():
+                if key in existing and existing[key] != value:
+                    raise PropertyConflictError(
+                        f"property {key!r} of run {run_id} is already {existing[key]!r}: properties are "
+                        f"add-only, so it cannot become {value!r}; use a tag (run.tag) for values that change",
+                        run_id=run_id,
+                        key=key,
+                    )
+            new = {k: v for k, v in properties.items() if k not in existing}
+            if new:
+                conn.execute(t.run_properties.insert(), [{"run_pk": pk, "key": k, "value": v} for k, v in new.items()])
+
+    # -- liveness --------------------------------------------------------------------------
+
+    _heartbeat_timeout = 120.0
+
+    def set_heartbeat_timeout(self, seconds: float) -> None:
+        self._heartbeat_timeout = seconds
+
+    @staticmethod
+    def _is_stale(record: RunRecord, timeout_s: float) -> bool:
+        if record.owner is None and record.heartbeat_at is None:
+            return False  # queued, nobody has claimed it yet
+        if is_local_process_dead(record.owner):
+            return True
+        return record.heartbeat_at is not None and record.heartbeat_at < time.time() - timeout_s
+
+    def _mark_lost(self, record: RunRecord) -> None:
+        if is_local_process_dead(record.owner):
+            reason = (
+                f"the process that ran it ({record.owner}) died without ending the run "
+                "(killed, out of memory, or the machine restarted)"
+            )
+        else:
+            age = time.time() - (record.heartbeat_at or record.created_at)
+            reason = f"no heartbeat for {age:.0f} s from {record.owner or 'its process'}: it is presumed dead"
+        self.set_status(
+            record.run_id,
+            RunStatus.FAILED,
+            error={"message": f"Run lost: {reason}.", "code": "RunLost"},
+            only_if_active=True,
+        )
+
+    def reap_stale_runs(self, timeout_s: float, *, throttle: bool = False) -> list[str]:
+        """Mark Failed the active runs whose process is gone or whose heartbeat is too old."""
+        now = time.time()
+        if throttle:
+            with self._reap_lock:
+                if now - self._last_reap < REAP_INTERVAL_S:
+                    return []
+                self._last_reap = now
+        with self._read("looking for lost runs") as conn:
+            rows = conn.execute(
+                self._select_runs().where(
+                    t.runs.c.status.in_([str(s) for s in ACTIVE_STATUSES]),
+                    sa.or_(t.runs.c.owner.is_not(None), t.runs.c.heartbeat_at.is_not(None)),
+                )
+            ).all()
+            records = self._records(conn, rows)
+        lost = [r for r in records if self._is_stale(r, timeout_s)]
+        for record in lost:
+            try:
+                self._mark_lost(record)
+            except StoreUnavailableError:
+                pass  # the next reader tries again
+        return [r.run_id for r in lost]
+
+    # -- metrics ---------------------------------------------------------------------------
+
+    def append_metrics(self, run_id: str, batches: Sequence[MetricBatch], batch_id: str | None = None) -> None:
+        """Append points atomically: all batches or none. ``batch_id`` makes a replay idempotent."""
+        if not batches:
+            return
+        encoded = [(b, *_encode_batch(b)) for b in batches]
+        with self._write(f"writing metrics of run {run_id}") as conn:
+            if batch_id is not None:
+                seen = conn.execute(
+                    sa.select(t.applied_batches.c.batch_id).where(t.applied_batches.c.batch_id == batch_id)
+                ).first()
+                if seen is not None:
+                    return
+                conn.execute(t.applied_batches.insert().values(batch_id=batch_id, applied_at=time.time()))
+            run_pk = self._run_pk(conn, run_id)
+            names = [b.name for b in batches]
+            existing = {
+                row.name: row
+                for start in range(0, len(names), 900)
+                for row in conn.execute(
+                    sa.select(t.metrics).where(t.metrics.c.run_pk == run_pk, t.metrics.c.name.in_(names[start : start + 900]))
+                )
+            }
+            new_rows = [
+                {"run_pk": run_pk, "name": b.name, "kind": b.kind, "description": b.description, "count": 0, "chunks": 0}
+                for b in batches
+                if b.name not in existing
+            ]
+            if new_rows:
+                conn.execute(t.metrics.insert(), new_rows)
+                fresh = [r["name"] for r in new_rows]
+                for start in range(0, len(fresh), 900):
+                    for row in conn.execute(
+                        sa.select(t.metrics).where(t.metrics.c.run_pk == run_pk, t.metrics.c.name.in_(fresh[start : start + 900]))
+                    ):
+                        existing[row.name] = row
+            chunk_rows = []
+            updates = []
+            for batch, encoding, values_blob, vmin, vmax in encoded:
+                row = existing[batch.name]
+                n = len(batch.values)
+                steps = _fill_steps(batch.steps, row.count)
+                chunk_rows.append(
+                    {
+                        "metric_id": row.id,
+                        "seq": row.chunks,
+                        "count": n,
+                        "encoding": encoding,
+                        "steps": steps.tobytes(),
+                        "times": series.encode_floats(batch.times),
+                        "values": values_blob,
+                    }
+                )
+                last = batch.values[-1]
+                updates.append(
+                    {
+                        "b_id": row.id,
+                        "count": row.count + n,
+                        "chunks": row.chunks + 1,
+                        "last_json": series.dumps_value(last),
+                        "last_number": series.as_number(last),
+                        "last_step": int(steps[-1]),
+                        "last_time": float(batch.times[-1]),
+                        "min_value": _combine(min, row.min_value, vmin),
+                        "max_value": _combine(max, row.max_value, vmax),
+                        "description": batch.description or row.description,
+                    }
+                )
+            conn.execute(t.metric_chunks.insert(), chunk_rows)
+            conn.execute(
+                t.metrics.update()
+                .where(t.metrics.c.id == sa.bindparam("b_id"))
+                .values(
+                    count=sa.bindparam("count"),
+                    chunks=sa.bindparam("chunks"),
+                    last_json=sa.bindparam("last_json"),
+                    last_number=sa.bindparam("last_number"),
+                    last_step=sa.bindparam("last_step"),
+                    last_time=sa.bindparam("last_time"),
+                    min_value=sa.bindparam("min_value"),
+                    max_value=sa.bindparam("max_value"),
+                    description=sa.bindparam("description"),
+                ),
+                updates,
+            )
+
+    def get_metric_summaries(self, run_id: str) -> list[MetricSummary]:
+        with self._read(f"reading metrics of run {run_id}") as conn:
+            pk = self._run_pk(conn, run_id)
+            rows = conn.execute(sa.select(t.metrics).where(t.metrics.c.run_pk == pk).order_by(t.metrics.c.id)).all()
+        return [
+            MetricSummary(
+                run_id=run_id,
+                name=r.name,
+                kind=r.kind,
+                count=r.count,
+                last=series.loads_value(r.last_json),
+                last_step=r.last_step,
+                last_time=r.last_time,
+                min=r.min_value,
+                max=r.max_value,
+                description=r.description or "",
+            )
+            for r in rows
+        ]
+
+    def get_metric_series(self, run_id: str, name: str) -> MetricSeries:
+        with self._read(f"reading metric {name!r} of run {run_id}") as conn:
+            pk = self._run_pk(conn, run_id)
+            metric = conn.execute(
+                sa.select(t.metrics.c.id, t.metrics.c.kind).where(t.metrics.c.run_pk == pk, t.metrics.c.name == name)
+            ).first()
+            if metric is None:
+                from runlab.core.errors import NotFoundError
+
+                raise NotFoundError(f"run {run_id} has no metric named {name!r}", run_id=run_id, metric=name)
+            chunks = conn.execute(
+                sa.select(t.metric_chunks.c.encoding, t.metric_chunks.c.steps, t.metric_chunks.c.times, t.metric_chunks.c["values"])
+                .where(t.metric_chunks.c.metric_id == metric.id)
+                .order_by(t.metric_chunks.c.seq)
+            ).all()
+        steps = _concat([np.frombuffer(c.steps, dtype=np.int64) for c in chunks], np.int64)
+        times = _concat([np.frombuffer(c.times, dtype=np.float64) for c in chunks], np.float64)
+        encodings = {c.encoding for c in chunks}
+        if encodings <= {"f8", "i8"} and chunks:
+            parts = [series.decode_values(c.encoding, c[3]) for c in chunks]
+            dtype = np.int64 if encodings == {"i8"} else np.float64
+            values: Any = _concat([p.astype(dtype, copy=False) for p in parts], dtype)
+        else:
+            values = []
+            for c in chunks:
+                decoded = series.decode_values(c.encoding, c[3])
+                values.extend(decoded.tolist() if isinstance(decoded, np.ndarray) else decoded)
+        return MetricSeries(name=name, kind=metric.kind, steps=steps, times=times, values=values)
+
+    # -- workspace settings ----------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        with self._read("reading workspace settings") as conn:
+            return conn.execute(sa.select(t.workspace_meta.c.value).where(t.workspace_meta.c.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write("writing workspace settings") as conn:
+            conn.execute(t.workspace_meta.delete().where(t.workspace_meta.c.key == key))
+            conn.execute(t.workspace_meta.insert().values(key=key, value=value))
+
+
+def _concat(parts: list[Any], dtype: Any) -> Any:
+    if not parts:
+        return np.empty(0, dtype=dtype)
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts)
+
+
+def _combine(fn: Any, old: float | None, new: float | None) -> float | None:
+    if old is None:
+        return new
+    if new is None:
+        return old
+    return float(fn(old, new))
+
+
+def _fill_steps(steps: Sequence[int | None], start: int) -> Any:
+    n = len(steps)
+    if all(s is None for s in steps):
+        return np.arange(start, start + n, dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)
+    for i, s in enumerate(steps):
+        out[i] = start + i if s is None else s
+    return out
+
+
+def _encode_batch(batch: MetricBatch) -> tuple[str, bytes, float | None, float | None]:
+    if batch.kind == MetricKind.SCALAR:
+        encoding, blob = series.encode_values(batch.values)
+    else:
+        encoding, blob = "json", series.dumps_value(list(batch.values)).encode()
+    vmin, vmax = series.numeric_summary(encoding, batch.values) if batch.kind == MetricKind.SCALAR else (None, None)
+    return encoding, blob, vmin, vmax
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front, so that the busy timeout applies instead of
+        # the instant SQLITE_BUSY a deferred transaction gets when it upgrades to a writer.
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,523 @@
+"""The run handle: log metrics, tag, upload files, read everything back, end the run.
+
+The facade (``runlab.Run``) subclasses :class:`TrackedRun` to add what needs the upper layers
+(``run.experiment``, submission, the studio URL). Everything here works the same for an
+interactive run, a submitted run and an offline run.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import threading
+import time
+import traceback
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Mapping, Sequence, TypeVar
+
+from runlab.core.entities import MetricKind, MetricSummary, RunRecord
+from runlab.core.errors import InvalidValueError, UserError
+from runlab.core.names import check_metric_name
+from runlab.core.process import current_identity
+from runlab.core.settings import load_settings
+from runlab.core.status import RunStatus, RunType
+from runlab.store.folder import WorkspaceFolder
+from runlab.tracking import lifecycle
+from runlab.tracking.logger import MetricLogger
+from runlab.tracking.values import coerce_list, coerce_scalar
+
+_time = time.time
+R = TypeVar("R", bound="TrackedRun")
+
+
+def new_run_id(experiment_name: str) -> str:
+    """``<experiment>_<unix seconds>_<8 hex>``, as Azure ML v1 forms them."""
+    return f"{experiment_name}_{int(time.time())}_{uuid.uuid4().hex[:8]}"
+
+
+class MetricHistory:
+    """A metric's points as arrays: ``steps``, ``timestamps`` (unix seconds) and ``values``."""
+
+    __slots__ = ("name", "kind", "steps", "timestamps", "values")
+
+    def __init__(self, name: str, kind: str, steps: Any, timestamps: Any, values: Any) -> None:
+        self.name, self.kind, self.steps, self.timestamps, self.values = name, kind, steps, timestamps, values
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __repr__(self) -> str:
+        return f"MetricHistory({self.name!r}, {len(self)} points)"
+
+
+class TrackedRun:
+    """A run of an experiment. Get one from ``Run.get_context()``, ``experiment.start_logging()``,
+    ``experiment.submit(...)`` or ``workspace.get_run(run_id)``."""
+
+    def __init__(
+        self,
+        backend: WorkspaceFolder,
+        run_id: str,
+        *,
+        record: RunRecord | None = None,
+        owned: bool = False,
+        pending_create: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._backend = backend
+        self._run_id = run_id
+        self._record = record
+        self._owned = owned
+        self._pending_create = dict(pending_create) if pending_create else None
+        self._create_lock = threading.Lock()
+        self._queues: dict[str, Any] = {}
+        self._logger_obj: MetricLogger | None = None
+        self._logger_lock = threading.Lock()
+        if owned:
+            lifecycle.register_owned(self)
+
+    # -- identity --------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._run_id
+
+    @property
+    def workspace_folder(self) -> WorkspaceFolder:
+        return self._backend
+
+    @property
+    def _store(self) -> Any:
+        self._ensure_created()
+        return self._backend.store
+
+    def _ensure_created(self) -> None:
+        if self._pending_create is None:
+            return
+        with self._create_lock:
+            if self._pending_create is None:
+                return
+            args = self._pending_create
+            self._backend.store.create_run(self._run_id, **args)
+            self._pending_create = None
+
+    def _refresh(self) -> RunRecord:
+        self._record = self._store.get_run(self._run_id)
+        return self._record
+
+    @property
+    def record(self) -> RunRecord:
+        return self._record if self._record is not None else self._refresh()
+
+    @property
+    def experiment_name(self) -> str:
+        if self._pending_create is not None:
+            return str(self._pending_create["experiment_name"])
+        return self.record.experiment_name
+
+    @property
+    def name(self) -> str:
+        return self.record.display_name or self._run_id
+
+    @property
+    def display_name(self) -> str:
+        return self.name
+
+    @property
+    def status(self) -> str:
+        return str(self._refresh().status)
+
+    @property
+    def type(self) -> str:
+        return str(self.record.run_type)
+
+    @property
+    def parent(self: R) -> R | None:
+        parent_id = self.record.parent_run_id
+        return None if parent_id is None else type(self)(self._backend, parent_id)
+
+    @property
+    def is_offline(self) -> bool:
+        return self.record.run_type == RunType.OFFLINE if self._pending_create is None else (
+            self._pending_create.get("run_type") == RunType.OFFLINE
+        )
+
+    def __repr__(self) -> str:
+        return f"Run(id={self._run_id!r}, workspace={self._backend.name!r})"
+
+    # -- logging ---------------------------------------------------------------------------
+
+    @property
+    def _logger(self) -> MetricLogger:
+        if self._logger_obj is None:
+            with self._logger_lock:
+                if self._logger_obj is None:
+                    settings = load_settings()
+                    create = self._ensure_created if self._pending_create is not None else None
+                    self._logger_obj = MetricLogger(
+                        self._backend,
+                        self._run_id,
+                        before_first_write=create,
+                        flush_interval_s=settings.flush_interval_s,
+                        flush_batch_points=settings.flush_batch_points,
+                        heartbeat_owner=current_identity() if self._owned else None,
+                        heartbeat_interval_s=settings.heartbeat_interval_s,
+                    )
+                    lifecycle.register_logger(self._logger_obj)
+        return self._logger_obj
+
+    def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
+        """Log a value (int, float, bool, str, numpy scalar or 0-d tensor) under ``name``.
+
+        Returns at once: the point is buffered and written by a background thread within a
+        second. Raises ``InvalidNameError`` / ``InvalidValueError`` for a bad name or value.
+        """
+        try:
+            q = self._queues.get(name)
+        except TypeError:  # an unhashable name, such as a list
+            q = None
+        if q is None:
+            check_metric_name(name)
+            q = self._queues[name] = self._logger.queue_for(name)
+        cls = value.__class__
+        if cls is not float and cls is not int:
+            value = coerce_scalar(name, value)
+        if step is not None and step.__class__ is not int:
+            step = _check_step(name, step)
+        if description:
+            self._logger.describe(name, description)
+        q.append((value, step, _time()))
+        lg = self._logger_obj
+        lg._pending += 1  # type: ignore[union-attr]
+        if lg._pending >= lg.flush_batch_points:  # type: ignore[union-attr]
+            lg.note_points(0)  # type: ignore[union-attr]
+
+    def _log_kind(self, kind: str, name: str, value: Any, description: str = "", step: int | None = None) -> None:
+        check_metric_name(name)
+        if step is not None:
+            step = _check_step(name, step)
+        self._logger.queue_for(name, kind).append((value, step, _time()))
+        self._logger.describe(name, description)
+        self._logger.note_points()
+
+    def log_list(self, name: str, value: Sequence[Any], description: str = "") -> None:
+        """Log a list of values under ``name`` (``get_metrics`` returns it as a list)."""
+        self._log_kind(MetricKind.LIST, name, coerce_list(name, value), description)
+
+    def log_row(self, name: str, description: str | None = None, **kwargs: Any) -> None:
+        """Log one row of a table: ``run.log_row('acc by class', cls='cat', acc=0.9)``."""
+        if not kwargs:
+            raise InvalidValueError(f"metric {name!r}: log_row needs at least one column, as col=value", name=name)
+        row = {col: [coerce_scalar(f"{name}.{col}", v)] for col, v in kwargs.items()}
+        self._log_kind(MetricKind.ROW, name, row, description or "")
+
+    def log_table(self, name: str, value: Mapping[str, Sequence[Any]], description: str = "") -> None:
+        """Log a table as columns: ``run.log_table('roc', {'fpr': [...], 'tpr': [...]})``."""
+        if not isinstance(value, Mapping) or not value:
+            raise InvalidValueError(
+                f"metric {name!r}: log_table takes a dict of column -> list of values", name=name
+            )
+        table = {str(col): coerce_list(f"{name}.{col}", vals) for col, vals in value.items()}
+        lengths = {len(v) for v in table.values()}
+        if len(lengths) > 1:
+            raise InvalidValueError(
+                f"metric {name!r}: log_table columns must have the same length, got {sorted(lengths)}", name=name
+            )
+        self._log_kind(MetricKind.ROW, name, table, description)
+
+    def log_image(self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None,
+                  description: str = "") -> None:
+        """Log an image from a file (``path``) or a matplotlib figure (``plot``)."""
+        check_metric_name(name)
+        if (path is None) == (plot is None):
+            raise InvalidValueError(f"metric {name!r}: log_image takes exactly one of path= or plot=", name=name)
+        safe = re.sub(r"[^\w\-.]+", "_", name)[:100]
+        stamp = f"{int(_time() * 1000)}"
+        if plot is not None:
+            savefig = getattr(plot, "savefig", None)
+            if not callable(savefig):
+                raise InvalidValueError(
+                    f"metric {name!r}: plot= must be a matplotlib figure or pyplot (something with savefig)",
+                    name=name,
+                )
+            buf = io.BytesIO()
+            savefig(buf, format="png")
+            file_name = f"images/{safe}_{stamp}.png"
+            self._backend.artifacts.put_bytes(self._run_id, file_name, buf.getvalue())
+        else:
+            source = Path(path)  # type: ignore[arg-type]
+            if not source.is_file():
+                raise UserError(f"log_image: {source} is not a file", path=source)
+            file_name = f"images/{safe}_{stamp}{source.suffix or '.png'}"
+            self._backend.artifacts.put_file(self._run_id, file_name, source)
+        self._log_kind(MetricKind.IMAGE, name, file_name, description)
+
+    def flush(self, timeout_seconds: float = 300) -> bool:
+        """Write all buffered metrics now. Returns False if that took longer than the timeout."""
+        if self._logger_obj is None:
+            self._ensure_created()
+            return True
+        return self._logger_obj.flush(timeout_seconds)
+
+    # -- tags and properties ---------------------------------------------------------------
+
+    def tag(self, key: str, value: Any = None) -> None:
+        """Set one tag (tags can change; properties cannot)."""
+        self.set_tags({key: "" if value is None else value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._store.set_tags(self._run_id, _string_map(tags, "tag"))
+        self._record = None
+
+    def get_tags(self) -> dict[str, str]:
+        return dict(self._refresh().tags)
+
+    def remove_tags(self, tags: Sequence[str] | str) -> None:
+        keys = [tags] if isinstance(tags, str) else list(tags)
+        self._store.remove_tags(self._run_id, keys)
+        self._record = None
+
+    def add_properties(self, properties: Mapping[str, Any]) -> None:
+        """Add properties. They are add-only: changing an existing one raises PropertyConflictError."""
+        self._store.add_properties(self._run_id, _string_map(properties, "property"))
+        self._record = None
+
+    def get_properties(self) -> dict[str, str]:
+        return dict(self._refresh().properties)
+
+    # -- reading metrics -------------------------------------------------------------------
+
+    def _summaries(self) -> list[MetricSummary]:
+        self.flush()
+        return list(self._store.get_metric_summaries(self._run_id))
+
+    def get_metrics(self, name: str | None = None, recursive: bool = False) -> dict[str, Any]:
+        """Metrics in Azure ML's shape: a scalar when logged once, a list when logged many times;
+        tables as ``{column: [values]}``. With ``recursive=True``, children's metrics are
+        added under their run ids."""
+        result: dict[str, Any] = {}
+        for summary in self._summaries():
+            if name is not None and summary.name != name:
+                continue
+            result[summary.name] = self._shape(summary)
+        if recursive:
+            for child in self.get_children(recursive=True):
+                child_metrics = child.get_metrics(name=name)
+                if child_metrics:
+                    result[child.id] = child_metrics
+        return result
+
+    def _shape(self, summary: MetricSummary) -> Any:
+        if summary.kind in (MetricKind.SCALAR, MetricKind.LIST, MetricKind.IMAGE) and summary.count == 1:
+            return summary.last
+        history = self._store.get_metric_series(self._run_id, summary.name)
+        values = history.values
+        if summary.kind == MetricKind.ROW:
+            table: dict[str, list[Any]] = {}
+            for part in values:
+                for col, vals in part.items():
+                    table.setdefault(col, []).extend(vals)
+            return table
+        return values.tolist() if hasattr(values, "tolist") else list(values)
+
+    def get_metric_history(self, name: str) -> MetricHistory:
+        """All points of one metric: ``.steps``, ``.timestamps`` and ``.values`` as numpy arrays
+        (``.values`` is a list for non-numeric metrics)."""
+        self.flush()
+        series = self._store.get_metric_series(self._run_id, name)
+        return MetricHistory(name, series.kind, series.steps, series.times, series.values)
+
+    def get_metric_summaries(self) -> list[MetricSummary]:
+        return self._summaries()
+
+    # -- status and details ----------------------------------------------------------------
+
+    def get_status(self) -> str:
+        return str(self._refresh().status)
+
+    def get_details(self) -> dict[str, Any]:
+        record = self._refresh()
+        details: dict[str, Any] = {
+            "runId": record.run_id,
+            "experiment": record.experiment_name,
+            "displayName": record.display_name or record.run_id,
+            "runType": str(record.run_type),
+            "target": record.target,
+            "status": str(record.status),
+            "createdTimeUtc": _iso(record.created_at),
+            "startTimeUtc": _iso(record.started_at),
+            "endTimeUtc": _iso(record.ended_at),
+            "properties": dict(record.properties),
+            "tags": dict(record.tags),
+            "inputDatasets": list((record.definition or {}).get("inputDatasets", [])),
+            "runDefinition": dict(record.definition or {}),
+            "logFiles": {n: n for n in self.get_file_names() if n.startswith(("logs/", "azureml-logs/", "user_logs/"))},
+            "parentRunId": record.parent_run_id,
+        }
+        if record.error:
+            details["error"] = dict(record.error)
+        return details
+
+    def _end(self, status: RunStatus, error: Mapping[str, Any] | None = None) -> None:
+        if self._logger_obj is not None:
+            self._logger_obj.close()
+        self._ensure_created()
+        self._backend.store.set_status(self._run_id, status, error=error, only_if_active=True)
+        self._record = None
+        lifecycle.forget_owned(self)
+
+    def complete(self, _set_status: bool = True) -> None:
+        """Mark the run Completed (after writing every buffered metric)."""
+        self._end(RunStatus.COMPLETED)
+
+    def fail(self, error_details: Any = None, error_code: str | None = None, _set_status: bool = True) -> None:
+        """Mark the run Failed, with ``error_details`` (text or an exception) as its error."""
+        self._end(RunStatus.FAILED, _error_dict(error_details, error_code))
+
+    def cancel(self) -> None:
+        """Mark the run Canceled."""
+        self._end(RunStatus.CANCELED)
+
+    def __enter__(self: R) -> R:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.complete()
+        elif isinstance(exc, KeyboardInterrupt):
+            self._end(RunStatus.CANCELED, {"message": "interrupted (KeyboardInterrupt)", "code": "Interrupted"})
+        else:
+            self.fail(exc)
+
+    # -- children --------------------------------------------------------------------------
+
+    def child_run(self: R, name: str | None = None, run_id: str | None = None, outputs: Any = None) -> R:
+        """Start a child run in the same experiment, owned by this process."""
+        child_id = run_id or f"{self._run_id}_{uuid.uuid4().hex[:8]}"
+        self._ensure_created()
+        record = self._backend.store.create_run(
+            child_id,
+            self.experiment_name,
+            run_type=RunType.CHILD,
+            status=RunStatus.RUNNING,
+            display_name=name,
+            parent_run_id=self._run_id,
+            target=self.record.target,
+            owner=current_identity(),
+        )
+        return type(self)(self._backend, child_id, record=record, owned=True)
+
+    def get_children(self: R, recursive: bool = False, tags: Mapping[str, Any] | None = None,
+                     properties: Mapping[str, Any] | None = None) -> list[R]:
+        records = self._store.list_runs(
+            parent_run_id=self._run_id,
+            tags=_optional_string_map(tags),
+            properties=_optional_string_map(properties),
+        )
+        children = [type(self)(self._backend, r.run_id, record=r) for r in records]
+        if recursive:
+            for child in list(children):
+                children.extend(child.get_children(recursive=True))
+        return children
+
+    # -- files -----------------------------------------------------------------------------
+
+    def upload_file(self, name: str, path_or_stream: str | os.PathLike[str] | IO[bytes]) -> str:
+        """Store a file with the run under ``name`` (``outputs/model.pt``). Returns the name."""
+        self._ensure_created()
+        if isinstance(path_or_stream, (str, os.PathLike)):
+            source = Path(path_or_stream)
+            if not source.is_file():
+                raise UserError(f"upload_file: {source} is not a file", path=source)
+            self._backend.artifacts.put_file(self._run_id, name, source)
+        elif hasattr(path_or_stream, "read"):
+            self._backend.artifacts.put_stream(self._run_id, name, path_or_stream)  # type: ignore[arg-type]
+        else:
+            raise UserError(f"upload_file: expected a path or a binary stream, got {type(path_or_stream).__name__}")
+        return name
+
+    def upload_files(self, names: Sequence[str], paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+        if len(names) != len(paths):
+            raise UserError(f"upload_files: {len(names)} names but {len(paths)} paths")
+        return [self.upload_file(n, p) for n, p in zip(names, paths)]
+
+    def upload_folder(self, name: str, path: str | os.PathLike[str]) -> list[str]:
+        """Store every file under ``path`` as ``name/<relative path>``."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise UserError(f"upload_folder: {folder} is not a folder", path=folder)
+        uploaded = []
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            rel = file.relative_to(folder).as_posix()
+            uploaded.append(self.upload_file(f"{name.rstrip('/')}/{rel}" if name else rel, file))
+        return uploaded
+
+    def get_file_names(self) -> list[str]:
+        return self._backend.artifacts.list(self._run_id)
+
+    def download_file(self, name: str, output_file_path: str | os.PathLike[str] | None = None) -> Path:
+        """Copy a run file to ``output_file_path`` (a file, or a folder to put it in; default: cwd)."""
+        dest = Path(output_file_path) if output_file_path is not None else Path.cwd() / Path(name).name
+        if dest.is_dir():
+            dest = dest / Path(name).name
+        return self._backend.artifacts.get_to_path(self._run_id, name, dest)
+
+    def download_files(self, prefix: str | None = None, output_directory: str | os.PathLike[str] | None = None,
+                       append_prefix: bool = True) -> list[Path]:
+        """Copy every run file whose name starts with ``prefix`` into ``output_directory``."""
+        out = Path(output_directory) if output_directory is not None else Path.cwd()
+        prefix = prefix or ""
+        paths = []
+        for name in self.get_file_names():
+            if not name.startswith(prefix):
+                continue
+            rel = name if append_prefix else name[len(prefix):].lstrip("/")
+            paths.append(self._backend.artifacts.get_to_path(self._run_id, name, out / rel))
+        return paths
+
+    def open_file(self, name: str) -> IO[bytes]:
+        return self._backend.artifacts.open(self._run_id, name)
+
+
+def _check_step(name: str, step: Any) -> int:
+    if isinstance(step, bool) or not isinstance(step, int):
+        item = getattr(step, "item", None)
+        if callable(item) and isinstance(item(), int):
+            return int(item())
+        raise InvalidValueError(f"metric {name!r}: step must be an int, got {type(step).__name__} {step!r}", name=name)
+    return step
+
+
+def _string_map(values: Mapping[str, Any], what: str) -> dict[str, str]:
+    if not isinstance(values, Mapping):
+        raise InvalidValueError(f"{what}s must be given as a dict of str -> value, got {type(values).__name__}")
+    out = {}
+    for key, value in values.items():
+        if not isinstance(key, str) or not key or len(key) > 255:
+            raise InvalidValueError(f"{what} names must be non-empty str of at most 255 characters, got {key!r}")
+        out[key] = value if isinstance(value, str) else str(value)
+    return out
+
+
+def _optional_string_map(values: Mapping[str, Any] | None) -> dict[str, str | None] | None:
+    if values is None:
+        return None
+    if isinstance(values, str):  # Azure also accepts a single key
+        return {values: None}
+    return {k: (None if v is None else str(v)) for k, v in values.items()}
+
+
+def _error_dict(details: Any, code: str | None) -> dict[str, Any]:
+    if isinstance(details, BaseException):
+        text = "".join(traceback.format_exception(type(details), details, details.__traceback__))
+        return {"message": f"{type(details).__name__}: {details}", "code": code or type(details).__name__,
+                "traceback": text}
+    return {"message": str(details) if details is not None else "failed", "code": code or "UserError"}
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+
+

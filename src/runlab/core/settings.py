@@ -68,12 +68,14 @@ RUNLAB_FLUSH_INTERVAL = EnvVar("RUNLAB_FLUSH_INTERVAL", _positive_float, DEFAULT
                                "seconds between two writes of buffered metrics")
 RUNLAB_HEARTBEAT_TIMEOUT = EnvVar("RUNLAB_HEARTBEAT_TIMEOUT", _positive_float, DEFAULT_HEARTBEAT_TIMEOUT_S,
                                   "seconds without a heartbeat after which an active run is marked Failed")
+RUNLAB_SQLITE_BUSY_TIMEOUT = EnvVar("RUNLAB_SQLITE_BUSY_TIMEOUT", _positive_float, DEFAULT_SQLITE_BUSY_TIMEOUT_S,
+                                    "seconds a write waits for a locked SQLite database before journaling")
 RUNLAB_STUDIO_URL = EnvVar("RUNLAB_STUDIO_URL", str, "http://127.0.0.1:8765",
                            "base URL of the studio that run.get_portal_url() points to")
 
 ALL_ENV_VARS: tuple[EnvVar[object], ...] = (
     RUNLAB_HOME, RUNLAB_WORKSPACE, RUNLAB_RUN_ID, RUNLAB_RUN_OWNER, RUNLAB_OFFLINE_DIR,  # type: ignore[assignment]
-    RUNLAB_FLUSH_INTERVAL, RUNLAB_HEARTBEAT_TIMEOUT, RUNLAB_STUDIO_URL,
+    RUNLAB_FLUSH_INTERVAL, RUNLAB_HEARTBEAT_TIMEOUT, RUNLAB_SQLITE_BUSY_TIMEOUT, RUNLAB_STUDIO_URL,
 )
 
 
@@ -86,6 +88,7 @@ class Settings:
     heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
     studio_url: str = "http://127.0.0.1:8765"
     offline_dir: Path | None = None
+    sqlite_busy_timeout_s: float = DEFAULT_SQLITE_BUSY_TIMEOUT_S
 
     @property
     def registry_path(self) -> Path:
@@ -109,5 +112,6 @@ def load_settings() -> Settings:
         heartbeat_interval_s=min(DEFAULT_HEARTBEAT_INTERVAL_S, timeout / 4),
         studio_url=RUNLAB_STUDIO_URL.read().rstrip("/"),
         offline_dir=RUNLAB_OFFLINE_DIR.read(),
+        sqlite_busy_timeout_s=RUNLAB_SQLITE_BUSY_TIMEOUT.read(),
     )
 

@@ -91,9 +91,13 @@ class WorkspaceFolder:
         if self._store is None:
             with self._lock:
                 if self._store is None:
+                    from runlab.core.settings import load_settings
                     from runlab.store.sql.store import SqlStore, sqlite_url
 
-                    self._store = SqlStore(sqlite_url(self.db_path))
+                    settings = load_settings()
+                    store = SqlStore(sqlite_url(self.db_path), busy_timeout_s=settings.sqlite_busy_timeout_s)
+                    store.set_heartbeat_timeout(settings.heartbeat_timeout_s)
+                    self._store = store
         return self._store
 
     @property

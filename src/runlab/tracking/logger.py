@@ -19,7 +19,6 @@ from collections import deque
 from typing import Any, Callable
 
 from runlab.core.entities import MetricBatch, MetricKind
-from runlab.core.errors import StoreUnavailableError
 from runlab.core.settings import DEFAULT_FLUSH_BATCH_POINTS, DEFAULT_FLUSH_INTERVAL_S, DEFAULT_HEARTBEAT_INTERVAL_S
 from runlab.tracking.journal import Journal, journal_name, orphan_journals, replay
 
@@ -218,13 +217,13 @@ class MetricLogger:
 
     def _count_failure(self, exc: BaseException) -> None:
         self.failures += 1
+        log.debug("runlab: store write failed for run %s: %r", self.run_id, exc)
         if not self._warned:
             self._warned = True
-            kind = "unavailable" if isinstance(exc, StoreUnavailableError) else "failing"
             log.warning(
-                "runlab: the store is %s (%s); metrics of run %s go to the journal %s and are written "
-                "when it is back. Training goes on. (Reported once.)",
-                kind, exc, self.run_id, self._journal.path,
+                "runlab: metrics of run %s cannot be written now (the store is busy or unavailable: %s); "
+                "they are kept in %s and written when it is back. Training goes on. (Reported once.)",
+                self.run_id, type(exc).__name__, self._journal.path,
             )
 
 

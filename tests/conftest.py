@@ -1,0 +1,41 @@
+"""Every test gets its own RUNLAB_HOME (workspaces registry, offline runs) in a temp folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import runlab
+from runlab.sdk import run as sdk_run
+
+
+@pytest.fixture(autouse=True)
+def runlab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "runlab-home"
+    monkeypatch.setenv("RUNLAB_HOME", str(home))
+    for var in ("RUNLAB_WORKSPACE", "RUNLAB_RUN_ID", "RUNLAB_RUN_OWNER", "RUNLAB_OFFLINE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(sdk_run, "_context_run", None)
+    yield home
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> "runlab.Workspace":
+    return runlab.Workspace.create("test-ws", path=tmp_path / "ws")
+
+
+@pytest.fixture
+def subprocess_env(runlab_home: Path) -> dict[str, str]:
+    """Environment for child Python processes: this interpreter's runlab, the test's home."""
+    env = dict(os.environ)
+    src = str(Path(runlab.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    env["RUNLAB_HOME"] = str(runlab_home)
+    return env
+
+
+PYTHON = sys.executable

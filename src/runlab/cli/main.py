@@ -21,7 +21,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # piped output (a file, grep) is not cut to 80 columns
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 200)
 
 
 def friendly_errors(fn: F) -> F:
@@ -176,7 +178,8 @@ def runs_list(workspace_ref: str | None, experiment: str | None, status: str | N
     if not records:
         _console().print("no runs yet: start one with experiment.start_logging() or Run.get_context()")
         return
-    table = Table(Column("run id", no_wrap=True), "experiment", "status", "started", "duration", "target")
+    table = Table(Column("run id", no_wrap=True), "experiment", Column("status", no_wrap=True), "started",
+                  "duration", "target")
     for r in records:
         style = STATUS_STYLE.get(str(r.status), "")
         table.add_row(r.run_id, r.experiment_name, f"[{style}]{r.status}[/]" if style else str(r.status),
@@ -236,7 +239,7 @@ def metrics(run_id: str, name: str | None, workspace_ref: str | None, fmt: str) 
         known = ", ".join(s.name for s in summaries) or "none"
         raise NotFoundError(f"run {run_id} has no metric named {name!r} (its metrics: {known})")
     wanted = [s for s in summaries if name in (None, s.name)]
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "table" and name is None:
         from rich.table import Table
 

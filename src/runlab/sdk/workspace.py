@@ -100,7 +100,7 @@ class Workspace:
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str]) -> "Workspace":
-        return cls(_folder=WorkspaceFolder(path))
+        return cls(_folder=WorkspaceFolder(os.fspath(path)))
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, _file_name: str | None = None,

@@ -192,7 +192,7 @@ class SqlStore:
                     description="",
                 )
             )
-            run_pk = result.inserted_primary_key[0]
+            run_pk = result.inserted_primary_key[0]  # type: ignore[index]
             if tags:
                 conn.execute(t.run_tags.insert(), [{"run_pk": run_pk, "key": k, "value": v} for k, v in tags.items()])
             if properties:
@@ -473,7 +473,8 @@ class SqlStore:
             for batch, encoding, values_blob, vmin, vmax in encoded:
                 row = existing[batch.name]
                 n = len(batch.values)
-                steps = _fill_steps(batch.steps, row.count)
+                count = row._mapping["count"]  # not row.count: a tuple method on SQLAlchemy 2.0
+                steps = _fill_steps(batch.steps, count)
                 chunk_rows.append(
                     {
                         "metric_id": row.id,
@@ -489,7 +490,7 @@ class SqlStore:
                 updates.append(
                     {
                         "b_id": row.id,
-                        "count": row.count + n,
+                        "count": count + n,
                         "chunks": row.chunks + 1,
                         "last_json": series.dumps_value(last),
                         "last_number": series.as_number(last),
@@ -527,7 +528,7 @@ class SqlStore:
                 run_id=run_id,
                 name=r.name,
                 kind=r.kind,
-                count=r.count,
+                count=r._mapping["count"],
                 last=series.loads_value(r.last_json),
                 last_step=r.last_step,
                 last_time=r.last_time,

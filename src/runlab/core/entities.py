@@ -84,3 +84,25 @@ class MetricSummary:
     min: float | None
     max: float | None
     description: str = ""
+
+
+@dataclass(frozen=True)
+class EnvironmentRecord:
+    name: str
+    version: int
+    content_hash: str
+    definition: Mapping[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ComputeTargetRecord:
+    name: str
+    kind: str  # "local" or "amlcompute" (a pool on this machine)
+    max_nodes: int
+    idle_seconds_before_scaledown: int
+    created_at: float
+    state: str = "Succeeded"
+    vm_size: str | None = None
+    min_nodes: int = 0
+    settings: Mapping[str, Any] = field(default_factory=dict)

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 
 # The Alembic revision this code expects; a test pins it to the newest migration file.
-SCHEMA_REVISION = "0001_initial"
+SCHEMA_REVISION = "0002_environments_compute"
 
 metadata = MetaData()
 
@@ -125,4 +125,30 @@ applied_batches = Table(
     metadata,
     Column("batch_id", String(64), primary_key=True),
     Column("applied_at", Float, nullable=False),
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("definition", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("name", "version", name="uq_environments_name_version"),
+)
+
+compute_targets = Table(
+    "compute_targets",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("vm_size", String(64), nullable=True),
+    Column("min_nodes", Integer, nullable=False, default=0),
+    Column("max_nodes", Integer, nullable=False),
+    Column("idle_seconds_before_scaledown", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("settings", Text, nullable=False, default="{}"),
 )

@@ -15,9 +15,19 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
-from runlab.core.entities import ExperimentRecord, MetricBatch, MetricKind, MetricSummary, RunRecord
+from runlab.core.entities import (
+    ComputeTargetRecord,
+    EnvironmentRecord,
+    ExperimentRecord,
+    MetricBatch,
+    MetricKind,
+    MetricSummary,
+    RunRecord,
+)
 from runlab.core.errors import (
+    ComputeTargetException,
     ExperimentNotFoundError,
+    NotFoundError,
     PropertyConflictError,
     RunNotFoundError,
     StoreError,
@@ -105,7 +115,7 @@ class SqlStore:
                     conn = conn.execution_options(sqlite_begin="IMMEDIATE")
                 with conn.begin():
                     yield conn
-        except (UserError, RunNotFoundError, ExperimentNotFoundError):
+        except (UserError, NotFoundError):
             raise
         except SQLAlchemyError as exc:
             raise _translate(exc, doing) from exc
@@ -115,7 +125,7 @@ class SqlStore:
         try:
             with self._engine.connect() as conn:
                 yield conn
-        except (UserError, RunNotFoundError, ExperimentNotFoundError):
+        except (UserError, NotFoundError):
             raise
         except SQLAlchemyError as exc:
             raise _translate(exc, doing) from exc
@@ -546,8 +556,6 @@ class SqlStore:
                 sa.select(t.metrics.c.id, t.metrics.c.kind).where(t.metrics.c.run_pk == pk, t.metrics.c.name == name)
             ).first()
             if metric is None:
-                from runlab.core.errors import NotFoundError
-
                 raise NotFoundError(f"run {run_id} has no metric named {name!r}", run_id=run_id, metric=name)
             chunks = conn.execute(
                 sa.select(t.metric_chunks.c.encoding, t.metric_chunks.c.steps, t.metric_chunks.c.times, t.metric_chunks.c["values"])
@@ -568,6 +576,124 @@ class SqlStore:
                 values.extend(decoded.tolist() if isinstance(decoded, np.ndarray) else decoded)
         return MetricSeries(name=name, kind=metric.kind, steps=steps, times=times, values=values)
 
+    # -- submitted runs --------------------------------------------------------------------
+
+    def claim_queued_run(self, target: str, owner: str) -> RunRecord | None:
+        """Atomically take the oldest Queued run of ``target``: it becomes Preparing, owned by ``owner``."""
+        now = time.time()
+        with self._write(f"claiming a queued run of {target}") as conn:
+            oldest = (
+                sa.select(t.runs.c.id)
+                .where(t.runs.c.status == str(RunStatus.QUEUED), t.runs.c.target == target)
+                .order_by(t.runs.c.created_at, t.runs.c.id)
+                .limit(1)
+            )
+            if not self.is_sqlite:
+                oldest = oldest.with_for_update(skip_locked=True)
+            pk = conn.execute(oldest).scalar()
+            if pk is None:
+                return None
+            claimed = conn.execute(
+                t.runs.update()
+                .where(t.runs.c.id == pk, t.runs.c.status == str(RunStatus.QUEUED))
+                .values(status=str(RunStatus.PREPARING), owner=owner, heartbeat_at=now)
+            ).rowcount
+            run_id = conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.id == pk)).scalar()
+        return self.get_run(str(run_id)) if claimed else None
+
+    def update_definition(self, run_id: str, patch: Mapping[str, Any]) -> None:
+        """Merge ``patch`` into the run's definition (what was resolved while preparing it)."""
+        with self._write(f"updating the definition of run {run_id}") as conn:
+            self._run_pk(conn, run_id)
+            current = conn.execute(sa.select(t.runs.c.definition).where(t.runs.c.run_id == run_id)).scalar()
+            merged = {**(json.loads(current) if current else {}), **patch}
+            conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(definition=json.dumps(merged)))
+
+    def count_runs_by_status(self, target: str | None = None) -> dict[RunStatus, int]:
+        query = sa.select(t.runs.c.status, sa.func.count()).group_by(t.runs.c.status)
+        if target is not None:
+            query = query.where(t.runs.c.target == target)
+        with self._read("counting runs") as conn:
+            return {RunStatus(status): int(n) for status, n in conn.execute(query).all()}
+
+    # -- environments ----------------------------------------------------------------------
+
+    def register_environment(self, name: str, content_hash: str, definition: Mapping[str, Any]) -> EnvironmentRecord:
+        """Register a version of ``name``; the same definition as the latest returns that version."""
+        with self._write(f"registering environment {name!r}") as conn:
+            latest = conn.execute(
+                sa.select(t.environments).where(t.environments.c.name == name).order_by(t.environments.c.version.desc()).limit(1)
+            ).first()
+            if latest is not None and latest.content_hash == content_hash:
+                return _environment(latest)
+            version = 1 if latest is None else latest.version + 1
+            conn.execute(
+                t.environments.insert().values(
+                    name=name, version=version, content_hash=content_hash,
+                    definition=json.dumps(dict(definition)), created_at=time.time(),
+                )
+            )
+        return self.get_environment(name, version)
+
+    def get_environment(self, name: str, version: int | None = None) -> EnvironmentRecord:
+        query = sa.select(t.environments).where(t.environments.c.name == name)
+        query = query.where(t.environments.c.version == version) if version is not None else query
+        with self._read(f"reading environment {name!r}") as conn:
+            row = conn.execute(query.order_by(t.environments.c.version.desc()).limit(1)).first()
+        if row is None:
+            which = f"version {version} of environment {name!r}" if version is not None else f"environment {name!r}"
+            raise NotFoundError(f"{which} is not registered: register it with env.register(ws) "
+                                "or list them with `runlab env list`", name=name)
+        return _environment(row)
+
+    def list_environments(self) -> list[EnvironmentRecord]:
+        with self._read("listing environments") as conn:
+            rows = conn.execute(sa.select(t.environments).order_by(t.environments.c.name, t.environments.c.version)).all()
+        return [_environment(r) for r in rows]
+
+    # -- compute targets -------------------------------------------------------------------
+
+    def create_compute_target(self, record: ComputeTargetRecord) -> ComputeTargetRecord:
+        try:
+            with self._write(f"creating compute target {record.name!r}") as conn:
+                conn.execute(
+                    t.compute_targets.insert().values(
+                        name=record.name, kind=record.kind, vm_size=record.vm_size, min_nodes=record.min_nodes,
+                        max_nodes=record.max_nodes, idle_seconds_before_scaledown=record.idle_seconds_before_scaledown,
+                        created_at=record.created_at, state=record.state, settings=json.dumps(dict(record.settings)),
+                    )
+                )
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                raise ComputeTargetException(
+                    f"compute target {record.name!r} already exists: get it with "
+                    f"ComputeTarget(workspace=ws, name={record.name!r})", name=record.name,
+                ) from exc
+            raise
+        return self.get_compute_target(record.name)
+
+    def get_compute_target(self, name: str) -> ComputeTargetRecord:
+        with self._read(f"reading compute target {name!r}") as conn:
+            row = conn.execute(sa.select(t.compute_targets).where(t.compute_targets.c.name == name)).first()
+        if row is None:
+            raise ComputeTargetException(
+                f"compute target {name!r} does not exist in this workspace: create it with "
+                f"ComputeTarget.create(ws, {name!r}, AmlCompute.provisioning_configuration(max_nodes=4)) "
+                "or `runlab compute create`", name=name,
+            )
+        return _compute_target(row)
+
+    def list_compute_targets(self) -> list[ComputeTargetRecord]:
+        with self._read("listing compute targets") as conn:
+            rows = conn.execute(sa.select(t.compute_targets).order_by(t.compute_targets.c.name)).all()
+        return [_compute_target(r) for r in rows]
+
+    def delete_compute_target(self, name: str) -> None:
+        with self._write(f"deleting compute target {name!r}") as conn:
+            deleted = conn.execute(t.compute_targets.delete().where(t.compute_targets.c.name == name)).rowcount
+        if not deleted:
+            self.get_compute_target(name)  # raises the not-found error
+
     # -- workspace settings ----------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
@@ -578,6 +704,19 @@ class SqlStore:
         with self._write("writing workspace settings") as conn:
             conn.execute(t.workspace_meta.delete().where(t.workspace_meta.c.key == key))
             conn.execute(t.workspace_meta.insert().values(key=key, value=value))
+
+
+def _environment(row: Any) -> EnvironmentRecord:
+    return EnvironmentRecord(name=row.name, version=row.version, content_hash=row.content_hash,
+                             definition=json.loads(row.definition), created_at=row.created_at)
+
+
+def _compute_target(row: Any) -> ComputeTargetRecord:
+    return ComputeTargetRecord(
+        name=row.name, kind=row.kind, vm_size=row.vm_size, min_nodes=row.min_nodes, max_nodes=row.max_nodes,
+        idle_seconds_before_scaledown=row.idle_seconds_before_scaledown, created_at=row.created_at,
+        state=row.state, settings=json.loads(row.settings or "{}"),
+    )
 
 
 def _concat(parts: list[Any], dtype: Any) -> Any:

@@ -11,6 +11,11 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "AmlCompute": "runlab.sdk.compute",
+    "ComputeTarget": "runlab.sdk.compute",
+    "Environment": "runlab.sdk.environment",
+    "RunConfiguration": "runlab.sdk.script_run_config",
+    "ScriptRunConfig": "runlab.sdk.script_run_config",
     "ComputeTargetException": "runlab.core.errors",
     "ConfigError": "runlab.core.errors",
     "Experiment": "runlab.sdk.experiment",
@@ -47,8 +52,11 @@ if TYPE_CHECKING:
         WorkspaceNotFoundError,
     )
     from runlab.core.status import RunStatus
+    from runlab.sdk.compute import AmlCompute, ComputeTarget
+    from runlab.sdk.environment import Environment
     from runlab.sdk.experiment import Experiment
     from runlab.sdk.run import Run
+    from runlab.sdk.script_run_config import RunConfiguration, ScriptRunConfig
     from runlab.sdk.workspace import Workspace
 
 

@@ -310,6 +310,17 @@ def sync(workspace_ref: str | None, offline_dir: str | None) -> None:
     console.print(f"{len(synced)} offline run(s) synced to workspace {ws.name} ({ws.path})")
 
 
+def _register_commands() -> None:
+    from runlab.cli.compute import compute
+    from runlab.cli.submission import cancel, logs, submit
+
+    for command in (compute, submit, logs, cancel):
+        cli.add_command(command)
+
+
+_register_commands()
+
+
 def main() -> None:
     cli(prog_name="runlab")
 

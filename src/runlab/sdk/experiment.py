@@ -81,6 +81,20 @@ class Experiment:
         )
         return Run(self._workspace.folder, run_id, record=record, owned=True)
 
+    def submit(self, config: Any, tags: Mapping[str, Any] | None = None, *,
+               snapshot_max_bytes: int | None = None, snapshot_max_files: int | None = None,
+               **_azure: Any) -> "Run":
+        """Submit ``config`` (a ScriptRunConfig): snapshot its source folder, record the run as
+        Queued, make sure the target's agent runs, and return the run at once.
+
+        Raises UserError for a bad config (missing script, script outside the folder, arguments
+        that are not text), ComputeTargetException for an unknown target, and
+        SnapshotTooLargeError when the folder is over the limits (it names the largest folders)."""
+        from runlab.sdk.submit import submit_script_run
+
+        return submit_script_run(self, config, tags=tags, snapshot_max_bytes=snapshot_max_bytes,
+                                 snapshot_max_files=snapshot_max_files)
+
     def __repr__(self) -> str:
         return f"Experiment(name={self.name!r}, workspace={self._workspace.name!r})"
 

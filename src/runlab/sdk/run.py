@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import threading
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runlab.core.errors import RunlabError
+from runlab.core.layout import DRIVER_LOG
 from runlab.core.process import current_identity
 from runlab.core.settings import RUNLAB_RUN_ID, RUNLAB_RUN_OWNER, RUNLAB_WORKSPACE, load_settings
 from runlab.core.status import RunStatus, RunType
@@ -112,23 +114,83 @@ class Run(TrackedRun):
         base = load_settings().studio_url
         return f"{base}/runs/{self._run_id}"
 
+    def cancel(self) -> None:
+        """Cancel the run. A queued run is Canceled at once; a running submitted run gets
+        CancelRequested, and its agent stops the script (SIGTERM, then SIGKILL) and marks it Canceled."""
+        record = self._refresh()
+        if record.run_type != RunType.SUBMITTED or record.status.is_terminal:
+            super().cancel()
+            return
+        store = self._backend.store
+        if not store.set_status(self.id, RunStatus.CANCELED, only_if_status=[RunStatus.QUEUED]):
+            store.set_status(self.id, RunStatus.CANCEL_REQUESTED, only_if_active=True)
+        self._record = None
+
     def wait_for_completion(self, show_output: bool = False, wait_post_processing: bool = False,
                             raise_on_error: bool = True, timeout_seconds: float | None = None) -> dict[str, Any]:
-        """Block until the run ends; returns ``get_details()``. Raises RunFailedError on failure."""
+        """Block until the run ends and return ``get_details()``.
+
+        ``show_output=True`` streams the driver log as it grows, then prints a summary.
+        Raises RunFailedError (with the exit code and the end of stderr) when the run failed."""
         import time
 
         from runlab.core.errors import RunFailedError
 
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-        while not self._refresh().status.is_terminal:
+        offset = 0
+        if show_output:
+            print(f"RunId: {self.id}\nWeb View: {self.get_portal_url()}\n", flush=True)
+        while True:
+            status = self._refresh().status
+            if show_output:
+                offset = self._print_driver_log(offset)
+            if status.is_terminal:
+                break
             if deadline is not None and time.monotonic() > deadline:
-                raise RunlabError(f"run {self.id} did not end within {timeout_seconds} s", run_id=self.id)
-            time.sleep(0.2)
+                raise RunlabError(f"run {self.id} did not end within {timeout_seconds} s (status {status})",
+                                  run_id=self.id)
+            time.sleep(0.1)
         details = self.get_details()
-        if raise_on_error and self.record.status == RunStatus.FAILED:
-            error = (self.record.error or {}).get("message", "no error recorded")
-            raise RunFailedError(f"run {self.id} failed: {error}", run_id=self.id, details=details)
+        record = self.record
+        if show_output:
+            print(f"\nExecution Summary\n=================\nRunId: {self.id}\nStatus: {record.status}\n"
+                  f"Web View: {self.get_portal_url()}\n", flush=True)
+        if raise_on_error and record.status == RunStatus.FAILED:
+            error = dict(record.error or {})
+            message = error.get("message", "no error recorded")
+            tail = error.get("stderr_tail")
+            text = f"run {self.id} failed: {message}" + (f"\n--- end of stderr ---\n{tail}" if tail else "")
+            raise RunFailedError(text, run_id=self.id, details=details, exit_code=error.get("exit_code"))
         return details
+
+    def _print_driver_log(self, offset: int) -> int:
+        from runlab.core.errors import FileNotFoundInRunError
+
+        try:
+            with self.open_file(DRIVER_LOG) as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundInRunError:
+            return offset
+        if data:
+            sys.stdout.write(data.decode(errors="replace"))
+            sys.stdout.flush()
+        return offset + len(data)
+
+    def get_environment(self) -> Any:
+        """The environment definition the run was submitted with (a dict), or None."""
+        return (self.record.definition or {}).get("environment")
+
+    def restore_snapshot(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the run's source snapshot into ``path`` (default: ./<run id>-snapshot)."""
+        from runlab.execution.snapshot import SnapshotStore
+
+        snapshot_id = self.record.properties.get("runlab.snapshot_id")
+        if not snapshot_id:
+            raise RunlabError(f"run {self.id} has no snapshot (only submitted runs have one)", run_id=self.id)
+        dest = Path(path) if path is not None else Path.cwd() / f"{self.id}-snapshot"
+        SnapshotStore(self._backend.snapshots_dir).restore(snapshot_id, dest)
+        return dest
 
 
 def _experiment_name_from_script() -> str:

@@ -62,6 +62,12 @@ class LocalArtifactStore:
         except OSError as exc:
             raise StoreUnavailableError(f"cannot write run file {name!r} of run {run_id}: {exc}") from exc
 
+    def local_path(self, run_id: str, name: str) -> Path:
+        """Where the file lives on this machine (the agent appends live logs there)."""
+        path = self._path(run_id, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     def put_file(self, run_id: str, name: str, source: Path) -> None:
         with open(source, "rb") as src:
             self._write(run_id, name, lambda out: shutil.copyfileobj(src, out, 1 << 20))

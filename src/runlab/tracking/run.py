@@ -20,6 +20,7 @@ from typing import IO, Any, Mapping, Sequence, TypeVar
 
 from runlab.core.entities import MetricKind, MetricSummary, RunRecord
 from runlab.core.errors import InvalidValueError, UserError
+from runlab.core.layout import LOG_PREFIXES
 from runlab.core.names import check_metric_name
 from runlab.core.process import current_identity
 from runlab.core.settings import load_settings
@@ -353,7 +354,7 @@ class TrackedRun:
             "tags": dict(record.tags),
             "inputDatasets": list((record.definition or {}).get("inputDatasets", [])),
             "runDefinition": dict(record.definition or {}),
-            "logFiles": {n: n for n in self.get_file_names() if n.startswith(("logs/", "azureml-logs/", "user_logs/"))},
+            "logFiles": {n: n for n in self.get_file_names() if n.startswith(LOG_PREFIXES)},
             "parentRunId": record.parent_run_id,
         }
         if record.error:

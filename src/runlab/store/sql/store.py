@@ -324,7 +324,9 @@ class SqlStore:
         error: Mapping[str, Any] | None = None,
         when: float | None = None,
         only_if_active: bool = False,
+        only_if_status: Iterable[RunStatus] | None = None,
     ) -> bool:
+        """Set the status; ``only_if_*`` make it a compare-and-set. Returns whether it changed."""
         now = time.time() if when is None else when
         values: dict[str, Any] = {"status": str(status)}
         if status == RunStatus.RUNNING:
@@ -339,6 +341,8 @@ class SqlStore:
             stmt = t.runs.update().where(t.runs.c.run_id == run_id)
             if only_if_active:
                 stmt = stmt.where(t.runs.c.status.notin_([str(s) for s in TERMINAL_STATUSES]))
+            if only_if_status is not None:
+                stmt = stmt.where(t.runs.c.status.in_([str(s) for s in only_if_status]))
             changed = conn.execute(stmt.values(**values)).rowcount
         return bool(changed)
 

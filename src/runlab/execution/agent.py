@@ -1,0 +1,432 @@
+"""The agent of a compute target: takes its queued runs through their lifecycle on this machine.
+
+``python -m runlab.execution.agent WORKSPACE_FOLDER TARGET``, started by ``ensure_agent``.
+
+Queued -> Preparing (environment from the cache, or built) -> Starting (snapshot unpacked into
+a run folder) -> Running (the script in its own process group; stdout and stderr go to the
+driver log, ``./logs`` is uploaded as it grows) -> Finalizing (``./outputs`` uploaded) ->
+Completed / Failed (exit code, end of stderr) / Canceled.
+
+The main thread owns every child process (so that the kernel kills them if the agent dies:
+PR_SET_PDEATHSIG), polls them, heartbeats the runs it owns, and claims new runs while it has
+free nodes. Preparing happens in a worker thread, as a build can take a while.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from filelock import Timeout
+
+from runlab.core.entities import RunRecord
+from runlab.core.errors import ComputeTargetException, RunlabError
+from runlab.core.layout import AGENT_LOG, BUILD_LOG, DRIVER_LOG
+from runlab.core.process import current_identity
+from runlab.core.settings import load_settings
+from runlab.core.status import RunStatus
+from runlab.execution.environments import EnvironmentDefinition, build_environment
+from runlab.execution.snapshot import SnapshotStore
+from runlab.execution.targets import TargetSettings, agent_lock, agent_state_path, ensure_agent
+from runlab.store.folder import WorkspaceFolder
+
+POLL_S = 0.05
+CANCEL_GRACE_S = 10.0
+LOGS_SYNC_S = 2.0
+SETTINGS_REFRESH_S = 5.0
+STDERR_TAIL_LINES = 30
+
+
+def environment_cache_root() -> Path:
+    return load_settings().home / "envs"
+
+
+@dataclass
+class LaunchPlan:
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+
+
+@dataclass
+class Slot:
+    record: RunRecord
+    workdir: Path
+    thread: threading.Thread | None = None
+    plan: LaunchPlan | None = None
+    prepare_error: BaseException | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    pump: threading.Thread | None = None
+    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
+    started: float = 0.0
+    deadline: float | None = None
+    stop_reason: str | None = None  # "cancel" or "timeout"
+    term_sent_at: float | None = None
+    logs_synced: dict[str, tuple[int, float]] = field(default_factory=dict)
+    last_logs_sync: float = 0.0
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+
+class Agent:
+    def __init__(self, folder: WorkspaceFolder, target: str) -> None:
+        self.folder = folder
+        self.target = target
+        self.store = folder.store
+        self.artifacts = folder.artifacts
+        self.identity = current_identity()
+        self.settings = TargetSettings.load(folder, target)
+        self.slots: dict[str, Slot] = {}
+        self._last_heartbeat = 0.0
+        self._last_settings = time.monotonic()
+        self._idle_since = time.monotonic()
+        self._heartbeat_s = load_settings().heartbeat_interval_s
+        self._pdeathsig = _pdeathsig_setter()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def serve(self) -> int:
+        lock = agent_lock(self.folder, self.target)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self._say(f"another agent serves {self.target}; exiting")
+            return 0
+        scaled_down = False
+        try:
+            self._write_state()
+            self._say(f"agent for {self.target} started (max_nodes={self.settings.max_nodes}, "
+                      f"idle_seconds_before_scaledown={self.settings.idle_seconds})")
+            while True:
+                busy = self.step()
+                if busy:
+                    self._idle_since = time.monotonic()
+                elif time.monotonic() - self._idle_since > self.settings.idle_seconds:
+                    self._say(f"idle for {self.settings.idle_seconds} s: scaling down")
+                    scaled_down = True
+                    break
+                time.sleep(POLL_S)
+        finally:
+            agent_state_path(self.folder, self.target).unlink(missing_ok=True)
+            lock.release()
+        # a submit that saw this agent alive just before it let go of the lock: serve it
+        if scaled_down and self.store.count_runs_by_status(self.target).get(RunStatus.QUEUED):
+            ensure_agent(self.folder, self.target)
+        return 0
+
+    def step(self) -> bool:
+        """One turn of the loop; True while there is work."""
+        self._refresh_settings()
+        for slot in list(self.slots.values()):
+            try:
+                self._advance(slot)
+            except Exception as exc:  # one run's trouble must not stop the others
+                self._fail(slot, f"the agent failed while handling the run: {exc}", "AgentError", exc)
+        if time.time() - self._last_heartbeat >= self._heartbeat_s:
+            self._heartbeat()
+        while len(self.slots) < self.settings.max_nodes:
+            record = self.store.claim_queued_run(self.target, self.identity)
+            if record is None:
+                break
+            self._start(record)
+        return bool(self.slots)
+
+    # -- one run ---------------------------------------------------------------------------
+
+    def _start(self, record: RunRecord) -> None:
+        workdir = self.folder.path / "work" / record.run_id
+        slot = Slot(record=record, workdir=workdir)
+        self.slots[record.run_id] = slot
+        self._run_log(slot, f"claimed by agent {self.identity} on target {self.target}")
+        slot.thread = threading.Thread(target=self._prepare, args=(slot,), name=f"prepare-{record.run_id}", daemon=True)
+        slot.thread.start()
+
+    def _prepare(self, slot: Slot) -> None:
+        try:
+            slot.plan = self._make_plan(slot)
+        except BaseException as exc:
+            slot.prepare_error = exc
+
+    def _make_plan(self, slot: Slot) -> LaunchPlan:
+        record = slot.record
+        definition = dict(record.definition or {})
+        env_def = EnvironmentDefinition.from_dict(definition["environment"])
+        log_path = self.artifacts.local_path(record.run_id, BUILD_LOG)
+        with open(log_path, "a", encoding="utf-8") as build_log:
+            def progress(line: str) -> None:
+                build_log.write(f"{_stamp()} {line}\n")
+                build_log.flush()
+
+            built = build_environment(env_def, environment_cache_root(), progress=progress)
+            for warning in built.warnings:
+                progress(f"warning: {warning}")
+            if built.cached:
+                progress(f"environment {built.hash[:12]} found in the cache ({built.env_dir}): nothing to build")
+            elif built.log_path and Path(built.log_path).is_file():
+                build_log.write(Path(built.log_path).read_text(errors="replace"))
+        self.store.update_definition(record.run_id, {"environmentHash": built.hash, "python": str(built.python_path)})
+        self._run_log(slot, f"environment ready: {built.python_path} ({'cached' if built.cached else 'built'}, "
+                            f"{built.seconds:.2f} s)")
+        self.store.set_status(record.run_id, RunStatus.STARTING, only_if_active=True)
+        if slot.workdir.exists():
+            shutil.rmtree(slot.workdir)
+        SnapshotStore(self.folder.snapshots_dir).restore(definition["snapshotId"], slot.workdir)
+        (slot.workdir / "outputs").mkdir(exist_ok=True)
+        (slot.workdir / "logs").mkdir(exist_ok=True)
+        self._run_log(slot, f"snapshot {definition['snapshotId'][:12]} unpacked into {slot.workdir}")
+        env = {
+            **os.environ,
+            **{str(k): str(v) for k, v in (env_def.environment_variables or {}).items()},
+            "RUNLAB_WORKSPACE": str(self.folder.path),
+            "RUNLAB_RUN_ID": record.run_id,
+            "RUNLAB_RUN_OWNER": "agent",
+            "AZUREML_RUN_ID": record.run_id,
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.pop("VIRTUAL_ENV", None)
+        python = str(built.python_path)
+        bin_dir = str(Path(python).parent)
+        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+        if self.settings.cpus_per_run:
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                env.setdefault(var, str(self.settings.cpus_per_run))
+        arguments = [str(a) for a in definition.get("arguments", [])]
+        command = definition.get("command")
+        if command:
+            argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(c) for c in command]
+        else:
+            argv = [python, definition["script"], *arguments]
+        return LaunchPlan(argv=argv, cwd=slot.workdir, env=env)
+
+    def _launch(self, slot: Slot) -> None:
+        assert slot.plan is not None
+        driver_path = self.artifacts.local_path(slot.run_id, DRIVER_LOG)
+        stdout = open(driver_path, "ab")
+        cpus = self.settings.cpus_per_run
+        pdeathsig = self._pdeathsig
+
+        def in_child() -> None:
+            pdeathsig()
+            if cpus:
+                os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cpus])
+
+        try:
+            slot.proc = subprocess.Popen(
+                slot.plan.argv, cwd=slot.plan.cwd, env=slot.plan.env, stdin=subprocess.DEVNULL,
+                stdout=stdout, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=in_child,
+            )
+        finally:
+            stdout.close()
+        slot.pump = threading.Thread(target=_pump_stderr, args=(slot.proc.stderr, driver_path, slot.stderr_tail),
+                                     name=f"stderr-{slot.run_id}", daemon=True)
+        slot.pump.start()
+        slot.started = time.monotonic()
+        limit = (slot.record.definition or {}).get("maxRunDurationSeconds")
+        slot.deadline = slot.started + float(limit) if limit else None
+        self.store.set_status(slot.run_id, RunStatus.RUNNING, only_if_active=True)
+        self._run_log(slot, f"running: {' '.join(slot.plan.argv)} (pid {slot.proc.pid})")
+
+    def _advance(self, slot: Slot) -> None:
+        if slot.proc is None:
+            if slot.thread is not None and slot.thread.is_alive():
+                if self._status(slot) == RunStatus.CANCEL_REQUESTED:
+                    slot.stop_reason = "cancel"  # acted on once preparing ends
+                return
+            if slot.prepare_error is not None:
+                exc = slot.prepare_error
+                self._fail(slot, f"preparing the run failed: {exc}", type(exc).__name__, exc)
+                return
+            if slot.stop_reason == "cancel" or self._status(slot) == RunStatus.CANCEL_REQUESTED:
+                self._end(slot, RunStatus.CANCELED, None)
+                return
+            self._launch(slot)
+            return
+        now = time.monotonic()
+        if now - slot.last_logs_sync >= LOGS_SYNC_S:
+            self._sync_logs(slot)
+        code = slot.proc.poll()
+        if code is not None:
+            self._finalize(slot, code)
+            return
+        if slot.stop_reason is None:
+            if self._status(slot) == RunStatus.CANCEL_REQUESTED:
+                slot.stop_reason = "cancel"
+            elif slot.deadline is not None and now > slot.deadline:
+                slot.stop_reason = "timeout"
+            if slot.stop_reason is not None:
+                self._run_log(slot, f"stopping the script ({slot.stop_reason}): SIGTERM to its process group")
+                _signal_group(slot.proc, signal.SIGTERM)
+                slot.term_sent_at = now
+        elif slot.term_sent_at is not None and now - slot.term_sent_at > CANCEL_GRACE_S:
+            self._run_log(slot, f"still running {CANCEL_GRACE_S:.0f} s after SIGTERM: SIGKILL")
+            _signal_group(slot.proc, signal.SIGKILL)
+            slot.term_sent_at = None
+
+    def _finalize(self, slot: Slot, code: int) -> None:
+        if slot.pump is not None:
+            slot.pump.join(timeout=10)
+        self.store.set_status(slot.run_id, RunStatus.FINALIZING, only_if_active=True)
+        self._run_log(slot, f"script exited with code {code}; uploading outputs and logs")
+        uploaded = self._upload_folder(slot, "outputs")
+        self._sync_logs(slot)
+        self._run_log(slot, f"uploaded {uploaded} output file(s)")
+        if slot.stop_reason == "cancel":
+            self._end(slot, RunStatus.CANCELED, None)
+        elif slot.stop_reason == "timeout":
+            limit = (slot.record.definition or {}).get("maxRunDurationSeconds")
+            self._end(slot, RunStatus.FAILED, {
+                "message": f"the run exceeded max_run_duration_seconds={limit} and was stopped",
+                "code": "MaxRunDurationExceeded", "exit_code": code,
+            })
+        elif code == 0:
+            self._end(slot, RunStatus.COMPLETED, None)
+        else:
+            tail = "".join(slot.stderr_tail).rstrip()
+            last = tail.splitlines()[-1] if tail else "no output on stderr"
+            reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            self._end(slot, RunStatus.FAILED, {
+                "message": f"the script {reason}: {last}", "code": "ScriptFailed", "exit_code": code,
+                "stderr_tail": tail,
+            })
+
+    def _fail(self, slot: Slot, message: str, code: str, exc: BaseException | None = None) -> None:
+        if slot.proc is not None and slot.proc.poll() is None:
+            _signal_group(slot.proc, signal.SIGKILL)
+        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if exc is not None else ""
+        if detail and not isinstance(exc, RunlabError):
+            self._run_log(slot, detail)
+        self._end(slot, RunStatus.FAILED, {"message": message, "code": code})
+
+    def _end(self, slot: Slot, status: RunStatus, error: dict[str, Any] | None) -> None:
+        self.store.set_status(slot.run_id, status, error=error, only_if_active=True)
+        self._run_log(slot, f"run {status}" + (f": {error['message']}" if error else ""))
+        self.slots.pop(slot.run_id, None)
+        shutil.rmtree(slot.workdir, ignore_errors=True)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _status(self, slot: Slot) -> RunStatus:
+        return self.store.get_run(slot.run_id).status
+
+    def _upload_folder(self, slot: Slot, name: str) -> int:
+        folder = slot.workdir / name
+        count = 0
+        if folder.is_dir():
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                self.artifacts.put_file(slot.run_id, f"{name}/{path.relative_to(folder).as_posix()}", path)
+                count += 1
+        return count
+
+    def _sync_logs(self, slot: Slot) -> None:
+        """Upload files of ./logs that changed since the last sync."""
+        slot.last_logs_sync = time.monotonic()
+        folder = slot.workdir / "logs"
+        if not folder.is_dir():
+            return
+        for path in folder.rglob("*"):
+            if not path.is_file():
+                continue
+            stat = path.stat()
+            key = path.relative_to(folder).as_posix()
+            if slot.logs_synced.get(key) != (stat.st_size, stat.st_mtime):
+                self.artifacts.put_file(slot.run_id, f"logs/{key}", path)
+                slot.logs_synced[key] = (stat.st_size, stat.st_mtime)
+
+    def _heartbeat(self) -> None:
+        self._last_heartbeat = time.time()
+        for run_id in list(self.slots):
+            self.store.heartbeat(run_id, self.identity)
+        self._write_state()
+
+    def _write_state(self) -> None:
+        state = {
+            "pid": os.getpid(), "identity": self.identity, "target": self.target,
+            "max_nodes": self.settings.max_nodes, "busy": len(self.slots), "runs": sorted(self.slots),
+            "seen_at": time.time(),
+        }
+        path = agent_state_path(self.folder, self.target)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, path)
+
+    def _refresh_settings(self) -> None:
+        if time.monotonic() - self._last_settings < SETTINGS_REFRESH_S:
+            return
+        self._last_settings = time.monotonic()
+        try:
+            self.settings = TargetSettings.load(self.folder, self.target)
+        except ComputeTargetException:
+            self.settings = TargetSettings(self.target, 0, 0, None)  # deleted: finish, then exit
+
+    def _run_log(self, slot: Slot, line: str) -> None:
+        self.artifacts.append_bytes(slot.run_id, AGENT_LOG, f"{_stamp()} {line}\n".encode())
+
+    def _say(self, line: str) -> None:
+        print(f"{_stamp()} {line}", flush=True)
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _pump_stderr(pipe: IO[bytes] | None, driver_path: Path, tail: deque[str]) -> None:
+    if pipe is None:
+        return
+    with open(driver_path, "ab", buffering=0) as out:
+        for line in iter(pipe.readline, b""):
+            out.write(line)
+            tail.append(line.decode(errors="replace"))
+    pipe.close()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _pdeathsig_setter() -> Any:
+    """A function for the child (before exec) that asks Linux to SIGKILL it if the agent dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return lambda: None
+    pr_set_pdeathsig = 1
+
+    def setter() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    return setter
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m runlab.execution.agent WORKSPACE_FOLDER TARGET", file=sys.stderr)
+        return 2
+    folder = WorkspaceFolder(args[0])
+    try:
+        return Agent(folder, args[1]).serve()
+    except RunlabError as exc:
+        print(f"agent error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

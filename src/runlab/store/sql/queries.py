@@ -1,0 +1,470 @@
+"""Read-only queries for the studio: listings, sorting, search and comparison over a SqlStore.
+
+Each public method issues a few SQL statements whatever the page size: one for the page of runs,
+one for their total, and one each for the tags, properties and metric values of the rows on the
+page. Sorting by a metric joins the ``metrics`` summary table (one row per run and metric, with
+its last value), so no series is ever read to sort or fill a table.
+
+Series are read from ``metric_chunks`` directly: :meth:`StudioQueries.read_series` skips whole
+chunks before a start index (live charts ask only for new points), and
+:meth:`StudioQueries.read_series_many` reads one metric of many runs in one statement.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from runlab.core.entities import MetricSummary
+from runlab.core.errors import ExperimentNotFoundError, NotFoundError, RunNotFoundError, UserError
+from runlab.core.status import RunStatus, RunType
+from runlab.store import series as codec
+from runlab.store.sql import schema as t
+from runlab.store.sql.store import SqlStore, _translate
+
+# Run columns a listing can sort by, besides ``metric:<name>``.
+SORT_KEYS = ("created_at", "started_at", "ended_at", "status", "duration", "run_id", "display_name",
+             "target", "experiment")
+METRIC_SORT_PREFIX = "metric:"
+_IN_CHUNK = 900  # SQLite allows 999 bound parameters per statement
+
+# Lifecycle order, so that sorting by status groups runs the way people read them.
+_STATUS_ORDER = {s.value: i for i, s in enumerate(RunStatus)}
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs a listing holds. Every field is optional; they combine with AND."""
+
+    experiment: str | None = None
+    statuses: Sequence[RunStatus] = ()
+    tags: Mapping[str, str | None] = field(default_factory=dict)  # None: the tag is set, any value
+    search: str | None = None  # a substring of the run id or display name, case-insensitive
+    parent_run_id: str | None = None
+    include_children: bool = False
+    run_ids: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run in a listing: what a runs table shows, without the run's definition."""
+
+    run_id: str
+    experiment_name: str
+    status: RunStatus
+    run_type: RunType
+    created_at: float
+    display_name: str | None
+    parent_run_id: str | None
+    target: str
+    started_at: float | None
+    ended_at: float | None
+    owner: str | None
+    description: str
+    error: Mapping[str, Any] | None
+    tags: Mapping[str, str]
+    properties: Mapping[str, str]
+    metrics: Mapping[str, Any]  # last value of each metric asked for that the run has
+    child_count: int = 0
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None else time.time()
+        return max(0.0, end - self.started_at)
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """A page of a listing and the number of runs the whole listing holds."""
+
+    total: int
+    offset: int
+    limit: int
+    runs: list[RunRow]
+
+
+@dataclass(frozen=True)
+class ExperimentSummary:
+    """An experiment with its number of (top-level) runs, its newest run and runs per status."""
+
+    name: str
+    experiment_id: int
+    created_at: float
+    run_count: int
+    last_run_id: str | None
+    last_run_at: float | None
+    status_counts: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class SeriesData:
+    """Points ``start`` to ``start + len(steps)`` of one metric of one run (``count`` in all)."""
+
+    run_id: str
+    name: str
+    kind: str
+    count: int
+    start: int
+    steps: Any  # int64 array
+    times: Any  # float64 array
+    values: Any  # float64/int64 array when numeric, else a list
+
+    @property
+    def is_numeric(self) -> bool:
+        return isinstance(self.values, np.ndarray)
+
+
+def parse_sort(sort: str) -> tuple[str, str | None]:
+    """``created_at`` -> (``created_at``, None); ``metric:loss`` -> (``metric``, ``loss``).
+
+    Raises :class:`UserError` for an unknown column.
+    """
+    if sort.startswith(METRIC_SORT_PREFIX):
+        name = sort[len(METRIC_SORT_PREFIX):]
+        if not name:
+            raise UserError("sort by a metric as 'metric:<name>', for example 'metric:loss'")
+        return "metric", name
+    if sort not in SORT_KEYS:
+        raise UserError(f"cannot sort runs by {sort!r}: use one of {', '.join(SORT_KEYS)}, or 'metric:<name>'")
+    return sort, None
+
+
+class StudioQueries:
+    """Read-only queries over the engine of a :class:`SqlStore` (SQLite or PostgreSQL).
+
+    Raises ``StoreUnavailableError``/``StoreError`` (translated from SQLAlchemy) when the database
+    fails, and the ``NotFoundError`` subclasses for a run or experiment that does not exist.
+    """
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self._engine: Engine = store.engine
+
+    @contextmanager
+    def _read(self, doing: str) -> Iterator[Connection]:
+        try:
+            with self._engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise _translate(exc, doing) from exc
+
+    # -- experiments -----------------------------------------------------------------------
+
+    def experiment_summaries(self) -> list[ExperimentSummary]:
+        """Every experiment, by name, with its top-level runs counted by status."""
+        r, e = t.runs, t.experiments
+        with self._read("listing experiments") as conn:
+            experiments = conn.execute(sa.select(e.c.id, e.c.name, e.c.created_at).order_by(e.c.name)).all()
+            counts = conn.execute(
+                sa.select(r.c.experiment_id, r.c.status, sa.func.count())
+                .where(r.c.parent_id.is_(None))
+                .group_by(r.c.experiment_id, r.c.status)
+            ).all()
+            newest = (
+                sa.select(r.c.experiment_id, sa.func.max(r.c.created_at).label("at"))
+                .where(r.c.parent_id.is_(None))
+                .group_by(r.c.experiment_id)
+                .subquery()
+            )
+            last_rows = conn.execute(
+                sa.select(r.c.experiment_id, r.c.run_id, r.c.created_at)
+                .join(newest, sa.and_(newest.c.experiment_id == r.c.experiment_id, newest.c.at == r.c.created_at))
+                .where(r.c.parent_id.is_(None))
+            ).all()
+        by_experiment: dict[int, dict[str, int]] = {}
+        for experiment_id, status, n in counts:
+            by_experiment.setdefault(experiment_id, {})[status] = int(n)
+        last = {row.experiment_id: (row.run_id, row.created_at) for row in last_rows}
+        out = []
+        for row in experiments:
+            status_counts = dict(sorted(by_experiment.get(row.id, {}).items(),
+                                        key=lambda kv: _STATUS_ORDER.get(kv[0], 99)))
+            last_id, last_at = last.get(row.id, (None, None))
+            out.append(ExperimentSummary(
+                name=row.name, experiment_id=row.id, created_at=row.created_at,
+                run_count=sum(status_counts.values()), last_run_id=last_id, last_run_at=last_at,
+                status_counts=status_counts,
+            ))
+        return out
+
+    def experiment_summary(self, name: str) -> ExperimentSummary:
+        """One experiment's summary. Raises :class:`ExperimentNotFoundError`."""
+        for summary in self.experiment_summaries():
+            if summary.name == name:
+                return summary
+        raise ExperimentNotFoundError(
+            f"experiment {name!r} does not exist in this workspace: see the experiments page", name=name
+        )
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def _conditions(self, conn: Connection, where: RunFilter) -> list[Any]:
+        r = t.runs
+        conds: list[Any] = []
+        if where.experiment is not None:
+            exp_id = conn.execute(sa.select(t.experiments.c.id).where(t.experiments.c.name == where.experiment)).scalar()
+            if exp_id is None:
+                raise ExperimentNotFoundError(
+                    f"experiment {where.experiment!r} does not exist in this workspace", name=where.experiment
+                )
+            conds.append(r.c.experiment_id == exp_id)
+        if where.statuses:
+            conds.append(r.c.status.in_([str(s) for s in where.statuses]))
+        if where.parent_run_id is not None:
+            parent_pk = conn.execute(sa.select(r.c.id).where(r.c.run_id == where.parent_run_id)).scalar()
+            if parent_pk is None:
+                raise RunNotFoundError(f"run {where.parent_run_id!r} does not exist in this workspace",
+                                       run_id=where.parent_run_id)
+            conds.append(r.c.parent_id == parent_pk)
+        elif not where.include_children and not where.run_ids:
+            conds.append(r.c.parent_id.is_(None))
+        if where.run_ids:
+            conds.append(r.c.run_id.in_(list(where.run_ids)))
+        for key, value in where.tags.items():
+            cond = sa.and_(t.run_tags.c.run_pk == r.c.id, t.run_tags.c.key == key)
+            if value is not None:
+                cond = sa.and_(cond, t.run_tags.c.value == value)
+            conds.append(sa.exists().where(cond))
+        if where.search:
+            conds.append(sa.or_(r.c.run_id.icontains(where.search, autoescape=True),
+                                r.c.display_name.icontains(where.search, autoescape=True)))
+        return conds
+
+    def list_runs(
+        self,
+        where: RunFilter = RunFilter(),
+        *,
+        sort: str = "created_at",
+        descending: bool = True,
+        limit: int = 50,
+        offset: int = 0,
+        metric_names: Sequence[str] = (),
+    ) -> RunPage:
+        """A page of runs, sorted by a column or a metric's last value (runs without it come last),
+        with the last values of ``metric_names``.
+
+        Raises :class:`UserError` for an unknown sort key, :class:`ExperimentNotFoundError` /
+        :class:`RunNotFoundError` when the filter names an experiment or parent that does not exist.
+        """
+        key, metric = parse_sort(sort)
+        r, e = t.runs, t.experiments
+        parent = r.alias("parent")
+        with self._read("listing runs") as conn:
+            conds = self._conditions(conn, where)
+            total = conn.execute(sa.select(sa.func.count()).select_from(r).where(*conds)).scalar_one()
+            query = (
+                sa.select(
+                    r.c.id, r.c.run_id, r.c.display_name, r.c.run_type, r.c.status, r.c.target, r.c.created_at,
+                    r.c.started_at, r.c.ended_at, r.c.owner, r.c.description, r.c.error,
+                    e.c.name.label("experiment_name"), parent.c.run_id.label("parent_run_id"),
+                )
+                .join(e, e.c.id == r.c.experiment_id)
+                .outerjoin(parent, parent.c.id == r.c.parent_id)
+                .where(*conds)
+            )
+            order: list[Any]
+            if key == "metric":
+                m = t.metrics.alias("sort_metric")
+                query = query.outerjoin(m, sa.and_(m.c.run_pk == r.c.id, m.c.name == metric))
+                order = _nulls_last(m.c.last_number, descending)
+            elif key == "duration":
+                duration = sa.func.coalesce(r.c.ended_at, time.time()) - r.c.started_at
+                order = _nulls_last(duration, descending)
+            elif key == "status":
+                rank = sa.case(_STATUS_ORDER, value=r.c.status, else_=len(_STATUS_ORDER))
+                order = [rank.desc() if descending else rank.asc()]
+            elif key in ("started_at", "ended_at", "display_name"):
+                order = _nulls_last(r.c[key], descending)
+            elif key == "experiment":
+                order = [e.c.name.desc() if descending else e.c.name.asc()]
+            else:
+                col = r.c[key]
+                order = [col.desc() if descending else col.asc()]
+            order.append(r.c.id.desc() if descending else r.c.id.asc())
+            rows = conn.execute(query.order_by(*order).limit(limit).offset(offset)).all()
+            pks = [row.id for row in rows]
+            tags = _key_values(conn, t.run_tags, pks)
+            props = _key_values(conn, t.run_properties, pks)
+            values = _last_values(conn, pks, metric_names)
+            children = _child_counts(conn, pks)
+        runs = [
+            RunRow(
+                run_id=row.run_id, experiment_name=row.experiment_name, status=RunStatus(row.status),
+                run_type=RunType(row.run_type), created_at=row.created_at, display_name=row.display_name,
+                parent_run_id=row.parent_run_id, target=row.target, started_at=row.started_at,
+                ended_at=row.ended_at, owner=row.owner, description=row.description or "",
+                error=json.loads(row.error) if row.error else None,
+                tags=tags.get(row.id, {}), properties=props.get(row.id, {}), metrics=values.get(row.id, {}),
+                child_count=children.get(row.id, 0),
+            )
+            for row in rows
+        ]
+        return RunPage(total=int(total), offset=offset, limit=limit, runs=runs)
+
+    def metric_names(self, experiment: str | None = None, limit: int = 500) -> list[str]:
+        """Distinct metric names (of an experiment's runs, or of the workspace), sorted, at most ``limit``."""
+        m = t.metrics
+        query = sa.select(m.c.name).distinct().order_by(m.c.name).limit(limit)
+        with self._read("listing metric names") as conn:
+            if experiment is not None:
+                exp_id = conn.execute(sa.select(t.experiments.c.id).where(t.experiments.c.name == experiment)).scalar()
+                if exp_id is None:
+                    raise ExperimentNotFoundError(f"experiment {experiment!r} does not exist in this workspace",
+                                                  name=experiment)
+                query = query.join(t.runs, t.runs.c.id == m.c.run_pk).where(t.runs.c.experiment_id == exp_id)
+            return [row[0] for row in conn.execute(query)]
+
+    def metric_summaries(self, run_ids: Sequence[str]) -> dict[str, list[MetricSummary]]:
+        """The metric summaries of several runs at once, in logging order (unknown ids are left out)."""
+        out: dict[str, list[MetricSummary]] = {run_id: [] for run_id in run_ids}
+        m, r = t.metrics, t.runs
+        with self._read("reading metric summaries") as conn:
+            for part in _chunks(list(run_ids)):
+                rows = conn.execute(
+                    sa.select(r.c.run_id, m).join(r, r.c.id == m.c.run_pk).where(r.c.run_id.in_(part)).order_by(m.c.id)
+                ).all()
+                for row in rows:
+                    out[row.run_id].append(_summary(row.run_id, row))
+        return out
+
+    # -- series ----------------------------------------------------------------------------
+
+    def read_series(self, run_id: str, name: str, start: int = 0) -> SeriesData:
+        """Points ``start`` onward of metric ``name`` of run ``run_id``; whole chunks before
+        ``start`` are not read. Raises :class:`RunNotFoundError`, or :class:`NotFoundError` when
+        the run has no such metric."""
+        m, r, c = t.metrics, t.runs, t.metric_chunks
+        with self._read(f"reading metric {name!r} of run {run_id}") as conn:
+            metric = conn.execute(
+                sa.select(m.c.id, m.c.kind, m.c["count"]).join(r, r.c.id == m.c.run_pk)
+                .where(r.c.run_id == run_id, m.c.name == name)
+            ).first()
+            if metric is None:
+                if conn.execute(sa.select(r.c.id).where(r.c.run_id == run_id)).first() is None:
+                    raise RunNotFoundError(f"run {run_id!r} does not exist in this workspace", run_id=run_id)
+                raise NotFoundError(f"run {run_id} has no metric named {name!r}", run_id=run_id, metric=name)
+            start = max(0, start)
+            first_seq, skipped = 0, 0
+            if start > 0:
+                sizes = conn.execute(sa.select(c.c.seq, c.c["count"]).where(c.c.metric_id == metric.id)
+                                     .order_by(c.c.seq)).all()
+                first_seq = sizes[-1][0] + 1 if sizes else 0
+                for seq, n in sizes:
+                    if skipped + n > start:
+                        first_seq = seq
+                        break
+                    skipped += n
+            chunks = conn.execute(
+                sa.select(c.c.encoding, c.c.steps, c.c.times, c.c["values"])
+                .where(c.c.metric_id == metric.id, c.c.seq >= first_seq).order_by(c.c.seq)
+            ).all()
+        steps, times, values = _decode(chunks)
+        cut = start - skipped
+        if cut > 0:
+            steps, times, values = steps[cut:], times[cut:], values[cut:]
+        count = int(metric[2])
+        return SeriesData(run_id, name, metric.kind, count, min(start, count), steps, times, values)
+
+    def read_series_many(self, run_ids: Sequence[str], name: str) -> dict[str, SeriesData]:
+        """Metric ``name`` of each of ``run_ids`` that has it, in two statements per 900 runs."""
+        m, r, c = t.metrics, t.runs, t.metric_chunks
+        out: dict[str, SeriesData] = {}
+        with self._read(f"reading metric {name!r} of {len(run_ids)} runs") as conn:
+            for part in _chunks(list(dict.fromkeys(run_ids))):
+                metrics = conn.execute(
+                    sa.select(m.c.id, m.c.kind, m.c["count"], r.c.run_id).join(r, r.c.id == m.c.run_pk)
+                    .where(r.c.run_id.in_(part), m.c.name == name)
+                ).all()
+                if not metrics:
+                    continue
+                by_id: dict[int, list[Any]] = {row.id: [] for row in metrics}
+                for chunk in conn.execute(
+                    sa.select(c.c.metric_id, c.c.encoding, c.c.steps, c.c.times, c.c["values"])
+                    .where(c.c.metric_id.in_(list(by_id))).order_by(c.c.metric_id, c.c.seq)
+                ):
+                    by_id[chunk.metric_id].append(chunk[1:])
+                for row in metrics:
+                    steps, times, values = _decode(by_id[row.id])
+                    out[row.run_id] = SeriesData(row.run_id, name, row.kind, int(row[2]), 0, steps, times, values)
+        return {run_id: out[run_id] for run_id in run_ids if run_id in out}
+
+
+def _nulls_last(col: Any, descending: bool) -> list[Any]:
+    return [col.is_(None).asc(), col.desc() if descending else col.asc()]
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start:start + _IN_CHUNK]
+
+
+def _key_values(conn: Connection, table: sa.Table, pks: list[int]) -> dict[int, dict[str, str]]:
+    out: dict[int, dict[str, str]] = {}
+    for part in _chunks(pks):
+        for row in conn.execute(sa.select(table.c.run_pk, table.c.key, table.c.value).where(table.c.run_pk.in_(part))):
+            out.setdefault(row.run_pk, {})[row.key] = row.value
+    return out
+
+
+def _last_values(conn: Connection, pks: list[int], names: Sequence[str]) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    if not pks or not names:
+        return out
+    m = t.metrics
+    for part in _chunks(pks):
+        rows = conn.execute(
+            sa.select(m.c.run_pk, m.c.name, m.c.last_json).where(m.c.run_pk.in_(part), m.c.name.in_(list(names)[:50]))
+        )
+        for row in rows:
+            out.setdefault(row.run_pk, {})[row.name] = codec.loads_value(row.last_json)
+    return out
+
+
+def _child_counts(conn: Connection, pks: list[int]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for part in _chunks(pks):
+        rows = conn.execute(
+            sa.select(t.runs.c.parent_id, sa.func.count()).where(t.runs.c.parent_id.in_(part)).group_by(t.runs.c.parent_id)
+        )
+        out.update({int(parent): int(n) for parent, n in rows})
+    return out
+
+
+def _summary(run_id: str, row: Any) -> MetricSummary:
+    return MetricSummary(
+        run_id=run_id, name=row.name, kind=row.kind, count=row._mapping["count"],
+        last=codec.loads_value(row.last_json), last_step=row.last_step, last_time=row.last_time,
+        min=row.min_value, max=row.max_value, description=row.description or "",
+    )
+
+
+def _decode(chunks: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """(steps, times, values) of chunks (encoding, steps, times, values) in order."""
+    if not chunks:
+        return np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64)
+    steps = _concat([np.frombuffer(ch[1], dtype=np.int64) for ch in chunks])
+    times = _concat([np.frombuffer(ch[2], dtype=np.float64) for ch in chunks])
+    encodings = {ch[0] for ch in chunks}
+    if encodings <= {"f8", "i8"}:
+        dtype = np.int64 if encodings == {"i8"} else np.float64
+        values: Any = _concat([codec.decode_values(ch[0], ch[3]).astype(dtype, copy=False) for ch in chunks])
+    else:
+        values = []
+        for ch in chunks:
+            decoded = codec.decode_values(ch[0], ch[3])
+            values.extend(decoded.tolist() if isinstance(decoded, np.ndarray) else decoded)
+    return steps, times, values
+
+
+def _concat(parts: list[Any]) -> Any:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -154,6 +154,7 @@ class Agent:
         self._run_log(slot, f"claimed by agent {self.identity} on target {self.target}")
         slot.thread = threading.Thread(target=self._prepare, args=(slot,), name=f"prepare-{record.run_id}", daemon=True)
         slot.thread.start()
+        self._write_state()
 
     def _prepare(self, slot: Slot) -> None:
         try:
@@ -316,6 +317,7 @@ class Agent:
         self._run_log(slot, f"run {status}" + (f": {error['message']}" if error else ""))
         self.slots.pop(slot.run_id, None)
         shutil.rmtree(slot.workdir, ignore_errors=True)
+        self._write_state()
 
     # -- helpers ---------------------------------------------------------------------------
 

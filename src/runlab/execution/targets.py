@@ -126,16 +126,16 @@ def ensure_agent(folder: WorkspaceFolder, target: str, python: str | None = None
     if agent_is_running(folder, target):
         return False
     log_path = agents_dir(folder) / f"{target}.log"
-    with open(log_path, "ab") as log:
-        subprocess.Popen(
-            [python or sys.executable, "-m", "runlab.execution.agent", str(folder.path), target],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # detached: the run goes on after the control script exits
-            close_fds=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    # A shell puts the agent in the background and exits: the agent is adopted by init, so it
+    # outlives the control script, and this process keeps no child (nor zombie) behind.
+    subprocess.run(
+        ["/bin/sh", "-c", 'exec "$@" </dev/null >>"$RUNLAB_AGENT_LOG" 2>&1 &', "sh",
+         python or sys.executable, "-m", "runlab.execution.agent", str(folder.path), target],
+        check=True,
+        start_new_session=True,
+        close_fds=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "RUNLAB_AGENT_LOG": str(log_path)},
+    )
     return True
 
 

@@ -128,16 +128,16 @@ class ComputeTarget:
                   f"Minimum number of nodes requested have been provisioned")
 
     def get_status(self) -> ComputeTargetStatus:
-        """Nodes busy and idle (busy = runs this target's agent is running), runs queued."""
+        """Nodes busy (runs being prepared or running) and idle (free while the agent runs), runs queued."""
         counts = self._workspace.folder.store.count_runs_by_status(self.name)
         queued = counts.get(RunStatus.QUEUED, 0)
         active = sum(n for s, n in counts.items() if s in ACTIVE_STATUSES and s != RunStatus.QUEUED)
         state = read_agent_state(self._workspace.folder, self.name)
-        busy = int(state["busy"]) if state else 0
-        nodes = busy if state else 0
+        # nodes exist while the agent runs (the pool scales to zero when it stops)
+        busy = min(active, self.max_nodes)
         return ComputeTargetStatus(
             state=self.provisioning_state, max_nodes=self.max_nodes, busy_nodes=busy,
-            idle_nodes=max(0, nodes - busy), queued_runs=queued, running_runs=active,
+            idle_nodes=max(0, self.max_nodes - busy) if state else 0, queued_runs=queued, running_runs=active,
             agent_pid=int(state["pid"]) if state else None,
         )
 

@@ -130,6 +130,21 @@ class Workspace:
 
         return {e.name: Experiment(self, e.name) for e in self._folder.store.list_experiments()}
 
+    @property
+    def compute_targets(self) -> dict[str, Any]:
+        """Compute targets by name (``local`` is implicit and not listed)."""
+        from runlab.sdk.compute import ComputeTarget
+
+        return {t.name: t for t in ComputeTarget.list(self)}
+
+    def set_snapshot_limits(self, max_bytes: int | None = None, max_files: int | None = None) -> None:
+        """Change this workspace's snapshot limits (defaults: 300 MB and 2,000 files)."""
+        store = self._folder.store
+        if max_bytes is not None:
+            store.set_meta("snapshot_max_bytes", str(int(max_bytes)))
+        if max_files is not None:
+            store.set_meta("snapshot_max_files", str(int(max_files)))
+
     def get_run(self, run_id: str) -> "Run":
         """The run with this id (raises RunNotFoundError)."""
         from runlab.sdk.run import Run

@@ -1,0 +1,192 @@
+"""The SQL store, the same tests on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from runlab.core.entities import ComputeTargetRecord, MetricBatch
+from runlab.core.errors import (
+    ComputeTargetException,
+    ExperimentNotFoundError,
+    NotFoundError,
+    PropertyConflictError,
+    RunNotFoundError,
+)
+from runlab.core.status import RunStatus, RunType
+from runlab.store.sql.store import SqlStore
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+    if request.param == "sqlite":
+        s = SqlStore(f"sqlite:///{tmp_path / 'store.db'}")
+        yield s
+        s.close()
+        return
+    base = request.getfixturevalue("postgres_url")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    s = SqlStore(base.rsplit("/", 1)[0] + "/" + name)
+    yield s
+    s.close()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE {name}")
+    admin.dispose()
+
+
+def _run(store: SqlStore, run_id: str = "exp_1_aaaaaaaa", **kw: object) -> str:
+    args = {"run_type": RunType.INTERACTIVE, "status": RunStatus.RUNNING, **kw}
+    store.create_run(run_id, "exp", **args)  # type: ignore[arg-type]
+    return run_id
+
+
+def test_experiments(store: SqlStore) -> None:
+    a = store.get_or_create_experiment("a")
+    assert store.get_or_create_experiment("a") == a
+    store.get_or_create_experiment("b")
+    assert [e.name for e in store.list_experiments()] == ["a", "b"]
+    with pytest.raises(ExperimentNotFoundError):
+        store.get_experiment("zzz")
+
+
+def test_runs_filters_and_order(store: SqlStore) -> None:
+    first = _run(store, "exp_1_a", tags={"k": "1"}, created_at=100.0)
+    second = _run(store, "exp_2_b", tags={"k": "2"}, properties={"p": "x"}, created_at=200.0)
+    child = _run(store, "exp_3_c", parent_run_id=first, run_type=RunType.CHILD, created_at=300.0)
+    assert [r.run_id for r in store.list_runs()] == [child, second, first]
+    assert [r.run_id for r in store.list_runs(include_children=False)] == [second, first]
+    assert [r.run_id for r in store.list_runs(tags={"k": "1"})] == [first]
+    assert [r.run_id for r in store.list_runs(tags={"k": None})] == [second, first]
+    assert [r.run_id for r in store.list_runs(properties={"p": "x"})] == [second]
+    assert [r.run_id for r in store.list_runs(parent_run_id=first)] == [child]
+    assert [r.run_id for r in store.list_runs(limit=1, offset=1)] == [second]
+    assert store.get_run(child).parent_run_id == first
+    with pytest.raises(RunNotFoundError):
+        store.get_run("nope")
+
+
+def test_status_compare_and_set(store: SqlStore) -> None:
+    run_id = _run(store, status=RunStatus.QUEUED, run_type=RunType.SUBMITTED)
+    assert store.set_status(run_id, RunStatus.CANCELED, only_if_status=[RunStatus.QUEUED])
+    assert not store.set_status(run_id, RunStatus.RUNNING, only_if_active=True)
+    record = store.get_run(run_id)
+    assert record.status == RunStatus.CANCELED and record.ended_at is not None
+
+
+def test_tags_properties(store: SqlStore) -> None:
+    run_id = _run(store)
+    store.set_tags(run_id, {"a": "1", "b": "2"})
+    store.set_tags(run_id, {"a": "3"})
+    store.remove_tags(run_id, ["b"])
+    store.add_properties(run_id, {"p": "1"})
+    with pytest.raises(PropertyConflictError):
+        store.add_properties(run_id, {"p": "2"})
+    record = store.get_run(run_id)
+    assert record.tags == {"a": "3"} and record.properties == {"p": "1"}
+
+
+def test_metrics_encodings_and_summaries(store: SqlStore) -> None:
+    run_id = _run(store)
+    t = [1.0, 2.0, 3.0]
+    store.append_metrics(run_id, [
+        MetricBatch("f", "scalar", [None] * 3, t, [1.5, math.nan, math.inf]),
+        MetricBatch("i", "scalar", [10, 20, 30], t, [1, 2, 3]),
+        MetricBatch("s", "scalar", [None] * 3, t, ["a", True, 2.5]),
+        MetricBatch("row", "row", [None], t[:1], [{"c": [1, 2]}]),
+    ])
+    store.append_metrics(run_id, [MetricBatch("f", "scalar", [None], [4.0], [-2.0])])
+    f = store.get_metric_series(run_id, "f")
+    assert f.steps.tolist() == [0, 1, 2, 3]
+    assert f.values[0] == 1.5 and math.isnan(f.values[1]) and f.values[2] == math.inf and f.values[3] == -2.0
+    i = store.get_metric_series(run_id, "i")
+    assert i.values.dtype == np.int64 and i.steps.tolist() == [10, 20, 30]
+    assert store.get_metric_series(run_id, "s").values == ["a", True, 2.5]
+    assert store.get_metric_series(run_id, "row").values == [{"c": [1, 2]}]
+    summaries = {s.name: s for s in store.get_metric_summaries(run_id)}
+    assert summaries["f"].count == 4 and summaries["f"].last == -2.0
+    assert summaries["f"].min == -2.0 and summaries["f"].max == math.inf
+    assert summaries["i"].last_step == 30
+    with pytest.raises(NotFoundError):
+        store.get_metric_series(run_id, "missing")
+
+
+def test_replayed_batch_is_applied_once(store: SqlStore) -> None:
+    run_id = _run(store)
+    batch = MetricBatch("x", "scalar", [None], [1.0], [1.0])
+    store.append_metrics(run_id, [batch], batch_id="b1")
+    store.append_metrics(run_id, [batch], batch_id="b1")
+    assert len(store.get_metric_series(run_id, "x")) == 1
+
+
+def test_large_series_round_trip(store: SqlStore) -> None:
+    run_id = _run(store)
+    n = 200_000
+    values = np.random.default_rng(0).random(n).tolist()
+    store.append_metrics(run_id, [MetricBatch("loss", "scalar", [None] * n, [0.0] * n, values)])
+    series = store.get_metric_series(run_id, "loss")
+    assert len(series) == n and np.array_equal(series.values, np.asarray(values))
+
+
+def test_claim_is_atomic_across_threads(store: SqlStore) -> None:
+    for i in range(20):
+        _run(store, f"exp_{i}_q", status=RunStatus.QUEUED, run_type=RunType.SUBMITTED, target="pool",
+             created_at=float(i))
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            record = store.claim_queued_run("pool", "agent")
+            if record is None:
+                return
+            with lock:
+                claimed.append(record.run_id)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(claimed) == sorted(f"exp_{i}_q" for i in range(20))
+    assert store.count_runs_by_status("pool") == {RunStatus.PREPARING: 20}
+
+
+def test_environments_and_compute_targets(store: SqlStore) -> None:
+    one = store.register_environment("env", "h1", {"a": 1})
+    assert one.version == 1 and store.register_environment("env", "h1", {"a": 1}).version == 1
+    assert store.register_environment("env", "h2", {"a": 2}).version == 2
+    assert store.get_environment("env").version == 2 and store.get_environment("env", 1).definition == {"a": 1}
+    with pytest.raises(NotFoundError, match="register"):
+        store.get_environment("nope")
+    record = ComputeTargetRecord(name="cpu", kind="amlcompute", max_nodes=2, idle_seconds_before_scaledown=5,
+                                 created_at=time.time())
+    store.create_compute_target(record)
+    with pytest.raises(ComputeTargetException, match="already exists"):
+        store.create_compute_target(record)
+    assert [t.name for t in store.list_compute_targets()] == ["cpu"]
+    store.delete_compute_target("cpu")
+    with pytest.raises(ComputeTargetException, match="does not exist"):
+        store.get_compute_target("cpu")
+
+
+def test_runs_of_dead_owners_are_marked_failed(store: SqlStore) -> None:
+    import socket
+
+    dead_owner = f"{socket.gethostname()}:999999:1"
+    run_id = _run(store, owner=dead_owner)
+    assert store.get_run(run_id).status == RunStatus.FAILED
+    stale = _run(store, "exp_2_stale", owner="other-host:1:1")
+    store.heartbeat(stale, when=time.time() - 3600)
+    assert store.reap_stale_runs(timeout_s=60) == [stale]
+    assert "no heartbeat" in (store.get_run(stale).error or {})["message"]

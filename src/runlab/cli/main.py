@@ -38,7 +38,7 @@ def friendly_errors(fn: F) -> F:
         except RunlabError as exc:
             _console(stderr=True).print(f"[red]error:[/red] {exc.message}", soft_wrap=True, markup=True)
             sys.exit(1)
-        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt):
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:
             if os.environ.get("RUNLAB_DEBUG"):
@@ -312,9 +312,10 @@ def sync(workspace_ref: str | None, offline_dir: str | None) -> None:
 
 def _register_commands() -> None:
     from runlab.cli.compute import compute
+    from runlab.cli.env import env
     from runlab.cli.submission import cancel, logs, submit
 
-    for command in (compute, submit, logs, cancel):
+    for command in (compute, env, submit, logs, cancel):
         cli.add_command(command)
 
 
@@ -323,7 +324,3 @@ _register_commands()
 
 def main() -> None:
     cli(prog_name="runlab")
-
-
-if __name__ == "__main__":
-    main()

@@ -99,6 +99,11 @@ class Settings:
         return self.home / "workspaces"
 
     @property
+    def environments_dir(self) -> Path:
+        """Built environments: one cache per machine, shared by all workspaces."""
+        return self.home / "envs"
+
+    @property
     def offline_root(self) -> Path:
         return self.offline_dir if self.offline_dir is not None else self.home / "offline"
 

@@ -49,10 +49,6 @@ SETTINGS_REFRESH_S = 5.0
 STDERR_TAIL_LINES = 30
 
 
-def environment_cache_root() -> Path:
-    return load_settings().home / "envs"
-
-
 @dataclass
 class LaunchPlan:
     argv: list[str]
@@ -172,7 +168,7 @@ class Agent:
                 build_log.write(f"{_stamp()} {line}\n")
                 build_log.flush()
 
-            built = build_environment(env_def, environment_cache_root(), progress=progress)
+            built = build_environment(env_def, load_settings().environments_dir, progress=progress)
             for warning in built.warnings:
                 progress(f"warning: {warning}")
             if built.cached:

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from operator import itemgetter
 from typing import Any, Callable
 
 from runlab.core.entities import MetricBatch, MetricKind
@@ -23,6 +24,7 @@ from runlab.core.settings import DEFAULT_FLUSH_BATCH_POINTS, DEFAULT_FLUSH_INTER
 from runlab.tracking.journal import Journal, journal_name, orphan_journals, replay
 
 log = logging.getLogger("runlab")
+_first, _second, _third = itemgetter(0), itemgetter(1), itemgetter(2)
 
 _all_loggers: "set[MetricLogger]" = set()
 _all_lock = threading.Lock()
@@ -143,7 +145,10 @@ class MetricLogger:
                 continue
             pop = q.popleft
             items = [pop() for _ in range(n)]
-            values, steps, times = zip(*items)
+            # map(itemgetter) transposes in C; zip(*items) builds a huge argument tuple first
+            values = list(map(_first, items))
+            steps = list(map(_second, items))
+            times = list(map(_third, items))
             batches.append(
                 MetricBatch(name=name, kind=kind, steps=steps, times=times, values=values,
                             description=self._descriptions.get(name, ""))

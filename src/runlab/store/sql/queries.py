@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from runlab.core.entities import MetricSummary
+from runlab.core.entities import MetricSummary, RunRecord
 from runlab.core.errors import ExperimentNotFoundError, NotFoundError, RunNotFoundError, UserError
 from runlab.core.status import RunStatus, RunType
 from runlab.store import series as codec
@@ -310,6 +310,43 @@ class StudioQueries:
             for row in rows
         ]
         return RunPage(total=int(total), offset=offset, limit=limit, runs=runs)
+
+    def run_records(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """Full records (with definitions) of ``run_ids``, in that order; unknown ids are left out.
+        A few statements for any number of runs."""
+        r, e = t.runs, t.experiments
+        parent = r.alias("parent")
+        rows: list[Any] = []
+        with self._read("reading runs") as conn:
+            for part in _chunks(list(dict.fromkeys(run_ids))):
+                rows.extend(conn.execute(
+                    sa.select(r, e.c.name.label("experiment_name"), parent.c.run_id.label("parent_run_id"))
+                    .join(e, e.c.id == r.c.experiment_id).outerjoin(parent, parent.c.id == r.c.parent_id)
+                    .where(r.c.run_id.in_(part))
+                ).all())
+            pks = [row.id for row in rows]
+            tags = _key_values(conn, t.run_tags, pks)
+            props = _key_values(conn, t.run_properties, pks)
+        by_id = {
+            row.run_id: RunRecord(
+                run_id=row.run_id, experiment_name=row.experiment_name, status=RunStatus(row.status),
+                run_type=RunType(row.run_type), created_at=row.created_at, display_name=row.display_name,
+                parent_run_id=row.parent_run_id, target=row.target, started_at=row.started_at,
+                ended_at=row.ended_at, heartbeat_at=row.heartbeat_at, owner=row.owner,
+                error=json.loads(row.error) if row.error else None,
+                definition=json.loads(row.definition) if row.definition else None,
+                tags=tags.get(row.id, {}), properties=props.get(row.id, {}), description=row.description or "",
+            )
+            for row in rows
+        }
+        return [by_id[run_id] for run_id in run_ids if run_id in by_id]
+
+    def child_count(self, run_id: str) -> int:
+        """How many runs have ``run_id`` as their parent."""
+        r = t.runs
+        parent = sa.select(r.c.id).where(r.c.run_id == run_id).scalar_subquery()
+        with self._read(f"counting the children of run {run_id}") as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(r).where(r.c.parent_id == parent)).scalar_one())
 
     def metric_names(self, experiment: str | None = None, limit: int = 500) -> list[str]:
         """Distinct metric names (of an experiment's runs, or of the workspace), sorted, at most ``limit``."""

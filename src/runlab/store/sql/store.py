@@ -628,7 +628,8 @@ class SqlStore:
             latest = conn.execute(
                 sa.select(t.environments).where(t.environments.c.name == name).order_by(t.environments.c.version.desc()).limit(1)
             ).first()
-            if latest is not None and latest.content_hash == content_hash:
+            # the hash covers what is installed; variables and the rest must match too
+            if latest is not None and latest.content_hash == content_hash and json.loads(latest.definition) == dict(definition):
                 return _environment(latest)
             version = 1 if latest is None else latest.version + 1
             conn.execute(
@@ -741,8 +742,11 @@ def _combine(fn: Any, old: float | None, new: float | None) -> float | None:
 
 def _fill_steps(steps: Sequence[int | None], start: int) -> Any:
     n = len(steps)
-    if all(s is None for s in steps):
+    nones = steps.count(None) if isinstance(steps, (list, tuple)) else sum(s is None for s in steps)
+    if nones == n:
         return np.arange(start, start + n, dtype=np.int64)
+    if nones == 0:
+        return np.asarray(steps, dtype=np.int64)
     out = np.empty(n, dtype=np.int64)
     for i, s in enumerate(steps):
         out[i] = start + i if s is None else s

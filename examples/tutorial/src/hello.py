@@ -1,0 +1,2 @@
+# tutorial/src/hello.py
+print("Hello world!")

@@ -1,0 +1,5 @@
+"""``python -m runlab.cli``."""
+
+from runlab.cli.main import main
+
+main()

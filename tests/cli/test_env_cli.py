@@ -12,7 +12,11 @@ from click.testing import CliRunner, Result
 
 import runlab
 from runlab.cli.env import env as env_group
-from runlab.sdk.environment import Environment, environment_cache_root, list_cached_environments
+from runlab.sdk.environment import (
+    Environment,
+    environment_cache_root,
+    list_cached_environments,
+)
 
 COMMANDS = [[], ["list"], ["show"], ["build"], ["prune"]]
 

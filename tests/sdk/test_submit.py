@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -13,8 +11,16 @@ from typing import Iterator
 import pytest
 
 import runlab
-from runlab import AmlCompute, ComputeTarget, ComputeTargetException, RunFailedError, ScriptRunConfig, UserError
+from runlab import (
+    AmlCompute,
+    ComputeTarget,
+    ComputeTargetException,
+    RunFailedError,
+    ScriptRunConfig,
+    UserError,
+)
 from runlab.execution.targets import agent_state_path, read_agent_state
+from tests_support import stop_agents
 
 pytestmark = pytest.mark.slow
 
@@ -25,21 +31,6 @@ def cluster(ws: runlab.Workspace) -> Iterator[ComputeTarget]:
     target = ComputeTarget.create(ws, "cpu-cluster", config)
     yield target
     stop_agents(ws)
-
-
-def stop_agents(ws: runlab.Workspace) -> None:
-    """Stop the agents this test started, by their own pid (their scripts die with them)."""
-    for state_file in (ws.path / "agents").glob("*.json"):
-        try:
-            pid = json.loads(state_file.read_text())["pid"]
-            os.kill(pid, signal.SIGKILL)
-        except (OSError, ValueError, KeyError):
-            pass
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(
-        read_agent_state(ws.folder, p.stem) for p in (ws.path / "agents").glob("*.lock")
-    ):
-        time.sleep(0.05)
 
 
 @pytest.fixture

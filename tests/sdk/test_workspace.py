@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 import runlab
-from runlab import ConfigError, InvalidNameError, WorkspaceExistsError, WorkspaceNotFoundError
+from runlab import (
+    ConfigError,
+    InvalidNameError,
+    WorkspaceExistsError,
+    WorkspaceNotFoundError,
+)
 
 
 def test_create_get_list(runlab_home: Path) -> None:

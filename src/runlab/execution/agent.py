@@ -39,7 +39,12 @@ from runlab.core.settings import load_settings
 from runlab.core.status import RunStatus
 from runlab.execution.environments import EnvironmentDefinition, build_environment
 from runlab.execution.snapshot import SnapshotStore
-from runlab.execution.targets import TargetSettings, agent_lock, agent_state_path, ensure_agent
+from runlab.execution.targets import (
+    TargetSettings,
+    agent_lock,
+    agent_state_path,
+    ensure_agent,
+)
 from runlab.store.folder import WorkspaceFolder
 
 POLL_S = 0.05

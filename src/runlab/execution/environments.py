@@ -55,7 +55,11 @@ from typing import IO, Any, Callable, Iterable, Mapping
 from filelock import FileLock, Timeout
 
 from runlab.core.errors import RunlabError, UserError
-from runlab.execution.conda import find_conda_env_python, load_conda_spec, translate_conda_spec
+from runlab.execution.conda import (
+    find_conda_env_python,
+    load_conda_spec,
+    translate_conda_spec,
+)
 from runlab.execution.interpreters import (
     PythonNotFoundError,
     current_interpreter,
@@ -64,7 +68,12 @@ from runlab.execution.interpreters import (
     validate_request,
     version_matches,
 )
-from runlab.execution.pipconfig import PipConfig, RequirementsFileError, read_pip_config, read_requirement_lines
+from runlab.execution.pipconfig import (
+    PipConfig,
+    RequirementsFileError,
+    read_pip_config,
+    read_requirement_lines,
+)
 
 __all__ = [
     "BUILD_LOG_TAIL_LINES",

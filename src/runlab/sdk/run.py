@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Any
 from runlab.core.errors import RunlabError
 from runlab.core.layout import DRIVER_LOG
 from runlab.core.process import current_identity
-from runlab.core.settings import RUNLAB_RUN_ID, RUNLAB_RUN_OWNER, RUNLAB_WORKSPACE, load_settings
+from runlab.core.settings import (
+    RUNLAB_RUN_ID,
+    RUNLAB_RUN_OWNER,
+    RUNLAB_WORKSPACE,
+    load_settings,
+)
 from runlab.core.status import RunStatus, RunType
 from runlab.store.folder import WorkspaceFolder
 from runlab.tracking.run import TrackedRun, new_run_id

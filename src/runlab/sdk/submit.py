@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Any, Mapping
 from runlab.core.errors import UserError
 from runlab.core.status import RunStatus, RunType
 from runlab.execution.environments import EnvironmentDefinition
-from runlab.execution.snapshot import DEFAULT_SNAPSHOT_MAX_BYTES, DEFAULT_SNAPSHOT_MAX_FILES, SnapshotLimits, SnapshotStore
+from runlab.execution.snapshot import (
+    DEFAULT_SNAPSHOT_MAX_BYTES,
+    DEFAULT_SNAPSHOT_MAX_FILES,
+    SnapshotLimits,
+    SnapshotStore,
+)
 from runlab.execution.targets import LOCAL, TargetSettings, ensure_agent
 from runlab.sdk.script_run_config import ScriptRunConfig
 from runlab.tracking.run import new_run_id

@@ -7,7 +7,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runlab.core.errors import ConfigError, UserError, WorkspaceExistsError, WorkspaceNotFoundError
+from runlab.core.errors import (
+    ConfigError,
+    UserError,
+    WorkspaceExistsError,
+    WorkspaceNotFoundError,
+)
 from runlab.core.names import check_workspace_name
 from runlab.core.settings import load_settings
 from runlab.store.folder import WorkspaceFolder

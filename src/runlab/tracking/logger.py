@@ -20,7 +20,11 @@ from operator import itemgetter
 from typing import Any, Callable
 
 from runlab.core.entities import MetricBatch, MetricKind
-from runlab.core.settings import DEFAULT_FLUSH_BATCH_POINTS, DEFAULT_FLUSH_INTERVAL_S, DEFAULT_HEARTBEAT_INTERVAL_S
+from runlab.core.settings import (
+    DEFAULT_FLUSH_BATCH_POINTS,
+    DEFAULT_FLUSH_INTERVAL_S,
+    DEFAULT_HEARTBEAT_INTERVAL_S,
+)
 from runlab.tracking.journal import Journal, journal_name, orphan_journals, replay
 
 log = logging.getLogger("runlab")

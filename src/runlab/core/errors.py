@@ -7,16 +7,22 @@
     │   ├── InvalidNameError           a workspace, experiment, metric or input name breaks its rule
     │   ├── InvalidValueError          a value of the wrong type (a list given to ``log``, ...)
     │   ├── ConfigError                config.json missing or malformed
-    │   └── PropertyConflictError      ``add_properties`` tried to change an existing property
+    │   ├── PropertyConflictError      ``add_properties`` tried to change an existing property
+    │   ├── SnapshotTooLargeError      (execution.snapshot) source folder over the limits; names the biggest folders
+    │   ├── CondaSpecError             (execution.conda) entries pip cannot install, with the fix
+    │   ├── PythonNotFoundError        (execution.interpreters) no installed Python fits the pin; lists those there are
+    │   └── RequirementsFileError      (execution.pipconfig) an unreadable requirements file
     ├── NotFoundError                  something named does not exist
     │   ├── WorkspaceNotFoundError
     │   ├── ExperimentNotFoundError
     │   ├── RunNotFoundError
     │   ├── FileNotFoundInRunError
+    │   ├── CondaEnvironmentNotFoundError  (execution.conda) lists where it looked
     │   └── ComputeTargetException     (Azure ML's name, kept so tutorial code catches it)
     ├── WorkspaceExistsError           ``Workspace.create`` on an existing name without ``exist_ok``
     ├── StoreError                     the metadata or artifact store failed
     │   └── StoreUnavailableError      the store cannot be reached now (locked, disk full, server down)
+    ├── EnvironmentBuildError          (execution.environments) uv failed; the end of the build log and its path
     └── RunFailedError                 ``wait_for_completion(raise_on_error=True)`` on a failed run
 
 Errors carry context (``run_id``, ``path``...) as attributes. Errors from SQLAlchemy, the

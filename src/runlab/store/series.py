@@ -41,10 +41,6 @@ def encode_floats(values: Sequence[float]) -> bytes:
     return np.asarray(values, dtype=np.float64).tobytes()
 
 
-def encode_ints(values: Sequence[int]) -> bytes:
-    return np.asarray(values, dtype=np.int64).tobytes()
-
-
 def numeric_summary(encoding: str, values: Sequence[Any]) -> tuple[float | None, float | None]:
     """(min, max) of numeric values, NaN ignored; (None, None) when nothing numeric."""
     if encoding in ("f8", "i8"):

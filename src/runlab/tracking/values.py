@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from runlab.core.errors import InvalidValueError
@@ -68,10 +67,3 @@ def coerce_list(name: str, values: Any) -> list[Any]:
     if callable(tolist):
         values = tolist()
     return [coerce_scalar(name, v) for v in values]
-
-
-def json_safe(value: Any) -> Any:
-    """Floats as they are (NaN/inf included: the store's JSON keeps them)."""
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return value
-    return value

@@ -1,0 +1,122 @@
+"""Environments, compute targets, datastores, datasets and models, as they exist in the workspace.
+
+Environments and compute targets come from the store; datastores, datasets and models are not
+recorded yet, so their lists are empty and the pages explain how to create one. Each provider
+below is the one place to wire when its store lands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse
+
+from runlab.core.errors import NotFoundError, RunlabError
+from runlab.core.status import RunStatus
+from runlab.execution.environments import EnvironmentDefinition, environment_status
+from runlab.server import models
+from runlab.server.state import StudioState, get_state
+
+router = APIRouter(tags=["assets"], responses=models.ERROR_RESPONSES)
+State = Annotated[StudioState, Depends(get_state)]
+
+
+BUSY = (RunStatus.PREPARING, RunStatus.STARTING, RunStatus.RUNNING, RunStatus.FINALIZING, RunStatus.CANCEL_REQUESTED)
+
+
+def _build_state(definition: dict[str, object], cache_root: Path) -> tuple[str, Path | None]:
+    """(Built, Not built or User-managed; the build log when there is one)."""
+    try:
+        status = environment_status(EnvironmentDefinition.from_dict(definition), cache_root)
+    except (RunlabError, KeyError, TypeError, ValueError):
+        return "Unknown", None
+    if status.user_managed:
+        return "User-managed", None
+    log = status.env_dir / "build.log" if status.env_dir is not None else None
+    return ("Built" if status.cached else "Not built"), (log if log is not None and log.is_file() else None)
+
+
+def environments(state: StudioState) -> list[models.EnvironmentInfo]:
+    """Registered environments by name, newest version first, with their build state."""
+    out = []
+    records = sorted(state.store.list_environments(), key=lambda r: (r.name, -r.version))
+    for record in records:
+        definition = dict(record.definition)
+        build, log = _build_state(definition, state.settings.environments_dir)
+        out.append(models.EnvironmentInfo(
+            name=record.name, version=str(record.version), python=str(definition.get("python_version") or "") or None,
+            build_status=build, definition=definition,
+            build_log=f"/api/environments/{record.name}/{record.version}/build-log" if log else None,
+        ))
+    return out
+
+
+def compute_targets(state: StudioState) -> list[models.ComputeTargetInfo]:
+    """Compute targets with their state (busy when a run is on it) and queue."""
+    out = []
+    for record in state.store.list_compute_targets():
+        counts = state.store.count_runs_by_status(target=record.name)
+        running = sum(counts.get(s, 0) for s in BUSY)
+        out.append(models.ComputeTargetInfo(
+            name=record.name, type=record.kind, state="busy" if running else "idle", max_nodes=record.max_nodes,
+            running=running, queued=counts.get(RunStatus.QUEUED, 0),
+        ))
+    return out
+
+
+def datastores(state: StudioState) -> list[models.DatastoreInfo]:
+    """Registered datastores (none recorded yet)."""
+    return []
+
+
+def datasets(state: StudioState) -> list[models.DatasetInfo]:
+    """Registered datasets (none recorded yet)."""
+    return []
+
+
+def registered_models(state: StudioState) -> list[models.ModelInfo]:
+    """Registered models (none recorded yet)."""
+    return []
+
+
+@router.get("/environments", response_model=list[models.EnvironmentInfo], summary="List environments")
+def list_environments(state: State) -> list[models.EnvironmentInfo]:
+    return environments(state)
+
+
+@router.get("/compute", response_model=list[models.ComputeTargetInfo], summary="List compute targets")
+def list_compute_targets(state: State) -> list[models.ComputeTargetInfo]:
+    return compute_targets(state)
+
+
+@router.get("/datastores", response_model=list[models.DatastoreInfo], summary="List datastores")
+def list_datastores(state: State) -> list[models.DatastoreInfo]:
+    return datastores(state)
+
+
+@router.get("/datasets", response_model=list[models.DatasetInfo], summary="List datasets")
+def list_datasets(state: State) -> list[models.DatasetInfo]:
+    return datasets(state)
+
+
+@router.get("/models", response_model=list[models.ModelInfo], summary="List registered models")
+def list_models(state: State) -> list[models.ModelInfo]:
+    return registered_models(state)
+
+
+@router.get("/environments/{name}/{version}/build-log", summary="The build log of an environment version",
+            response_class=FileResponse, responses={200: {"content": {"text/plain": {}}}})
+def environment_build_log(
+    state: State,
+    name: Annotated[str, PathParam(max_length=255)],
+    version: Annotated[int, PathParam(ge=1, le=2**31)],
+) -> FileResponse:
+    record = state.store.get_environment(name, version)
+    _build, log = _build_state(dict(record.definition), state.settings.environments_dir)
+    if log is None:
+        raise NotFoundError(f"environment {name} version {version} has no build log: it is not built yet "
+                            "(it is built by the first run that uses it)", name=name, version=version)
+    return FileResponse(log, media_type="text/plain; charset=utf-8")

@@ -1,0 +1,136 @@
+"""Run files (outputs, logs, images, uploads) and the run's source snapshot: list and download."""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import PurePosixPath
+from typing import Annotated, Any, BinaryIO, Iterator
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import StreamingResponse
+
+from runlab.core.errors import FileNotFoundInRunError, NotFoundError
+from runlab.execution.snapshot import SnapshotStore
+from runlab.server import models, views
+from runlab.server.state import StudioState, get_state
+from runlab.store.artifacts import check_file_name
+
+router = APIRouter(tags=["files"], responses=models.ERROR_RESPONSES)
+State = Annotated[StudioState, Depends(get_state)]
+RunId = Annotated[str, Path(min_length=1, max_length=320, description="the run's id")]
+FileName = Annotated[str, Path(min_length=1, max_length=1024, description="the file's name in the run, "
+                               "for example outputs/model.pkl")]
+Download = Annotated[bool, Query(description="ask the browser to save the file instead of showing it")]
+
+TEXT_SUFFIXES = {".log", ".txt", ".out", ".err", ".py", ".yaml", ".yml", ".toml", ".cfg", ".ini", ".md", ".sh",
+                 ".csv", ".tsv", ".json", ".jsonl", ".ipynb", ".r", ".sql", ".rst", ".env"}
+BLOCK = 1 << 16
+# run files are user content: never let a page among them script the studio's origin
+FILE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox"}
+
+
+def content_type_of(name: str) -> str:
+    """The content type to serve a file with: text types carry charset=utf-8; logs are text."""
+    suffix = PurePosixPath(name).suffix.lower()
+    guessed, _ = mimetypes.guess_type(name)
+    if suffix == ".json":
+        return "application/json"
+    if suffix in TEXT_SUFFIXES or name.startswith(views.LOG_PREFIXES) and not guessed:
+        return "text/plain; charset=utf-8" if suffix not in (".csv",) else "text/csv; charset=utf-8"
+    if guessed is None:
+        return "application/octet-stream"
+    if guessed.startswith("text/"):
+        return f"{guessed}; charset=utf-8"
+    return guessed
+
+
+def _iterate(stream: BinaryIO) -> Iterator[bytes]:
+    try:
+        while block := stream.read(BLOCK):
+            yield block
+    finally:
+        stream.close()
+
+
+def _file_response(stream: BinaryIO, name: str, size: int, download: bool) -> StreamingResponse:
+    base = PurePosixPath(name).name or "file"
+    disposition = "attachment" if download else "inline"
+    headers = {
+        **FILE_HEADERS,
+        "Content-Length": str(size),
+        "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(base)}",
+    }
+    return StreamingResponse(_iterate(stream), media_type=content_type_of(name), headers=headers)
+
+
+FILE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the file's bytes, with its content type", "content": {"application/octet-stream": {}}},
+}
+
+
+@router.get("/runs/{run_id}/files", response_model=list[models.FileInfo], summary="A run's files")
+def list_files(
+    state: State,
+    run_id: RunId,
+    prefix: Annotated[str, Query(max_length=1024, description="only names that start with this")] = "",
+) -> list[models.FileInfo]:
+    state.store.get_run(run_id)  # 404 for an unknown run
+    out = []
+    for name in state.artifacts.list(run_id, prefix):
+        try:
+            size = state.artifacts.size(run_id, name)
+        except FileNotFoundInRunError:
+            continue  # removed meanwhile
+        out.append(models.FileInfo(name=name, size=size, content_type=content_type_of(name)))
+    return out
+
+
+@router.get("/runs/{run_id}/files/{name:path}", summary="Download a run file", response_class=StreamingResponse,
+            responses=FILE_RESPONSE)
+def download_file(state: State, run_id: RunId, name: FileName, download: Download = False) -> StreamingResponse:
+    state.store.get_run(run_id)
+    name = check_file_name(name)
+    size = state.artifacts.size(run_id, name)
+    return _file_response(state.artifacts.open(run_id, name), name, size, download)
+
+
+# -- snapshot -------------------------------------------------------------------------------------
+
+
+def _snapshot(state: StudioState, run_id: str) -> tuple[SnapshotStore, dict[str, Any]]:
+    record = state.store.get_run(run_id)
+    details = views.run_details(record, child_count=0, file_names=[], studio_url="")
+    if details.snapshot_id is None:
+        raise NotFoundError(
+            f"run {run_id} has no snapshot: submitted runs (experiment.submit) snapshot their source folder; "
+            "runs started with start_logging() or Run.get_context() do not", run_id=run_id)
+    store = SnapshotStore(state.folder.snapshots_dir)
+    return store, store.manifest(details.snapshot_id)
+
+
+@router.get("/runs/{run_id}/snapshot", response_model=models.SnapshotInfo, summary="The run's source snapshot")
+def get_snapshot(state: State, run_id: RunId) -> models.SnapshotInfo:
+    """The files the run's script ran with (a submitted run's ``source_directory``, after ignore rules)."""
+    _store, manifest = _snapshot(state, run_id)
+    files = [models.SnapshotFile(path=str(f.get("path")), size=int(f.get("size", 0)), sha256=str(f.get("sha256")))
+             for f in manifest.get("files", []) if isinstance(f, dict)]
+    return models.SnapshotInfo(
+        snapshot_id=str(manifest.get("snapshot_id")), created=manifest.get("created"), source=manifest.get("source"),
+        file_count=int(manifest.get("file_count", len(files))), total_bytes=int(manifest.get("total_bytes", 0)),
+        git=manifest.get("git"), files=files,
+    )
+
+
+@router.get("/runs/{run_id}/snapshot/{path:path}", summary="Download a file of the run's snapshot",
+            response_class=StreamingResponse, responses=FILE_RESPONSE)
+def download_snapshot_file(state: State, run_id: RunId, path: FileName, download: Download = False) -> StreamingResponse:
+    store, manifest = _snapshot(state, run_id)
+    for item in manifest.get("files", []):
+        if isinstance(item, dict) and item.get("path") == path:
+            sha = str(item.get("sha256", ""))
+            obj = store.root / "objects" / sha[:2] / sha[2:]  # the layout snapshot.py documents
+            if not obj.is_file():
+                break
+            return _file_response(open(obj, "rb"), path, obj.stat().st_size, download)
+    raise NotFoundError(f"the snapshot of run {run_id} has no file {path!r}", run_id=run_id, path=path)

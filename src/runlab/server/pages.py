@@ -1,0 +1,223 @@
+"""The studio's pages: HTML shells (``templates/``) filled by small scripts (``static/``) that call
+the REST API, and plotly.js served from the installed ``plotly`` package (never copied here)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated, Any, Mapping
+
+from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+
+from runlab.core.errors import RunlabError, RunNotFoundError
+from runlab.server.state import StudioState, get_state
+
+HERE = Path(__file__).parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+
+router = APIRouter(include_in_schema=False)
+State = Annotated[StudioState, Depends(get_state)]
+
+NAV: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
+    ("Workspace", (("experiments", "/experiments", "Experiments"), ("runs", "/runs", "Runs"),
+                   ("compare", "/compare", "Compare"))),
+    ("Assets", (("environments", "/environments", "Environments"), ("compute", "/compute", "Compute"),
+                ("datastores", "/datastores", "Datastores"), ("datasets", "/datasets", "Datasets"),
+                ("models", "/models", "Models"))),
+)
+
+# The asset pages: what each lists, its columns, and what to say while it is empty.
+ASSETS: dict[str, dict[str, Any]] = {
+    "environments": {
+        "title": "Environments", "api": "/api/environments",
+        "subtitle": "Python environments runs are built in, with their versions and build logs.",
+        "columns": [["name", "Name"], ["version", "Version"], ["python", "Python"], ["build_status", "Build"],
+                    ["build_log", "Build log"]],
+        "empty": {"title": "No environments yet",
+                  "text": "Register one, and submitted runs that use it are built in it:",
+                  "code": "env = Environment.from_conda_specification('my-env', 'environment.yml')\n"
+                          "env.register(workspace=ws)"},
+    },
+    "compute": {
+        "title": "Compute targets", "api": "/api/compute",
+        "subtitle": "Where submitted runs run: busy or idle, and their queues.",
+        "columns": [["name", "Name"], ["type", "Type"], ["state", "State"], ["running", "Running"],
+                    ["queued", "Queued"], ["max_nodes", "Max nodes"]],
+        "empty": {"title": "No compute targets yet",
+                  "text": "Runs go to the built-in 'local' target meanwhile. Create one with:",
+                  "code": "ComputeTarget.create(ws, 'cpu-cluster',\n"
+                          "    AmlCompute.provisioning_configuration(max_nodes=4))"},
+    },
+    "datastores": {
+        "title": "Datastores", "api": "/api/datastores",
+        "subtitle": "Storage that datasets and run inputs come from.",
+        "columns": [["name", "Name"], ["type", "Type"], ["path", "Path"], ["is_default", "Default"]],
+        "empty": {"title": "No datastores yet",
+                  "text": "Upload files to the workspace's default datastore, or register one:",
+                  "code": "ds = ws.get_default_datastore()\nds.upload(src_dir='data', target_path='data')"},
+    },
+    "datasets": {
+        "title": "Datasets", "api": "/api/datasets",
+        "subtitle": "Named, versioned data that runs take as inputs.",
+        "columns": [["name", "Name"], ["version", "Version"], ["type", "Type"], ["created_at", "Created"],
+                    ["description", "Description"]],
+        "empty": {"title": "No datasets yet",
+                  "text": "Register one from files in a datastore:",
+                  "code": "Dataset.File.from_files(path=(ds, 'data')).register(ws, 'my-data')"},
+    },
+    "models": {
+        "title": "Models", "api": "/api/models",
+        "subtitle": "Trained models registered from runs, by version.",
+        "columns": [["name", "Name"], ["version", "Version"], ["run_id", "Run"], ["created_at", "Created"],
+                    ["tags", "Tags"]],
+        "empty": {"title": "No models yet",
+                  "text": "Register one from a run's outputs:",
+                  "code": "run.register_model(model_name='my-model', model_path='outputs/model.pkl')"},
+    },
+}
+
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+@lru_cache(maxsize=None)
+def _template(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def render(name: str, values: Mapping[str, Any]) -> str:
+    """Fill ``{{key}}`` placeholders of a template; values are HTML-escaped unless the key ends in
+    ``_html`` or ``_json`` (JSON is made safe to embed in a script element)."""
+
+    def fill(match: re.Match[str]) -> str:
+        key = match.group(1)
+        value = values.get(key, "")
+        if key.endswith("_html"):
+            return str(value)
+        if key.endswith("_json"):
+            return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        return html.escape(str(value))
+
+    return _PLACEHOLDER.sub(fill, _template(name))
+
+
+@lru_cache(maxsize=1)
+def _version() -> str:
+    try:
+        return metadata.version("runlab")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+def _nav(active: str) -> str:
+    parts = []
+    for section, items in NAV:
+        parts.append(f'<div class="nav-section">{html.escape(section)}</div>')
+        for key, href, label in items:
+            cls = ' class="active"' if key == active else ""
+            parts.append(f'<a href="{href}"{cls} data-nav="{key}">{html.escape(label)}</a>')
+    return "\n".join(parts)
+
+
+def page(state: StudioState, *, page: str, title: str, content: str, data: Mapping[str, Any] | None = None,
+         nav: str | None = None, charts: bool = False, status_code: int = 200) -> HTMLResponse:
+    """A whole page: the base layout around ``content``, with ``data`` for the page's script."""
+    body = render("base.html", {
+        "title": title, "page": page, "version": _version(), "workspace": state.folder.name,
+        "workspace_path": str(state.folder.path), "nav_html": _nav(nav or page), "content_html": content,
+        "data_json": dict(data or {}),
+        "vendor_html": '<script src="/vendor/plotly.min.js"></script>\n' if charts else "",
+    })
+    return HTMLResponse(body, status_code=status_code, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/experiments", status_code=307)
+
+
+@router.get("/experiments", response_class=HTMLResponse)
+def experiments_page(state: State) -> HTMLResponse:
+    return page(state, page="experiments", title="Experiments", content=render("experiments.html", {}))
+
+
+@router.get("/experiments/{name}")
+def experiment_page(name: Annotated[str, PathParam(max_length=255)]) -> RedirectResponse:
+    from urllib.parse import quote
+
+    return RedirectResponse(f"/runs?experiment={quote(name)}", status_code=307)
+
+
+@router.get("/runs", response_class=HTMLResponse)
+def runs_page(state: State) -> HTMLResponse:
+    return page(state, page="runs", title="Runs", content=render("runs.html", {}))
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(state: State, run_id: Annotated[str, PathParam(max_length=320)]) -> HTMLResponse:
+    try:
+        record = state.store.get_run(run_id)
+    except RunNotFoundError as exc:
+        return not_found(state, "Run not found", exc.message)
+    title = record.display_name or record.run_id
+    return page(state, page="run", title=title, nav="runs", charts=True, content=render("run.html", {}),
+                data={"run_id": record.run_id, "experiment": record.experiment_name})
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(state: State) -> HTMLResponse:
+    return page(state, page="compare", title="Compare runs", charts=True, content=render("compare.html", {}))
+
+
+def _asset_page(kind: str) -> Any:
+    spec = ASSETS[kind]
+
+    def handler(state: State) -> HTMLResponse:
+        return page(state, page="assets", nav=kind, title=spec["title"],
+                    content=render("assets.html", {"title": spec["title"], "subtitle": spec["subtitle"]}),
+                    data={"kind": kind, **spec})
+
+    handler.__name__ = f"{kind}_page"
+    return handler
+
+
+for _kind in ASSETS:
+    router.add_api_route(f"/{_kind}", _asset_page(_kind), methods=["GET"], response_class=HTMLResponse)
+
+
+def not_found(state: StudioState, title: str, message: str) -> HTMLResponse:
+    return page(state, page="not_found", title=title, nav="", status_code=404,
+                content=render("not_found.html", {"title": title, "message": message}))
+
+
+def plotly_js_path() -> Path:
+    """plotly.min.js as the installed ``plotly`` package ships it."""
+    from importlib.util import find_spec
+
+    spec = find_spec("plotly")  # located, not imported: importing plotly takes a second
+    if spec is None or spec.origin is None:
+        raise RunlabError("the plotly package is not installed: the studio's charts need it (pip install plotly)")
+    path = Path(spec.origin).parent / "package_data" / "plotly.min.js"
+    if not path.is_file():
+        raise RunlabError(f"plotly.min.js is missing from the plotly package at {path}: reinstall plotly")
+    return path
+
+
+@router.get("/vendor/plotly.min.js")
+def plotly_js() -> Response:
+    """plotly.js from the installed plotly package (cached by the browser for a day)."""
+    return FileResponse(plotly_js_path(), media_type="text/javascript; charset=utf-8",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
+def html_error(request: Request, state: StudioState, status_code: int, message: str) -> HTMLResponse:
+    """An error page for a browser that asked for a page (not for the API)."""
+    title = "Page not found" if status_code == 404 else f"Error {status_code}"
+    return page(state, page="not_found", title=title, nav="", status_code=status_code,
+                content=render("not_found.html", {"title": title, "message": message}))

@@ -1,0 +1,28 @@
+/* Environments, compute targets, datastores, datasets, models: a table, or how to create the first. */
+"use strict";
+(async function () {
+  const { api, el, emptyState, errorNotice, fmtTime, fmtValue, tagChips, pageData } = window.Studio;
+  const root = document.getElementById("assets");
+  let items;
+  try { items = await api(pageData.api); } catch (err) { root.replaceChildren(errorNotice(err)); return; }
+  if (!items.length) {
+    const e = pageData.empty;
+    root.replaceChildren(emptyState(e.title, e.text, e.code));
+    document.body.dataset.ready = "1";
+    return;
+  }
+  const cell = (key, value) => {
+    if (key === "created_at") return fmtTime(value);
+    if (key === "tags") return tagChips(value);
+    if (key === "run_id" && value) return el("a", { href: `/runs/${encodeURIComponent(value)}` }, value);
+    if (key === "state") return el("span", { class: `status ${value === "busy" ? "Running" : "Completed"}` }, value);
+    if (key === "build_log") return value ? el("a", { href: value, target: "_blank" }, "build log") : el("span", { class: "faint" }, "—");
+    if (key === "build_status") return el("span", { class: `status ${value === "Built" ? "Completed" : value === "Not built" ? "NotStarted" : ""}` }, value || "");
+    if (typeof value === "boolean") return value ? "yes" : "";
+    return fmtValue(value);
+  };
+  root.replaceChildren(el("div", { class: "table-wrap" }, el("table", { class: "grid" },
+    el("thead", {}, el("tr", {}, pageData.columns.map(([, label]) => el("th", {}, label)))),
+    el("tbody", {}, items.map((item) => el("tr", {}, pageData.columns.map(([key]) => el("td", {}, cell(key, item[key])))))))));
+  document.body.dataset.ready = "1";
+})();

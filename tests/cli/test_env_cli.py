@@ -91,7 +91,7 @@ def test_build_then_prune(ws: runlab.Workspace, tmp_path: Path) -> None:
     requirements.write_text("six\n", encoding="utf-8")
     from_file = invoke("build", "--file", str(requirements))
     assert from_file.exit_code == 0, from_file.output
-    assert "installing 13 packages (1 from the definition" in from_file.output
+    assert re.search(r"installing \d+ packages \(1 from the definition", from_file.output)
     assert sorted(c.name for c in list_cached_environments()) == ["kept-env", "requirements"]
 
     declined = invoke("prune", "-w", "test-ws", input="n\n")

@@ -155,7 +155,8 @@ def test_tags_and_add_only_properties(run: runlab.Run) -> None:
     run.add_properties({"lr": "0.1"})  # same value: fine
     with pytest.raises(PropertyConflictError, match="add-only"):
         run.add_properties({"lr": 0.2})
-    assert run.get_properties() == {"lr": "0.1"}
+    assert run.get_properties()["lr"] == "0.1"
+    assert run.get_properties()["runlab.user"]  # who started it, recorded at creation
 
 
 def test_files_upload_list_download(run: runlab.Run, tmp_path: Path) -> None:

@@ -20,6 +20,16 @@ def hostname() -> str:
     return socket.gethostname()
 
 
+def current_user() -> str:
+    """Who runs this process (recorded with each run as the ``runlab.user`` property)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+
+
 def current_identity() -> str:
     """``host:pid:start`` of this process."""
     pid = os.getpid()

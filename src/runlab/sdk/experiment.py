@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from runlab.core.names import check_experiment_name
-from runlab.core.process import current_identity
+from runlab.core.process import current_identity, current_user
 from runlab.core.status import RunStatus, RunType
 from runlab.tracking.run import new_run_id
 
@@ -78,6 +78,7 @@ class Experiment:
             status=RunStatus.RUNNING,
             display_name=display_name,
             owner=current_identity(),
+            properties={"runlab.user": current_user()},
         )
         return Run(self._workspace.folder, run_id, record=record, owned=True)
 

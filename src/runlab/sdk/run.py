@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from runlab.core.errors import RunlabError
 from runlab.core.layout import DRIVER_LOG
-from runlab.core.process import current_identity
+from runlab.core.process import current_identity, current_user
 from runlab.core.settings import (
     RUNLAB_RUN_ID,
     RUNLAB_RUN_OWNER,
@@ -92,6 +92,7 @@ class Run(TrackedRun):
                 "run_type": RunType.OFFLINE,
                 "status": RunStatus.RUNNING,
                 "owner": current_identity(),
+                "properties": {"runlab.user": current_user()},
             },
         )
         print(

@@ -6,6 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Mapping
 
 from runlab.core.errors import UserError
+from runlab.core.process import current_user
 from runlab.core.status import RunStatus, RunType
 from runlab.execution.environments import EnvironmentDefinition
 from runlab.execution.snapshot import (
@@ -69,7 +70,11 @@ def submit_script_run(
         environmentHash=env_def.content_hash(),
         snapshotId=snapshot.snapshot_id,
     )
-    properties = {"runlab.snapshot_id": snapshot.snapshot_id, "runlab.source_directory": definition["sourceDirectory"]}
+    properties = {
+        "runlab.snapshot_id": snapshot.snapshot_id,
+        "runlab.source_directory": definition["sourceDirectory"],
+        "runlab.user": current_user(),
+    }
     if snapshot.git is not None:
         git = snapshot.git.to_dict()
         properties.update({f"azureml.git.{k}": str(v) for k, v in git.items() if v is not None})

@@ -11,9 +11,14 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
+from pathlib import Path
 from typing import Iterator
 
 import pytest
+import sqlalchemy as sa
+
+from runlab.store.sql.store import SqlStore
 
 
 def _free_port() -> int:
@@ -62,3 +67,23 @@ def postgres_url() -> Iterator[str]:
         if server.stderr:
             server.stderr.close()
         shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+    if request.param == "sqlite":
+        s = SqlStore(f"sqlite:///{tmp_path / 'store.db'}")
+        yield s
+        s.close()
+        return
+    base = request.getfixturevalue("postgres_url")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    s = SqlStore(base.rsplit("/", 1)[0] + "/" + name)
+    yield s
+    s.close()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE {name}")
+    admin.dispose()

@@ -5,13 +5,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-import uuid
-from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 
 from runlab.core.entities import ComputeTargetRecord, MetricBatch
 from runlab.core.errors import (
@@ -23,26 +19,6 @@ from runlab.core.errors import (
 )
 from runlab.core.status import RunStatus, RunType
 from runlab.store.sql.store import SqlStore
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    if request.param == "sqlite":
-        s = SqlStore(f"sqlite:///{tmp_path / 'store.db'}")
-        yield s
-        s.close()
-        return
-    base = request.getfixturevalue("postgres_url")
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    s = SqlStore(base.rsplit("/", 1)[0] + "/" + name)
-    yield s
-    s.close()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE {name}")
-    admin.dispose()
 
 
 def _run(store: SqlStore, run_id: str = "exp_1_aaaaaaaa", **kw: object) -> str:

@@ -320,3 +320,11 @@ def test_failed_build_raises_with_log_tail_and_leaves_no_ready_marker(tmp_path: 
     assert not environment_status(definition, tmp_path).cached
     with pytest.raises(EnvironmentBuildError):  # not remembered as built
         build_environment(definition, tmp_path)
+
+
+def test_run_environments_get_runlab_without_the_studio_server() -> None:
+    from runlab.execution.environments import requirement_name, runlab_requirements
+
+    names = {requirement_name(r) for r in runlab_requirements()}
+    assert {"sqlalchemy", "numpy", "filelock"} <= names
+    assert not names & {"fastapi", "uvicorn", "plotly", "swagger-ui-bundle"}

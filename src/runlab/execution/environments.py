@@ -153,9 +153,14 @@ def runlab_version() -> str:
     return _runlab_project()[0]
 
 
+# What only the studio server needs: a training script never imports it, so run environments
+# stay small (plotly alone is tens of MB).
+SERVER_ONLY_REQUIREMENTS = frozenset({"fastapi", "uvicorn", "plotly", "swagger-ui-bundle"})
+
+
 def runlab_requirements() -> tuple[str, ...]:
-    """runlab's own runtime requirements, installed into every built environment."""
-    return _runlab_project()[1]
+    """runlab's own runtime requirements that a run needs, installed into every built environment."""
+    return tuple(r for r in _runlab_project()[1] if requirement_name(r) not in SERVER_ONLY_REQUIREMENTS)
 
 
 # ------------------------------------------------------------------------------------ requirements

@@ -141,9 +141,9 @@ class TrackedRun:
 
     @property
     def is_offline(self) -> bool:
-        return self.record.run_type == RunType.OFFLINE if self._pending_create is None else (
-            self._pending_create.get("run_type") == RunType.OFFLINE
-        )
+        if self._pending_create is not None:
+            return bool(self._pending_create.get("run_type") == RunType.OFFLINE)
+        return self.record.run_type == RunType.OFFLINE
 
     def __repr__(self) -> str:
         return f"Run(id={self._run_id!r}, workspace={self._backend.name!r})"

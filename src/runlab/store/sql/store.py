@@ -79,14 +79,16 @@ class SqlStore:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         try:
-            if self.is_sqlite:
+            if self.is_sqlite and ":memory:" in url:
+                self._engine = sa.create_engine(url, poolclass=sa.pool.StaticPool)
+                _configure_sqlite(self._engine)
+            elif self.is_sqlite:
                 self._engine = sa.create_engine(
                     url,
                     connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
-                    poolclass=sa.pool.QueuePool if ":memory:" not in url else sa.pool.StaticPool,
                     pool_size=4,
                     max_overflow=8,
-                ) if ":memory:" not in url else sa.create_engine(url, poolclass=sa.pool.StaticPool)
+                )
                 _configure_sqlite(self._engine)
             else:
                 self._engine = sa.create_engine(url, pool_pre_ping=True)

@@ -59,6 +59,8 @@ def test_tutorial_part_two_hello_world(ws: runlab.Workspace, cluster: ComputeTar
     assert {"azureml-logs/20_image_build_log.txt", "azureml-logs/55_agent_log.txt",
             "azureml-logs/70_driver_log.txt"} <= set(details["logFiles"])
     assert details["target"] == "cpu-cluster" and details["runDefinition"]["script"] == "hello.py"
+    assert [h["status"] for h in details["statusHistory"]] == [
+        "Queued", "Preparing", "Starting", "Running", "Finalizing", "Completed"]
 
     second = experiment.submit(config)
     second.wait_for_completion()

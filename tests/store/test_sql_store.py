@@ -166,3 +166,16 @@ def test_runs_of_dead_owners_are_marked_failed(store: SqlStore) -> None:
     store.heartbeat(stale, when=time.time() - 3600)
     assert store.reap_stale_runs(timeout_s=60) == [stale]
     assert "no heartbeat" in (store.get_run(stale).error or {})["message"]
+
+
+def test_status_history_records_each_transition(store: SqlStore) -> None:
+    run_id = _run(store, status=RunStatus.QUEUED, run_type=RunType.SUBMITTED, target="pool")
+    assert store.claim_queued_run("pool", "agent") is not None
+    for status in (RunStatus.STARTING, RunStatus.RUNNING, RunStatus.FINALIZING, RunStatus.COMPLETED):
+        store.set_status(run_id, status, only_if_active=True)
+    assert not store.set_status(run_id, RunStatus.FAILED, only_if_active=True)  # refused: not recorded
+    history = store.get_run(run_id).status_history
+    assert [s for s, _ in history] == ["Queued", "Preparing", "Starting", "Running", "Finalizing", "Completed"]
+    times = [at for _, at in history]
+    assert times == sorted(times)
+    assert store.list_runs()[0].status_history == ()  # listings do not load it

@@ -34,6 +34,8 @@ class RunRecord:
     tags: Mapping[str, str] = field(default_factory=dict)
     properties: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    # (status, unix time) in order; filled when one run is read (get_run), empty in listings
+    status_history: tuple[tuple[str, float], ...] = ()
 
     @property
     def duration_s(self) -> float | None:

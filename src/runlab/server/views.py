@@ -65,9 +65,12 @@ def timeline(record: RunRecord) -> list[models.TimelineStep]:
     the store knows it (created, started, ended)."""
     status = record.status
     flow: Sequence[RunStatus] = SUBMITTED_FLOW if record.run_type == RunType.SUBMITTED else (RunStatus.RUNNING,)
-    known = {RunStatus.QUEUED: record.created_at, RunStatus.RUNNING: record.started_at}
+    known: dict[RunStatus, float | None] = {RunStatus.QUEUED: record.created_at, RunStatus.RUNNING: record.started_at}
     if record.run_type != RunType.SUBMITTED:
         known[RunStatus.RUNNING] = record.started_at or record.created_at
+    for name, at in record.status_history:  # when each status was first reached, where recorded
+        if known.get(RunStatus(name)) is None:
+            known[RunStatus(name)] = at
     steps: list[models.TimelineStep] = []
     if status in flow:
         current = flow.index(status)

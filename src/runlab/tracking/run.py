@@ -356,6 +356,7 @@ class TrackedRun:
             "runDefinition": dict(record.definition or {}),
             "logFiles": {n: n for n in self.get_file_names() if n.startswith(LOG_PREFIXES)},
             "parentRunId": record.parent_run_id,
+            "statusHistory": [{"status": status, "time": _iso(at)} for status, at in record.status_history],
         }
         if record.error:
             details["error"] = dict(record.error)

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 
 # The Alembic revision this code expects; a test pins it to the newest migration file.
-SCHEMA_REVISION = "0002_environments_compute"
+SCHEMA_REVISION = "0003_status_history"
 
 metadata = MetaData()
 
@@ -151,4 +151,14 @@ compute_targets = Table(
     Column("created_at", Float, nullable=False),
     Column("state", String(32), nullable=False),
     Column("settings", Text, nullable=False, default="{}"),
+)
+
+run_status_history = Table(
+    "run_status_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_pk", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_run_status_history_run", "run_pk"),
 )

@@ -205,6 +205,7 @@ class SqlStore:
                 )
             )
             run_pk = result.inserted_primary_key[0]  # type: ignore[index]
+            conn.execute(t.run_status_history.insert().values(run_pk=run_pk, status=str(status), at=now))
             if tags:
                 conn.execute(t.run_tags.insert(), [{"run_pk": run_pk, "key": k, "value": v} for k, v in tags.items()])
             if properties:
@@ -235,8 +236,16 @@ class SqlStore:
             .outerjoin(parent, parent.c.id == t.runs.c.parent_id)
         )
 
-    def _records(self, conn: Connection, rows: Sequence[Any]) -> list[RunRecord]:
+    def _records(self, conn: Connection, rows: Sequence[Any], *, history: bool = False) -> list[RunRecord]:
         pks = [r.id for r in rows]
+        histories: dict[int, list[tuple[str, float]]] = {pk: [] for pk in pks}
+        if history:
+            for row in conn.execute(
+                sa.select(t.run_status_history)
+                .where(t.run_status_history.c.run_pk.in_(pks))
+                .order_by(t.run_status_history.c.at, t.run_status_history.c.id)
+            ):
+                histories[row.run_pk].append((row.status, row.at))
         tags: dict[int, dict[str, str]] = {pk: {} for pk in pks}
         props: dict[int, dict[str, str]] = {pk: {} for pk in pks}
         for start in range(0, len(pks), 900):
@@ -264,6 +273,7 @@ class SqlStore:
                 tags=tags[r.id],
                 properties=props[r.id],
                 description=r.description or "",
+                status_history=tuple(histories[r.id]),
             )
             for r in rows
         ]
@@ -276,7 +286,7 @@ class SqlStore:
                     f"run {run_id!r} does not exist in this workspace: list runs with `runlab runs list`",
                     run_id=run_id,
                 )
-            record = self._records(conn, [row])[0]
+            record = self._records(conn, [row], history=True)[0]
         if record.status in ACTIVE_STATUSES and self._is_stale(record, self._heartbeat_timeout):
             self._mark_lost(record)
             return self.get_run(run_id)
@@ -339,13 +349,15 @@ class SqlStore:
         if error is not None:
             values["error"] = json.dumps(dict(error))
         with self._write(f"setting the status of run {run_id}") as conn:
-            self._run_pk(conn, run_id)
+            pk = self._run_pk(conn, run_id)
             stmt = t.runs.update().where(t.runs.c.run_id == run_id)
             if only_if_active:
                 stmt = stmt.where(t.runs.c.status.notin_([str(s) for s in TERMINAL_STATUSES]))
             if only_if_status is not None:
                 stmt = stmt.where(t.runs.c.status.in_([str(s) for s in only_if_status]))
             changed = conn.execute(stmt.values(**values)).rowcount
+            if changed:
+                conn.execute(t.run_status_history.insert().values(run_pk=pk, status=str(status), at=now))
         return bool(changed)
 
     def heartbeat(self, run_id: str, owner: str | None = None, when: float | None = None) -> None:
@@ -604,6 +616,8 @@ class SqlStore:
                 .where(t.runs.c.id == pk, t.runs.c.status == str(RunStatus.QUEUED))
                 .values(status=str(RunStatus.PREPARING), owner=owner, heartbeat_at=now)
             ).rowcount
+            if claimed:
+                conn.execute(t.run_status_history.insert().values(run_pk=pk, status=str(RunStatus.PREPARING), at=now))
             run_id = conn.execute(sa.select(t.runs.c.run_id).where(t.runs.c.id == pk)).scalar()
         return self.get_run(str(run_id)) if claimed else None
 

@@ -30,7 +30,9 @@ def main() -> int:
     print(f"\n=== done: run {run.id} is {run.get_status()}; it logged {len(loss)} loss values, "
           f"from {loss[0]:.3f} to {loss[-1]:.3f}")
     print(f"workspace: {ws.path}")
-    print(f"see the runs: runlab runs list   |   the loss: runlab metrics {run.id} loss")
+    print(f"see the runs: runlab runs list   |   the loss: runlab metrics {run.id} loss   |   runlab studio")
+    print("cpu-cluster's agent stops after 2400 idle seconds, as 02-create-compute.py asks "
+          "(runlab compute show cpu-cluster)")
     return 0 if run.get_status() == "Completed" else 1
 
 

@@ -9,6 +9,7 @@ from runlab.core.errors import InvalidNameError
 WORKSPACE_NAME = re.compile(r"^[a-zA-Z0-9][\w\-]{2,32}$")
 EXPERIMENT_NAME = re.compile(r"^[a-zA-Z0-9][\w\-]{0,254}$")
 INPUT_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]{0,254}$")
 MAX_METRIC_NAME = 255
 
 
@@ -52,6 +53,16 @@ def check_input_name(name: object) -> str:
         raise InvalidNameError(
             f"invalid input name {name!r}: it becomes an environment variable, so use letters, "
             "digits and '_', starting with a letter or '_' (for example 'input')",
+            name=name,
+        )
+    return name
+
+
+def check_environment_name(name: object) -> str:
+    if not isinstance(name, str) or not ENVIRONMENT_NAME.match(name):
+        raise InvalidNameError(
+            f"invalid environment name {name!r}: use 1 to 255 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit (for example 'pytorch-env')",
             name=name,
         )
     return name

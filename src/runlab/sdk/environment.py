@@ -28,7 +28,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from runlab.core.errors import InvalidNameError, NotFoundError, UserError
+from runlab.core.errors import NotFoundError, UserError
+from runlab.core.names import check_environment_name
 from runlab.core.settings import load_settings
 from runlab.execution.conda import CondaSpecError, load_conda_spec, translate_conda_spec
 from runlab.execution.environments import (
@@ -61,7 +62,6 @@ __all__ = [
     "registered_environments",
 ]
 
-ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]{0,254}$")
 _CONDA_NAME = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)")
 _CACHE_KEY = re.compile(r"^[0-9a-f]{16}$")
 
@@ -69,17 +69,6 @@ _CACHE_KEY = re.compile(r"^[0-9a-f]{16}$")
 def environment_cache_root() -> Path:
     """Where built environments live: ``$RUNLAB_HOME/envs``, one cache per machine shared by all workspaces."""
     return load_settings().environments_dir
-
-
-def check_environment_name(name: object) -> str:
-    """``name`` if it is a valid environment name, else :class:`InvalidNameError` saying the rule."""
-    if not isinstance(name, str) or not ENVIRONMENT_NAME.match(name):
-        raise InvalidNameError(
-            f"invalid environment name {name!r}: use 1 to 255 letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit (for example 'pytorch-env')",
-            name=name,
-        )
-    return name
 
 
 # ------------------------------------------------------------------------------ conda dependencies

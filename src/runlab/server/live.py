@@ -24,6 +24,7 @@ import anyio.to_thread
 
 from runlab.core.entities import RunRecord
 from runlab.core.errors import FileNotFoundInRunError, RunlabError, StoreUnavailableError
+from runlab.core.layout import LOG_PREFIXES
 from runlab.server import views
 from runlab.server.state import StudioState
 
@@ -60,7 +61,7 @@ def _status_payload(record: RunRecord) -> dict[str, Any]:
 def log_files(state: StudioState, run_id: str) -> list[dict[str, Any]]:
     out = []
     for name in state.artifacts.list(run_id):
-        if name.startswith(views.LOG_PREFIXES):
+        if name.startswith(LOG_PREFIXES):
             try:
                 out.append({"name": name, "size": state.artifacts.size(run_id, name)})
             except FileNotFoundInRunError:

@@ -8,12 +8,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from runlab.core.entities import MetricSummary, RunRecord
+from runlab.core.layout import LOG_PREFIXES
 from runlab.core.status import RunStatus, RunType
 from runlab.server import models
 from runlab.store.downsample import downsample
 from runlab.store.sql.queries import RunRow, SeriesData
-
-LOG_PREFIXES = ("azureml-logs/", "logs/", "user_logs/")
 
 # What a submitted run goes through before it ends; other runs start Running.
 SUBMITTED_FLOW = (RunStatus.QUEUED, RunStatus.PREPARING, RunStatus.STARTING, RunStatus.RUNNING,

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
 
 from runlab.core.errors import FileNotFoundInRunError, NotFoundError
+from runlab.core.layout import LOG_PREFIXES
 from runlab.execution.snapshot import SnapshotStore
 from runlab.server import models, views
 from runlab.server.state import StudioState, get_state
@@ -36,7 +37,7 @@ def content_type_of(name: str) -> str:
     guessed, _ = mimetypes.guess_type(name)
     if suffix == ".json":
         return "application/json"
-    if suffix in TEXT_SUFFIXES or name.startswith(views.LOG_PREFIXES) and not guessed:
+    if suffix in TEXT_SUFFIXES or name.startswith(LOG_PREFIXES) and not guessed:
         return "text/plain; charset=utf-8" if suffix not in (".csv",) else "text/csv; charset=utf-8"
     if guessed is None:
         return "application/octet-stream"

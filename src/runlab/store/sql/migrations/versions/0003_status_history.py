@@ -3,9 +3,8 @@
 Revision ID: 0003_status_history
 Revises: 0002_environments_compute
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0003_status_history'
 down_revision = '0002_environments_compute'

@@ -10,6 +10,21 @@ import time
 import runlab
 from runlab.execution.targets import read_agent_state
 
+# The conda spec of tutorial part 3 (shared/seed), as Azure users have it.
+TUTORIAL_SPEC = """\
+name: pytorch-env
+channels:
+    - defaults
+    - pytorch
+dependencies:
+    - python=3.6.2
+    - pytorch
+    - torchvision
+    - pip
+    - pip:
+        - azureml-sdk
+"""
+
 
 def stop_agents(ws: runlab.Workspace) -> None:
     """Stop the agents a test started, by their own pid (their scripts die with them)."""

@@ -16,20 +16,7 @@ from runlab.execution.conda import (
     translate_conda_spec,
 )
 from runlab.execution.environments import EnvironmentDefinition
-
-TUTORIAL_SPEC = """\
-name: pytorch-env
-channels:
-    - defaults
-    - pytorch
-dependencies:
-    - python=3.6.2
-    - pytorch
-    - torchvision
-    - pip
-    - pip:
-        - azureml-sdk
-"""
+from tests_support import TUTORIAL_SPEC
 
 
 @pytest.mark.parametrize(

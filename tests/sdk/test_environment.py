@@ -21,22 +21,10 @@ from runlab.sdk.environment import (
     list_cached_environments,
     prune_cached_environments,
 )
+from tests_support import TUTORIAL_SPEC
 
 CURRENT = ".".join(map(str, sys.version_info[:3]))
 
-TUTORIAL_SPEC = """\
-name: pytorch-env
-channels:
-    - defaults
-    - pytorch
-dependencies:
-    - python=3.6.2
-    - pytorch
-    - torchvision
-    - pip
-    - pip:
-        - azureml-sdk
-"""
 
 
 @pytest.fixture

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from runlab.cli.main import _console, friendly_errors, open_workspace, workspace_option
+
+if TYPE_CHECKING:
+    from runlab.sdk.compute import ComputeTargetStatus
 
 
 @click.group()
@@ -48,7 +53,7 @@ def compute_list(workspace_ref: str | None) -> None:
     for target in targets:
         status = target.get_status()
         table.add_row(target.name, target.vm_size or "", str(target.max_nodes), str(status.busy_nodes),
-                      str(status.queued_runs), f"pid {status.agent_pid}" if status.agent_pid else "stopped")
+                      str(status.queued_runs), _agent_cell(status))
     _console().print(table)
 
 
@@ -62,8 +67,18 @@ def compute_show(name: str, workspace_ref: str | None) -> None:
 
     target = ComputeTarget(workspace=open_workspace(workspace_ref), name=name)
     console = _console()
-    for key, value in {**target.serialize(), **target.get_status().serialize()}.items():
+    status = target.get_status()
+    for key, value in {**target.serialize(), **status.serialize()}.items():
         console.print(f"{key:>28}: {value}")
+    if status.agent_state == "Down":
+        console.print(f"[yellow]the agent of {name} is down with {status.queued_runs} run(s) queued "
+                      "(it died): a new one is starting[/yellow]")
+
+
+def _agent_cell(status: "ComputeTargetStatus") -> str:
+    if status.agent_pid:
+        return f"pid {status.agent_pid}"
+    return {"Down": "down: restarting"}.get(str(status.agent_state), str(status.agent_state).lower())
 
 
 @compute.command("delete")

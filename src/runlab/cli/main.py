@@ -171,10 +171,12 @@ def runs_list(workspace_ref: str | None, experiment: str | None, status: str | N
     from rich.table import Column, Table
 
     from runlab.core.status import RunStatus
+    from runlab.execution.targets import restart_dead_agents
 
     ws = open_workspace(workspace_ref)
     statuses = None if status is None else [RunStatus.parse(status)]
     records = ws.folder.store.list_runs(experiment_name=experiment, statuses=statuses, limit=limit)
+    restart_dead_agents(ws.folder, {r.target for r in records if r.status == RunStatus.QUEUED})
     if not records:
         _console().print("no runs yet: start one with experiment.start_logging() or Run.get_context()")
         return

@@ -7,16 +7,19 @@ a run folder) -> Running (the script in its own process group; stdout and stderr
 driver log, ``./logs`` is uploaded as it grows) -> Finalizing (``./outputs`` uploaded) ->
 Completed / Failed (exit code, end of stderr) / Canceled.
 
-The main thread owns every child process (so that the kernel kills them if the agent dies:
+The main thread owns every script (so that the kernel kills it if the agent dies:
 PR_SET_PDEATHSIG), polls them, heartbeats the runs it owns, and claims new runs while it has
-free nodes. Preparing happens in a worker thread, as a build can take a while.
+free nodes. Preparing happens in a worker thread, as a build can take a while; a cancel stops it
+(the build's processes are killed). Every child is a :class:`~runlab.execution.processes.ProcessGroup`:
+when a script exits, what it left running is killed, and the agent's watchdog kills the groups of
+an agent that dies, so that nothing a run started outlives it.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -34,21 +37,28 @@ from filelock import Timeout
 from runlab.core.entities import RunRecord
 from runlab.core.errors import ComputeTargetException, RunlabError
 from runlab.core.layout import AGENT_LOG, BUILD_LOG, DRIVER_LOG
+from runlab.core.names import id_problem
 from runlab.core.process import current_identity
 from runlab.core.settings import load_settings
 from runlab.core.status import RunStatus
 from runlab.execution.environments import EnvironmentDefinition, build_environment
+from runlab.execution.processes import ProcessGroup, guard_children
 from runlab.execution.snapshot import SnapshotStore
 from runlab.execution.targets import (
     TargetSettings,
     agent_lock,
+    agent_starting_path,
     agent_state_path,
     ensure_agent,
 )
 from runlab.store.folder import WorkspaceFolder
 
 POLL_S = 0.05
+LOCK_WAIT_S = 2.0  # a reader probing whether the agent runs holds its lock for an instant
 CANCEL_GRACE_S = 10.0
+PUMP_POLL_S = 0.1
+PUMP_DRAIN_READS = 64  # after the script exited: what is in its stderr pipe now, not what an escapee writes
+PUMP_JOIN_S = 5.0
 LOGS_SYNC_S = 2.0
 SETTINGS_REFRESH_S = 5.0
 STDERR_TAIL_LINES = 30
@@ -68,8 +78,10 @@ class Slot:
     thread: threading.Thread | None = None
     plan: LaunchPlan | None = None
     prepare_error: BaseException | None = None
-    proc: subprocess.Popen[bytes] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)  # set: stop preparing
+    proc: ProcessGroup | None = None
     pump: threading.Thread | None = None
+    pump_stop: threading.Event = field(default_factory=threading.Event)  # set: the script exited
     stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
     started: float = 0.0
     deadline: float | None = None
@@ -96,22 +108,27 @@ class Agent:
         self._last_settings = time.monotonic()
         self._idle_since = time.monotonic()
         self._heartbeat_s = load_settings().heartbeat_interval_s
-        self._pdeathsig = _pdeathsig_setter()
 
     # -- the loop --------------------------------------------------------------------------
 
     def serve(self) -> int:
         lock = agent_lock(self.folder, self.target)
         try:
-            lock.acquire(timeout=0)
+            lock.acquire(timeout=LOCK_WAIT_S)
         except Timeout:
+            agent_starting_path(self.folder, self.target).unlink(missing_ok=True)  # no agent to wait for
             self._say(f"another agent serves {self.target}; exiting")
             return 0
         scaled_down = False
         try:
             self._write_state()
+            agent_starting_path(self.folder, self.target).unlink(missing_ok=True)
+            try:
+                watchdog = f"watchdog pid {guard_children()}"
+            except OSError as exc:  # runs still go; only what a killed agent's scripts started may outlive it
+                watchdog = f"no watchdog ({exc})"
             self._say(f"agent for {self.target} started (max_nodes={self.settings.max_nodes}, "
-                      f"idle_seconds_before_scaledown={self.settings.idle_seconds})")
+                      f"idle_seconds_before_scaledown={self.settings.idle_seconds}, {watchdog})")
             while True:
                 busy = self.step()
                 if busy:
@@ -149,6 +166,10 @@ class Agent:
     # -- one run ---------------------------------------------------------------------------
 
     def _start(self, record: RunRecord) -> None:
+        if id_problem(record.run_id) is not None:  # planted in the database: it must not name a folder to rmtree
+            self.store.set_status(record.run_id, RunStatus.FAILED, error={
+                "message": f"the run id breaks the id rule ({id_problem(record.run_id)}): not run", "code": "InvalidRunId"})
+            return
         workdir = self.folder.path / "work" / record.run_id
         slot = Slot(record=record, workdir=workdir)
         self.slots[record.run_id] = slot
@@ -173,7 +194,8 @@ class Agent:
                 build_log.write(f"{_stamp()} {line}\n")
                 build_log.flush()
 
-            built = build_environment(env_def, load_settings().environments_dir, progress=progress)
+            built = build_environment(env_def, load_settings().environments_dir, progress=progress,
+                                      cancel=slot.cancel)
             for warning in built.warnings:
                 progress(f"warning: {warning}")
             if built.cached:
@@ -183,7 +205,10 @@ class Agent:
         self.store.update_definition(record.run_id, {"environmentHash": built.hash, "python": str(built.python_path)})
         self._run_log(slot, f"environment ready: {built.python_path} ({'cached' if built.cached else 'built'}, "
                             f"{built.seconds:.2f} s)")
-        self.store.set_status(record.run_id, RunStatus.STARTING, only_if_active=True)
+        if slot.cancel.is_set() or not self.store.set_status(record.run_id, RunStatus.STARTING,
+                                                             only_if_status=[RunStatus.PREPARING]):
+            raise RunlabError(f"run {record.run_id} is no longer Preparing (canceled?): not starting it",
+                              run_id=record.run_id)
         if slot.workdir.exists():
             shutil.rmtree(slot.workdir)
         SnapshotStore(self.folder.snapshots_dir).restore(definition["snapshotId"], slot.workdir)
@@ -218,42 +243,38 @@ class Agent:
         assert slot.plan is not None
         driver_path = self.artifacts.local_path(slot.run_id, DRIVER_LOG)
         stdout = open(driver_path, "ab")
-        cpus = self.settings.cpus_per_run
-        pdeathsig = self._pdeathsig
-
-        def in_child() -> None:
-            pdeathsig()
-            if cpus:
-                os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cpus])
-
         try:
-            slot.proc = subprocess.Popen(
-                slot.plan.argv, cwd=slot.plan.cwd, env=slot.plan.env, stdin=subprocess.DEVNULL,
-                stdout=stdout, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=in_child,
+            slot.proc = ProcessGroup(
+                slot.plan.argv, cpus=self.settings.cpus_per_run, cwd=slot.plan.cwd, env=slot.plan.env,
+                stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE,
             )
         finally:
             stdout.close()
-        slot.pump = threading.Thread(target=_pump_stderr, args=(slot.proc.stderr, driver_path, slot.stderr_tail),
+        slot.pump = threading.Thread(target=_pump_stderr,
+                                     args=(slot.proc.stderr, driver_path, slot.stderr_tail, slot.pump_stop),
                                      name=f"stderr-{slot.run_id}", daemon=True)
         slot.pump.start()
         slot.started = time.monotonic()
         limit = (slot.record.definition or {}).get("maxRunDurationSeconds")
         slot.deadline = slot.started + float(limit) if limit else None
-        self.store.set_status(slot.run_id, RunStatus.RUNNING, only_if_active=True)
+        # not over CancelRequested: the next turn stops the script
+        self.store.set_status(slot.run_id, RunStatus.RUNNING, only_if_status=[RunStatus.STARTING])
         self._run_log(slot, f"running: {' '.join(slot.plan.argv)} (pid {slot.proc.pid})")
 
     def _advance(self, slot: Slot) -> None:
         if slot.proc is None:
             if slot.thread is not None and slot.thread.is_alive():
-                if self._status(slot) == RunStatus.CANCEL_REQUESTED:
-                    slot.stop_reason = "cancel"  # acted on once preparing ends
+                if slot.stop_reason is None and self._status(slot) == RunStatus.CANCEL_REQUESTED:
+                    slot.stop_reason = "cancel"
+                    slot.cancel.set()  # the build's processes are killed; preparing ends at once
+                    self._run_log(slot, "cancel requested while preparing: stopping it")
+                return
+            if slot.stop_reason == "cancel" or self._status(slot) == RunStatus.CANCEL_REQUESTED:
+                self._end(slot, RunStatus.CANCELED, None)
                 return
             if slot.prepare_error is not None:
                 exc = slot.prepare_error
                 self._fail(slot, f"preparing the run failed: {exc}", type(exc).__name__, exc)
-                return
-            if slot.stop_reason == "cancel" or self._status(slot) == RunStatus.CANCEL_REQUESTED:
-                self._end(slot, RunStatus.CANCELED, None)
                 return
             self._launch(slot)
             return
@@ -271,16 +292,19 @@ class Agent:
                 slot.stop_reason = "timeout"
             if slot.stop_reason is not None:
                 self._run_log(slot, f"stopping the script ({slot.stop_reason}): SIGTERM to its process group")
-                _signal_group(slot.proc, signal.SIGTERM)
+                slot.proc.signal(signal.SIGTERM)
                 slot.term_sent_at = now
         elif slot.term_sent_at is not None and now - slot.term_sent_at > CANCEL_GRACE_S:
             self._run_log(slot, f"still running {CANCEL_GRACE_S:.0f} s after SIGTERM: SIGKILL")
-            _signal_group(slot.proc, signal.SIGKILL)
+            slot.proc.signal(signal.SIGKILL)
             slot.term_sent_at = None
 
     def _finalize(self, slot: Slot, code: int) -> None:
+        # the group is gone (ProcessGroup.poll killed what the script left running): read what the
+        # pipe holds and stop, rather than wait for a writer that escaped the group
+        slot.pump_stop.set()
         if slot.pump is not None:
-            slot.pump.join(timeout=10)
+            slot.pump.join(timeout=PUMP_JOIN_S)
         self.store.set_status(slot.run_id, RunStatus.FINALIZING, only_if_active=True)
         self._run_log(slot, f"script exited with code {code}; uploading outputs and logs")
         uploaded = self._upload_folder(slot, "outputs")
@@ -306,14 +330,18 @@ class Agent:
             })
 
     def _fail(self, slot: Slot, message: str, code: str, exc: BaseException | None = None) -> None:
-        if slot.proc is not None and slot.proc.poll() is None:
-            _signal_group(slot.proc, signal.SIGKILL)
+        if slot.proc is not None:
+            slot.proc.kill()
         detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if exc is not None else ""
         if detail and not isinstance(exc, RunlabError):
             self._run_log(slot, detail)
         self._end(slot, RunStatus.FAILED, {"message": message, "code": code})
 
     def _end(self, slot: Slot, status: RunStatus, error: dict[str, Any] | None) -> None:
+        slot.cancel.set()  # a build still going stops
+        if slot.proc is not None:
+            slot.proc.kill()  # nothing of the run outlives it
+        slot.pump_stop.set()
         self.store.set_status(slot.run_id, status, error=error, only_if_active=True)
         self._run_log(slot, f"run {status}" + (f": {error['message']}" if error else ""))
         self.slots.pop(slot.run_id, None)
@@ -386,36 +414,40 @@ def _stamp() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _pump_stderr(pipe: IO[bytes] | None, driver_path: Path, tail: deque[str]) -> None:
+def _pump_stderr(pipe: IO[bytes] | None, driver_path: Path, tail: deque[str], stop: threading.Event) -> None:
+    """Copy the script's stderr into the driver log, keeping its last lines in ``tail``.
+
+    Ends at end of file, or once ``stop`` is set (the script exited) and the pipe holds nothing
+    more: a process that left the script's group may keep the pipe open for ever.
+    """
     if pipe is None:
         return
+    fd = pipe.fileno()
+    partial = b""
+    drained = 0
     with open(driver_path, "ab", buffering=0) as out:
-        for line in iter(pipe.readline, b""):
-            out.write(line)
-            tail.append(line.decode(errors="replace"))
+        while drained < PUMP_DRAIN_READS:
+            stopping = stop.is_set()
+            ready, _, _ = select.select([fd], [], [], 0 if stopping else PUMP_POLL_S)
+            if not ready:
+                if stopping:
+                    break
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            if stopping:
+                drained += 1
+            out.write(data)
+            lines = (partial + data).split(b"\n")
+            partial = lines.pop()
+            tail.extend(line.decode(errors="replace") + "\n" for line in lines)
+            if len(partial) > 65536:  # a very long line: keep its start
+                tail.append(partial.decode(errors="replace"))
+                partial = b""
+    if partial:
+        tail.append(partial.decode(errors="replace"))
     pipe.close()
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _pdeathsig_setter() -> Any:
-    """A function for the child (before exec) that asks Linux to SIGKILL it if the agent dies."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return lambda: None
-    pr_set_pdeathsig = 1
-
-    def setter() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-    return setter
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -55,6 +56,7 @@ from typing import IO, Any, Callable, Iterable, Mapping
 from filelock import FileLock, Timeout
 
 from runlab.core.errors import RunlabError, UserError
+from runlab.execution import processes
 from runlab.execution.conda import (
     find_conda_env_python,
     load_conda_spec,
@@ -79,6 +81,7 @@ __all__ = [
     "BUILD_LOG_TAIL_LINES",
     "MIN_RUN_PYTHON",
     "BuiltEnvironment",
+    "EnvironmentBuildCanceled",
     "EnvironmentBuildError",
     "EnvironmentDefinition",
     "EnvironmentStatus",
@@ -99,6 +102,7 @@ BUILD_LOG_TAIL_LINES = 30
 #: Bumped when the build recipe changes in a way that needs old environments rebuilt.
 RECIPE_VERSION = 1
 DEFAULT_LOCK_TIMEOUT_S = 3600.0
+CANCEL_POLL_S = 0.2  # how often a build waiting for another one's lock looks at ``cancel``
 
 # Used only when neither a pyproject.toml nor installed metadata can be read; keep in step with pyproject.
 _FALLBACK_REQUIREMENTS = (
@@ -117,6 +121,11 @@ class EnvironmentBuildError(RunlabError):
 
     hash: str
     log_path: Path
+
+
+class EnvironmentBuildCanceled(EnvironmentBuildError):
+    """The build was stopped (``cancel`` was set): the command it ran was killed with its process group,
+    and nothing of the environment was kept."""
 
 
 # --------------------------------------------------------------------------------------------- runlab
@@ -486,6 +495,7 @@ def build_environment(
     pip_config: PipConfig | None = None,
     uv_cache_dir: str | Path | None = None,
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    cancel: threading.Event | None = None,
 ) -> BuiltEnvironment:
     """Build ``definition`` into ``cache_root``, or find it there already built.
 
@@ -494,8 +504,12 @@ def build_environment(
     ``progress`` receives one line per phase. ``pip_config`` defaults to :func:`read_pip_config`
     (the user's pip configuration passed on to uv); ``uv_cache_dir`` overrides uv's own cache
     (default ``~/.cache/uv``, shared by all environments so repeated builds are fast).
+    Every command runs in its own process group, killed when the command ends. Setting ``cancel``
+    (from another thread) stops the build within a fraction of a second: the running command and
+    whatever it started are killed, as is a wait for another process's build of the same definition.
 
     Raises:
+        EnvironmentBuildCanceled: ``cancel`` was set.
         EnvironmentBuildError: a build step failed (message: the end of the build log, and its path).
         PythonNotFoundError: no installed Python matches the pin (message: the installed ones).
         UserError: the definition is invalid (python pin not understood...).
@@ -522,19 +536,29 @@ def build_environment(
         return _cached(digest, env_dir, started, norm)
     root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(root / f"{digest[:_KEY_LENGTH]}.lock"))
-    try:
-        lock.acquire(timeout=lock_timeout_s)
-    except Timeout as exc:
-        raise EnvironmentBuildError(
-            f"environment {norm.name!r} (hash {digest[:_KEY_LENGTH]}) is being built by another process "
-            f"for over {lock_timeout_s:.0f} s; see {env_dir / 'build.log'}",
-            hash=digest, log_path=env_dir / "build.log",
-        ) from exc
+    deadline = time.monotonic() + lock_timeout_s
+    while True:
+        try:
+            lock.acquire(timeout=lock_timeout_s if cancel is None
+                         else max(0.0, min(CANCEL_POLL_S, deadline - time.monotonic())))
+            break
+        except Timeout as exc:
+            if cancel is not None and cancel.is_set():
+                raise EnvironmentBuildCanceled(
+                    f"building environment {norm.name!r} (hash {digest[:_KEY_LENGTH]}) was canceled while "
+                    "waiting for another process's build of it", hash=digest, log_path=env_dir / "build.log",
+                ) from None
+            if time.monotonic() >= deadline:
+                raise EnvironmentBuildError(
+                    f"environment {norm.name!r} (hash {digest[:_KEY_LENGTH]}) is being built by another process "
+                    f"for over {lock_timeout_s:.0f} s; see {env_dir / 'build.log'}",
+                    hash=digest, log_path=env_dir / "build.log",
+                ) from exc
     try:
         if _is_ready(env_dir):  # another process built it while this one waited
             say("built by another process meanwhile")
             return _cached(digest, env_dir, started, norm)
-        return _build(norm, digest, env_dir, say, started, pip_config, uv_cache_dir)
+        return _build(norm, digest, env_dir, say, started, pip_config, uv_cache_dir, cancel)
     finally:
         lock.release()
 
@@ -575,6 +599,7 @@ def _build(
     started: float,
     pip_config: PipConfig | None,
     uv_cache_dir: str | Path | None,
+    cancel: threading.Event | None,
 ) -> BuiltEnvironment:
     venv = env_dir / "venv"
     log_path = env_dir / "build.log"
@@ -600,7 +625,8 @@ def _build(
             step = "creating venv"
             say(f"creating venv with Python {interpreter.version_string} ({interpreter.path})")
             _note(log, f"creating venv with Python {interpreter.version_string}")
-            _run([uv, "venv", "--no-project", "--python", str(interpreter.path), str(venv)], log, process_env, env_dir)
+            _run([uv, "venv", "--no-project", "--python", str(interpreter.path), str(venv)], log, process_env, env_dir,
+                 cancel)
 
             step = "installing packages"
             own = runlab_requirements()
@@ -616,13 +642,13 @@ def _build(
             _note(log, "installing packages")
             python = _venv_python(venv)
             _run([uv, "pip", "install", "--python", str(python), *config.uv_args(), "-r", str(requirements_file)],
-                 log, process_env, env_dir)
+                 log, process_env, env_dir, cancel)
 
             step = "linking runlab"
             say("linking runlab into the environment")
             _note(log, _link_runlab(venv))
             _run([str(python), "-c", "import runlab, sys; print('runlab importable:', list(runlab.__path__))"],
-                 log, {k: v for k, v in process_env.items() if k != "PYTHONPATH"}, env_dir)
+                 log, {k: v for k, v in process_env.items() if k != "PYTHONPATH"}, env_dir, cancel)
 
             (env_dir / "definition.json").write_text(
                 json.dumps({"hash": digest, **norm.to_dict()}, indent=2) + "\n", encoding="utf-8"
@@ -634,6 +660,12 @@ def _build(
             if isinstance(exc, _StepFailed):
                 log.flush()
                 raise _build_error(norm, digest, step, log_path) from None
+            if isinstance(exc, _Canceled):
+                _note(log, f"canceled while {step}: stopped, nothing kept")
+                raise EnvironmentBuildCanceled(
+                    f"building environment {norm.name!r} (hash {digest[:_KEY_LENGTH]}) was canceled while {step}",
+                    hash=digest, log_path=log_path, step=step,
+                ) from None
             _note(log, f"failed while {step}: {exc}")
             raise
     marker = env_dir / "ready.tmp"
@@ -650,13 +682,23 @@ class _StepFailed(Exception):
     pass
 
 
-def _run(command: list[str], log: IO[str], env: Mapping[str, str], cwd: Path) -> None:
+class _Canceled(Exception):
+    pass
+
+
+def _run(command: list[str], log: IO[str], env: Mapping[str, str], cwd: Path, cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise _Canceled(command[0])
     log.write(f"$ {shlex.join(command)}\n")
     log.flush()
-    result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=dict(env), cwd=cwd, check=False)
-    if result.returncode != 0:
-        log.write(f"(exit code {result.returncode})\n")
+    code = processes.run(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         env=dict(env), cwd=cwd, cancel=cancel)
+    if cancel is not None and cancel.is_set():
+        log.write("(stopped: the build was canceled)\n")
+        log.flush()
+        raise _Canceled(command[0])
+    if code != 0:
+        log.write(f"(exit code {code})\n")
         log.flush()
         raise _StepFailed(command[0])
 

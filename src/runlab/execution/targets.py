@@ -1,33 +1,45 @@
 """Compute targets on this machine: their settings, and starting their agent on demand.
 
 Each target has at most one agent process; it holds ``<workspace>/agents/<target>.lock`` for
-its whole life, so a second one exits at once. ``ensure_agent`` starts one, detached (its own
-session), when the lock is free; the agent exits after ``idle_seconds_before_scaledown``.
+its whole life, so a second one exits (after a moment's wait: a reader probing the lock holds it
+for an instant). ``ensure_agent`` starts one, detached (its own session), when the lock is free
+and no agent is starting (``<target>.starting``, removed by the agent once it decided); the agent
+exits after ``idle_seconds_before_scaledown``.
+
+An agent that dies (killed, out of memory) leaves its queue behind: readers call
+``restart_dead_agents`` with what they read, so that the next read of a queued run, of a run list
+or of the target starts a new agent, as the next submit would (:class:`AgentState` ``Down``).
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from filelock import FileLock, Timeout
 
 from runlab.core.entities import ComputeTargetRecord
-from runlab.core.errors import ComputeTargetException
+from runlab.core.errors import ComputeTargetException, StoreError
+from runlab.core.names import check_id
+from runlab.core.status import RunStatus
 from runlab.store.folder import WorkspaceFolder
 
 LOCAL = "local"
 RESERVED_NAMES = frozenset({"local", "amlcompute", "containerinstance"})
-TARGET_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9\-]{1,23}$")  # Azure: 2 to 24 characters
+TARGET_NAME = re.compile(r"[a-zA-Z][a-zA-Z0-9\-]{1,23}")  # Azure: 2 to 24 characters
 DEFAULT_IDLE_SECONDS = 1800
 LOCAL_IDLE_SECONDS = 120
+AGENT_CHECK_INTERVAL_S = 2.0  # a process looks at most this often whether a target's agent is down
+AGENT_START_GRACE_S = 30.0  # an agent started this long ago that holds no lock yet is presumed dead
 
 # vCPUs of the Azure sizes tutorials use; other sizes are recorded and not capped.
 VM_SIZE_CPUS = {
@@ -55,7 +67,7 @@ def check_target_name(name: str) -> str:
             f"{name!r} is a reserved compute target name ({', '.join(sorted(RESERVED_NAMES))}): choose another, "
             "for example 'cpu-cluster'", name=name,
         )
-    if not TARGET_NAME.match(name):
+    if not TARGET_NAME.fullmatch(name):
         raise ComputeTargetException(
             f"invalid compute target name {name!r}: use 2 to 24 letters, digits and '-', starting with a letter",
             name=name,
@@ -93,12 +105,51 @@ def agents_dir(folder: WorkspaceFolder) -> Path:
     return path
 
 
+def _agent_file(folder: WorkspaceFolder, target: str, suffix: str) -> Path:
+    """``agents/<target><suffix>``: the one place a target's name becomes a path (checked by the id rule)."""
+    return agents_dir(folder) / (check_id(target, "compute target name", "'cpu-cluster'") + suffix)
+
+
 def agent_lock(folder: WorkspaceFolder, target: str) -> FileLock:
-    return FileLock(str(agents_dir(folder) / f"{target}.lock"))
+    return FileLock(str(_agent_file(folder, target, ".lock")))
 
 
 def agent_state_path(folder: WorkspaceFolder, target: str) -> Path:
-    return agents_dir(folder) / f"{target}.json"
+    return _agent_file(folder, target, ".json")
+
+
+def agent_starting_path(folder: WorkspaceFolder, target: str) -> Path:
+    """Touched by ``ensure_agent`` when it starts an agent; the agent removes it once it holds the lock."""
+    return _agent_file(folder, target, ".starting")
+
+
+class AgentState(str, enum.Enum):
+    """What runs a target's queue now."""
+
+    RUNNING = "Running"  # the agent holds the target's lock
+    STARTING = "Starting"  # started moments ago, not serving yet
+    STOPPED = "Stopped"  # no agent and nothing queued: scaled down to zero nodes
+    DOWN = "Down"  # no agent while runs are queued: it died (the next reader starts one)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def agent_state(folder: WorkspaceFolder, target: str, queued_runs: int) -> AgentState:
+    """The state of ``target``'s agent, given how many of its runs are Queued."""
+    if agent_is_running(folder, target):
+        return AgentState.RUNNING
+    if _is_starting(folder, target):
+        return AgentState.STARTING
+    return AgentState.DOWN if queued_runs else AgentState.STOPPED
+
+
+def _is_starting(folder: WorkspaceFolder, target: str) -> bool:
+    try:
+        started = agent_starting_path(folder, target).stat().st_mtime
+    except OSError:
+        return False
+    return time.time() - started < AGENT_START_GRACE_S
 
 
 def agent_is_running(folder: WorkspaceFolder, target: str) -> bool:
@@ -122,21 +173,67 @@ def read_agent_state(folder: WorkspaceFolder, target: str) -> dict[str, Any] | N
 
 
 def ensure_agent(folder: WorkspaceFolder, target: str, python: str | None = None) -> bool:
-    """Start the target's agent unless one runs. Returns True when a new one was started."""
-    if agent_is_running(folder, target):
+    """Start the target's agent unless one runs or is starting. Returns True when a new one was started.
+
+    "Starting": one was started moments ago and has not taken the lock yet (a burst of submits
+    starts one agent, not one each)."""
+    if agent_is_running(folder, target) or _is_starting(folder, target):
         return False
-    log_path = agents_dir(folder) / f"{target}.log"
+    log_path = _agent_file(folder, target, ".log")
+    starting = agent_starting_path(folder, target)
+    starting.touch()
     # A shell puts the agent in the background and exits: the agent is adopted by init, so it
     # outlives the control script, and this process keeps no child (nor zombie) behind.
-    subprocess.run(
-        ["/bin/sh", "-c", 'exec "$@" </dev/null >>"$RUNLAB_AGENT_LOG" 2>&1 &', "sh",
-         python or sys.executable, "-m", "runlab.execution.agent", str(folder.path), target],
-        check=True,
-        start_new_session=True,
-        close_fds=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "RUNLAB_AGENT_LOG": str(log_path)},
-    )
+    try:
+        subprocess.run(
+            ["/bin/sh", "-c", 'exec "$@" </dev/null >>"$RUNLAB_AGENT_LOG" 2>&1 &', "sh",
+             python or sys.executable, "-m", "runlab.execution.agent", str(folder.path), target],
+            check=True,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "RUNLAB_AGENT_LOG": str(log_path)},
+        )
+    except BaseException:
+        starting.unlink(missing_ok=True)
+        raise
     return True
+
+
+_last_checks: dict[tuple[Path, str | None], float] = {}
+_checks_lock = threading.Lock()
+
+
+def restart_dead_agents(folder: WorkspaceFolder, targets: Iterable[str] | None = None) -> list[str]:
+    """Start the agent of each target that is :attr:`AgentState.DOWN`: no agent while runs are Queued.
+
+    Readers call this with the targets of the Queued runs they just read (a run, a run list,
+    ``ComputeTarget.get_status``); ``targets=None`` looks at every target that ever had an agent in
+    this workspace, counting the queued runs of those whose agent is not running (the studio).
+    Cheap: at most one look per target (a lock probe) every ``AGENT_CHECK_INTERVAL_S`` in a process,
+    a query only where an agent is gone. A deleted target gets no agent. Returns the targets whose
+    agent was started. The store being busy, or the start failing, is left to the next reader.
+    """
+    wanted: list[str | None] = [None] if targets is None else [*sorted(set(targets))]
+    now = time.monotonic()
+    with _checks_lock:
+        due = [t for t in wanted if now - _last_checks.get((folder.path, t), -1e9) >= AGENT_CHECK_INTERVAL_S]
+        for key in due:
+            _last_checks[(folder.path, key)] = now
+    started = []
+    for key in due:
+        candidates = [key] if key is not None else sorted(p.stem for p in (folder.path / "agents").glob("*.lock"))
+        for target in candidates:
+            try:
+                if agent_is_running(folder, target) or _is_starting(folder, target):
+                    continue  # ensure_agent would do nothing: spare the queries
+                if key is None and not folder.store.count_runs_by_status(target).get(RunStatus.QUEUED):
+                    continue
+                TargetSettings.load(folder, target)
+                if ensure_agent(folder, target):
+                    started.append(target)
+            except (ComputeTargetException, StoreError, OSError, subprocess.SubprocessError):
+                continue  # deleted target: nothing can serve it; otherwise the next reader tries again
+    return started
 
 
 def wait_for_agent_exit(folder: WorkspaceFolder, target: str, timeout_s: float) -> bool:

@@ -12,9 +12,12 @@ from runlab.core.status import ACTIVE_STATUSES, RunStatus
 from runlab.execution.targets import (
     DEFAULT_IDLE_SECONDS,
     LOCAL,
+    AgentState,
+    agent_state,
     check_target_name,
     cpus_for_vm_size,
     read_agent_state,
+    restart_dead_agents,
 )
 
 if TYPE_CHECKING:
@@ -32,7 +35,8 @@ class AmlComputeProvisioningConfiguration:
 
 @dataclass(frozen=True)
 class ComputeTargetStatus:
-    """``get_status()``: the pool's nodes and queue."""
+    """``get_status()``: the pool's nodes and queue, and its agent (``agent_state``: Running,
+    Starting, Stopped when scaled down, Down when it is gone while runs are queued)."""
 
     state: str
     max_nodes: int
@@ -41,6 +45,7 @@ class ComputeTargetStatus:
     queued_runs: int
     running_runs: int
     agent_pid: int | None
+    agent_state: AgentState = AgentState.STOPPED
 
     @property
     def provisioning_state(self) -> str:
@@ -50,7 +55,7 @@ class ComputeTargetStatus:
         return {
             "provisioningState": self.state, "maxNodes": self.max_nodes, "busyNodeCount": self.busy_nodes,
             "idleNodeCount": self.idle_nodes, "queuedRuns": self.queued_runs, "runningRuns": self.running_runs,
-            "agentPid": self.agent_pid,
+            "agentPid": self.agent_pid, "agentState": str(self.agent_state),
         }
 
 
@@ -128,17 +133,23 @@ class ComputeTarget:
                   f"Minimum number of nodes requested have been provisioned")
 
     def get_status(self) -> ComputeTargetStatus:
-        """Nodes busy (runs being prepared or running) and idle (free while the agent runs), runs queued."""
-        counts = self._workspace.folder.store.count_runs_by_status(self.name)
+        """Nodes busy (runs being prepared or running) and idle (free while the agent runs), runs queued,
+        and the agent's state. An agent found Down (gone while runs are queued) is started again:
+        the status says Down, what this call found."""
+        folder = self._workspace.folder
+        counts = folder.store.count_runs_by_status(self.name)
         queued = counts.get(RunStatus.QUEUED, 0)
         active = sum(n for s, n in counts.items() if s in ACTIVE_STATUSES and s != RunStatus.QUEUED)
-        state = read_agent_state(self._workspace.folder, self.name)
+        agent = agent_state(folder, self.name, queued)
+        if agent == AgentState.DOWN:
+            restart_dead_agents(folder, [self.name])
+        state = read_agent_state(folder, self.name) if agent == AgentState.RUNNING else None
         # nodes exist while the agent runs (the pool scales to zero when it stops)
         busy = min(active, self.max_nodes)
         return ComputeTargetStatus(
             state=self.provisioning_state, max_nodes=self.max_nodes, busy_nodes=busy,
             idle_nodes=max(0, self.max_nodes - busy) if state else 0, queued_runs=queued, running_runs=active,
-            agent_pid=int(state["pid"]) if state else None,
+            agent_pid=int(state["pid"]) if state else None, agent_state=agent,
         )
 
     def delete(self) -> None:

@@ -9,6 +9,7 @@ from typing import cast
 from fastapi import Request
 
 from runlab.core.settings import Settings, load_settings
+from runlab.execution.targets import restart_dead_agents
 from runlab.store.artifacts import LocalArtifactStore
 from runlab.store.folder import WorkspaceFolder
 from runlab.store.sql.queries import StudioQueries
@@ -44,8 +45,10 @@ class StudioState:
         return self._queries
 
     def reap(self) -> None:
-        """Mark Failed the active runs whose process died (at most every few seconds)."""
+        """Mark Failed the active runs whose process died, and start the agent of a target whose
+        agent died with runs queued (each at most every few seconds)."""
         self.store.reap_stale_runs(self.settings.heartbeat_timeout_s, throttle=True)
+        restart_dead_agents(self.folder)
 
     @classmethod
     def for_folder(cls, folder: WorkspaceFolder, *, poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,

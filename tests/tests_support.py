@@ -37,3 +37,17 @@ def stop_agents(ws: runlab.Workspace) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(read_agent_state(ws.folder, p.stem) for p in agents.glob("*.lock")):
         time.sleep(0.05)
+
+
+def plant_run(ws: runlab.Workspace, run_id: str, experiment: str = "exp") -> None:
+    """Put a run with any id into the database, as an older runlab or a hand edit could: the store
+    itself refuses ids that break the id rule, so the run is created valid and renamed in SQL."""
+    import sqlite3
+
+    from runlab.core.status import RunStatus, RunType
+
+    ws.folder.store.create_run("planted-run", experiment, run_type=RunType.INTERACTIVE, status=RunStatus.COMPLETED)
+    conn = sqlite3.connect(ws.folder.db_path)
+    with conn:
+        conn.execute("UPDATE runs SET run_id = ? WHERE run_id = 'planted-run'", (run_id,))
+    conn.close()

@@ -323,8 +323,9 @@ def test_ignored_folder_is_not_walked(src: Path) -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
 def test_symlinks(src: Path, tmp_path: Path, store: SnapshotStore) -> None:
-    outside = write(tmp_path / "outside" / "shared.py", "SHARED = 1\n")
-    (src / "shared.py").symlink_to(outside)
+    write(src / "lib" / "shared.py", "SHARED = 1\n")
+    (src / "shared.py").symlink_to(src / "lib" / "shared.py")  # inside the folder: stored as its content
+    outside = write(tmp_path / "outside" / "secret.py", "SECRET = 1\n")
     (src / "linked_folder").symlink_to(outside.parent, target_is_directory=True)
     (src / "broken").symlink_to(tmp_path / "nowhere")
 
@@ -480,3 +481,72 @@ def test_no_git_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_no_git_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     assert read_git_info(tmp_path) == GitInfo(commit=None, branch=None, dirty=None)
+
+
+# -- links that lead out of the source folder (issue 13, item 9) ----------------------------------
+
+
+OUTSIDE_REASON = "symbolic link to a file outside the source folder"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+def test_a_link_to_a_file_outside_the_folder_is_skipped_and_listed(src: Path, tmp_path: Path,
+                                                                    store: SnapshotStore) -> None:
+    secret = write(tmp_path / "home" / ".ssh" / "id_rsa", "PRIVATE KEY\n")
+    (src / "key").symlink_to(secret)  # absolute
+    (src / "pkg" / "relative_key").symlink_to(os.path.relpath(secret, src / "pkg"))  # relative, '../..'
+    (src / "hop").symlink_to(src / "key")  # a link inside that leads to a link out
+    (src / "reentering.py").symlink_to(Path("..") / "src" / "train.py")  # leaves and comes back: inside
+    (src / "loop").symlink_to(src / "loop")
+
+    snap = store.take(src)
+
+    assert paths(src) == ["pkg/__init__.py", "pkg/model.py", "reentering.py", "train.py"]
+    assert snap.skipped == ("hop", "key", "loop", "pkg/relative_key")
+    manifest = store.manifest(snap.snapshot_id)
+    reasons = {item["path"]: item["reason"] for item in manifest["skipped"]}
+    assert reasons["key"] == reasons["hop"] == reasons["pkg/relative_key"] == OUTSIDE_REASON
+    stored = b"".join(obj.read_bytes() for obj in all_files(store.root / "objects"))
+    assert b"PRIVATE KEY" not in stored
+    dest = tmp_path / "dest"
+    store.restore(snap.snapshot_id, dest)
+    assert (dest / "reentering.py").read_text() == "print('hello')\n"
+    assert not (dest / "key").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+def test_the_snapshot_says_in_one_line_what_it_left_out(src: Path, tmp_path: Path, store: SnapshotStore) -> None:
+    assert store.take(src).skipped_line() is None
+    (src / "key").symlink_to(write(tmp_path / "outside" / "key", "K"))
+    line = store.take(src).skipped_line()
+    assert line is not None and "\n" not in line
+    assert "key" in line and "outside the source folder" in line
+    for i in range(30):
+        (src / f"broken{i:02d}").symlink_to(tmp_path / "nowhere")
+    line = store.take(src).skipped_line()
+    assert line is not None and "\n" not in line and "and 26 more" in line and len(line) < 600
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+def test_submit_leaves_out_a_link_to_a_file_outside_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import runlab
+    from tests_support import stop_agents
+
+    ws = runlab.Workspace.create("snap-ws", path=tmp_path / "ws")
+    source = tmp_path / "src"
+    write(source / "train.py", "import os\nprint('key there:', os.path.exists('key'))\n")
+    (source / "key").symlink_to(write(tmp_path / "home" / "id_rsa", "PRIVATE KEY\n"))
+    try:
+        run = runlab.Experiment(ws, "exp").submit(runlab.ScriptRunConfig(source_directory=str(source),
+                                                                          script="train.py"))
+        said = [line for line in capsys.readouterr().err.splitlines() if "key" in line]
+        assert len(said) == 1 and "outside the source folder" in said[0] and str(source) in said[0]
+        snapshot = run.get_properties()["runlab.snapshot_id"]
+        files = [f["path"] for f in SnapshotStore(ws.folder.snapshots_dir).manifest(snapshot)["files"]]
+        assert files == ["train.py"]
+        assert run.wait_for_completion(timeout_seconds=120)["status"] == "Completed"
+        with run.open_file("azureml-logs/70_driver_log.txt") as log:
+            assert b"key there: False" in log.read()
+    finally:
+        stop_agents(ws)

@@ -23,8 +23,11 @@ on its run. Empty folders are not recorded.
 Which files: everything under the folder except what the first ignore file found at its top says
 (``.runlabignore``, else ``.amlignore``, else ``.gitignore``; gitignore syntax), and except the
 defaults that always apply (:data:`DEFAULT_IGNORE_PATTERNS`, and any folder holding a virtual or conda
-environment). Ignored folders are not walked at all. A symbolic link to a file is stored as the file it
-points to; links to folders, broken links and special files are skipped and listed in ``skipped``.
+environment). Ignored folders are not walked at all. A symbolic link to a file inside the folder is stored
+as the file it points to. A link whose target is outside the folder is skipped (it could take any file of
+the machine, ``~/.ssh/id_rsa``, into the workspace), and so are links to folders, broken links and special
+files: each is listed in ``skipped`` with its reason, and :meth:`Snapshot.skipped_line` is the one line
+that ``submit`` prints about them.
 
 Every file in the store is written to a temporary file in its final folder, flushed to disk and then
 renamed with ``os.replace``: a crash never leaves a partial object or manifest, and two processes that
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -99,6 +103,8 @@ _ID_PREFIX = b"runlab-snapshot-v1\n"
 _TEMP_PREFIX = ".tmp-"
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _LARGEST_SHOWN = 5
+_SKIPPED_SHOWN = 5  # entries named in Snapshot.skipped_line
+_OUTSIDE_LINK = "symbolic link to a file outside the source folder"
 # when one subfolder holds this share of its parent, name the subfolder: "src/data", not "src"
 _DRILL_DOWN_SHARE = 0.8
 
@@ -165,10 +171,22 @@ class Snapshot:
     """Git state at this take; None when the folder is not in a git repository."""
     manifest_path: Path
     skipped: tuple[str, ...] = ()
-    """Symbolic links to folders, broken links and special files that were left out."""
+    """Links to folders or to files outside the folder, broken links and special files that were left out."""
+    skipped_reasons: tuple[str, ...] = ()
+    """Why each entry of ``skipped`` was left out, in the same order."""
     new_files: int = 0
     """Files whose content was not yet in the store."""
     new_bytes: int = 0
+
+    def skipped_line(self) -> str | None:
+        """One line naming what was left out and why (the first few), or None when nothing was."""
+        if not self.skipped:
+            return None
+        pairs = list(itertools.zip_longest(self.skipped, self.skipped_reasons, fillvalue="left out"))
+        named = ", ".join(f"{path!r} ({reason})" for path, reason in pairs[:_SKIPPED_SHOWN])
+        more = len(pairs) - _SKIPPED_SHOWN
+        rest = f" and {more} more (see 'skipped' in {self.manifest_path})" if more > 0 else ""
+        return f"runlab: the snapshot of {self.source_dir} left out {named}{rest}"
 
 
 @dataclass(frozen=True)
@@ -266,6 +284,7 @@ def _holds_environment(folder: str) -> bool:
 
 def _scan(source_dir: PathLike) -> _Scan:
     root = _source_root(source_dir)
+    inside = os.path.join(str(root), "")  # what the real path of a link kept must start with
     user_spec, ignore_file = _load_ignore_spec(root)
 
     def ignored(rel: str) -> bool:
@@ -303,6 +322,8 @@ def _scan(source_dir: PathLike) -> _Scan:
                     skipped.append((rel, "symbolic link to a folder"))
             elif not stat.S_ISREG(st.st_mode):
                 skipped.append((rel, "not a regular file"))
+            elif is_link and not os.path.realpath(entry.path).startswith(inside):
+                skipped.append((rel, _OUTSIDE_LINK))
             else:
                 files.append(_Entry(rel, entry.path, st.st_size, bool(st.st_mode & stat.S_IXUSR)))
     files.sort(key=lambda e: e.path)
@@ -575,7 +596,8 @@ class SnapshotStore:
                                  path=manifest_path) from exc
         return Snapshot(snapshot_id=snapshot_id, source_dir=scan.root, file_count=len(entries),
                         total_bytes=total_bytes, git=git, manifest_path=manifest_path,
-                        skipped=tuple(path for path, _ in scan.skipped), new_files=new_files,
+                        skipped=tuple(path for path, _ in scan.skipped),
+                        skipped_reasons=tuple(reason for _, reason in scan.skipped), new_files=new_files,
                         new_bytes=new_bytes)
 
     def manifest(self, snapshot_id: str) -> dict[str, Any]:
@@ -649,6 +671,16 @@ class SnapshotStore:
                         objects += 1
                         object_bytes += obj.stat().st_size
         return SnapshotStoreStats(snapshots=snapshots, objects=objects, object_bytes=object_bytes)
+
+    def object_path(self, sha256: object) -> Path:
+        """Where the content with this sha256 is kept (the file may be missing).
+
+        Raises :class:`StoreError` for anything but a sha256: a damaged manifest never names a path.
+        """
+        if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
+            raise StoreError(f"{str(sha256)[:80]!r} is not a sha256: the snapshot manifest that names it is damaged",
+                             sha256=sha256)
+        return self._object_path(sha256)
 
     # -- internals ------------------------------------------------------------------------------------
 

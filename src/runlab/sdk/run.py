@@ -9,8 +9,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runlab.core.entities import RunRecord
 from runlab.core.errors import RunlabError
 from runlab.core.layout import DRIVER_LOG
+from runlab.core.names import check_run_id
 from runlab.core.process import current_identity, current_user
 from runlab.core.settings import (
     RUNLAB_RUN_ID,
@@ -19,6 +21,7 @@ from runlab.core.settings import (
     load_settings,
 )
 from runlab.core.status import RunStatus, RunType
+from runlab.execution.targets import restart_dead_agents
 from runlab.store.folder import WorkspaceFolder
 from runlab.tracking.run import TrackedRun, new_run_id
 
@@ -40,7 +43,7 @@ class Run(TrackedRun):
             super().__init__(experiment, run_id, **kwargs)
             return
         folder = experiment.workspace.folder
-        record = folder.store.get_run(run_id)  # raises RunNotFoundError with a clear message
+        record = folder.store.get_run(check_run_id(run_id))  # raises RunNotFoundError with a clear message
         super().__init__(folder, run_id, record=record)
 
     @classmethod
@@ -101,6 +104,12 @@ class Run(TrackedRun):
             file=sys.stderr,
         )
         return run
+
+    def _refresh(self) -> RunRecord:
+        record = super()._refresh()
+        if record.status == RunStatus.QUEUED:  # waiting: for an agent that died?
+            restart_dead_agents(self._backend, [record.target])
+        return record
 
     @property
     def experiment(self) -> "Experiment":
@@ -201,5 +210,5 @@ class Run(TrackedRun):
 
 def _experiment_name_from_script() -> str:
     script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] not in ("", "-c", "-") else ""
-    name = re.sub(r"[^\w\-]", "_", script).lstrip("_-")[:200]
+    name = re.sub(r"[^A-Za-z0-9_\-]", "_", script).lstrip("_-")[:200]  # an experiment name: ASCII
     return name or "offline"

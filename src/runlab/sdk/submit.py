@@ -63,6 +63,9 @@ def submit_script_run(
     env_def = env_def.normalized()
     limits = snapshot_limits(workspace, snapshot_max_bytes, snapshot_max_files)
     snapshot = SnapshotStore(folder.snapshots_dir).take(definition["sourceDirectory"], limits)
+    left_out = snapshot.skipped_line()  # links out of the folder, broken links...: say so, on one line
+    if left_out is not None:
+        print(left_out, file=sys.stderr, flush=True)
     definition.update(
         environment=env_def.to_dict(),
         environmentName=env_def.name,

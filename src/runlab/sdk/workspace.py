@@ -13,8 +13,10 @@ from runlab.core.errors import (
     WorkspaceExistsError,
     WorkspaceNotFoundError,
 )
-from runlab.core.names import check_workspace_name
+from runlab.core.names import check_run_id, check_workspace_name
 from runlab.core.settings import load_settings
+from runlab.core.status import RunStatus
+from runlab.execution.targets import restart_dead_agents
 from runlab.store.folder import WorkspaceFolder
 
 if TYPE_CHECKING:
@@ -151,10 +153,12 @@ class Workspace:
             store.set_meta("snapshot_max_files", str(int(max_files)))
 
     def get_run(self, run_id: str) -> "Run":
-        """The run with this id (raises RunNotFoundError)."""
+        """The run with this id (raises RunNotFoundError; InvalidNameError for an id no run can have)."""
         from runlab.sdk.run import Run
 
-        record = self._folder.store.get_run(run_id)
+        record = self._folder.store.get_run(check_run_id(run_id))
+        if record.status == RunStatus.QUEUED:  # waiting: for an agent that died?
+            restart_dead_agents(self._folder, [record.target])
         return Run(self._folder, run_id, record=record)
 
     def get_details(self) -> dict[str, Any]:
@@ -285,6 +289,7 @@ def _register(name: str, folder: Path) -> None:
 
 
 def _open_registered(name: str) -> WorkspaceFolder:
+    check_workspace_name(name)  # before any path is built from it
     registry = _read_registry()
     if name not in registry:
         default = load_settings().default_workspaces_dir / name

@@ -1,29 +1,66 @@
 """Run files (outputs, logs, images, uploads): the artifact store interface and a local folder.
 
-An S3-compatible implementation for server mode has the same methods. Names are POSIX paths
-relative to the run (``outputs/model.pt``); ``..`` and absolute names are refused.
+An S3-compatible implementation for server mode has the same methods. Run ids follow the id rule
+(:func:`runlab.core.names.check_run_id`). Names are POSIX paths relative to the run
+(``outputs/model.pt``); ``..``, absolute names, NUL, a part over 255 bytes and text no file name
+can hold are refused (:func:`check_file_name`). Both raise :class:`InvalidNameError`.
+
+The local store never follows a link out of a run's folder: a run folder that is a link, or a
+file whose real path is not under its run's folder, is absent to reads and listings, and writes
+to it are refused. File system errors are translated here, once.
 """
 
 from __future__ import annotations
 
+import errno
+import itertools
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Callable, Protocol
 
-from runlab.core.errors import FileNotFoundInRunError, StoreUnavailableError, UserError
+from runlab.core.errors import (
+    FileNotFoundInRunError,
+    InvalidNameError,
+    RunlabError,
+    StoreError,
+    StoreUnavailableError,
+)
+from runlab.core.names import check_run_id, shown
+
+MAX_NAME_PART_BYTES = 255  # a file name's limit on Linux and macOS
+EXAMPLE = "for example 'outputs/model.pt'"
+_ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR)
 
 
-def check_file_name(name: str) -> str:
+def check_file_name(name: object) -> str:
+    """``name`` as the store keeps it (``/`` separators), or :class:`InvalidNameError`."""
     if not isinstance(name, str) or not name:
-        raise UserError(f"a run file name must be a non-empty str, got {name!r}")
+        raise InvalidNameError(f"a run file name must be a non-empty str, got {shown(name)}: {EXAMPLE}", name=name)
+    if "\x00" in name:
+        raise InvalidNameError(f"run file name {shown(name)} holds a NUL character, which no file name can hold: "
+                               f"{EXAMPLE}", name=name)
+    try:
+        os.fsencode(name)
+    except UnicodeEncodeError as exc:
+        raise InvalidNameError(f"run file name {shown(name)} cannot be encoded as a file name ({exc.reason}): "
+                               f"use text, {EXAMPLE}", name=name) from exc
     posix = PurePosixPath(name.replace("\\", "/"))
     if posix.is_absolute() or ".." in posix.parts:
-        raise UserError(
-            f"run file name {name!r} must be relative and stay inside the run (no leading '/', no '..'): "
-            "for example 'outputs/model.pt'"
-        )
+        raise InvalidNameError(
+            f"run file name {shown(name)} must be relative and stay inside the run (no leading '/', no '..'): "
+            f"{EXAMPLE}", name=name)
+    if not posix.parts:
+        raise InvalidNameError(f"run file name {shown(name)} names no file: use a non-empty relative name, {EXAMPLE}",
+                               name=name)
+    for part in posix.parts:
+        size = len(os.fsencode(part))
+        if size > MAX_NAME_PART_BYTES:
+            raise InvalidNameError(
+                f"run file name {shown(name)} has a part of {size:,} bytes ({shown(part)}): each part between "
+                f"'/' may have at most {MAX_NAME_PART_BYTES} bytes", name=name)
     return str(posix)
 
 
@@ -43,29 +80,88 @@ class LocalArtifactStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._real_root: str | None = None
 
-    def _path(self, run_id: str, name: str) -> Path:
-        return self.root / run_id / check_file_name(name)
+    # -- paths: built only from checked ids and names, and kept inside the run's folder --------------
 
-    def _write(self, run_id: str, name: str, fill: "object") -> None:
-        dest = self._path(run_id, name)
+    def _run_dir(self, run_id: str) -> Path:
+        return self.root / check_run_id(run_id)
+
+    def _leads_out(self, run_id: str, name: str = "") -> bool:
+        """True when file ``name`` of run ``run_id`` (a checked id and name; "": the run's folder) is
+        reached through a link whose target is not under the run's folder."""
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        run_real = os.path.join(self._real_root, run_id)
+        for path in itertools.accumulate(name.split("/") if name else [], os.path.join, initial=run_real):
+            try:
+                is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+            except OSError:
+                return False  # not there (yet): nothing below it is a link; the caller's own call says why
+            if is_link:  # rare: resolve the whole name once
+                real = os.path.realpath(os.path.join(run_real, name) if name else run_real)
+                return real != run_real and not real.startswith(run_real + os.sep)
+        return False
+
+    def _checked(self, run_id: str, name: str) -> tuple[Path, str]:
+        """The path of run file ``name`` and the name as stored, both checked."""
+        run_dir = self._run_dir(run_id)
+        rel = check_file_name(name)
+        return run_dir / rel, rel
+
+    def _readable(self, run_id: str, name: str) -> Path:
+        path, rel = self._checked(run_id, name)
+        if self._leads_out(run_id, rel):
+            raise FileNotFoundInRunError(
+                f"run {run_id} has no file {shown(name)}: it is a link that leads outside the run's folder, "
+                "and runlab does not follow such links", run_id=run_id, name=name)
+        return path
+
+    def _writable(self, run_id: str, name: str) -> Path:
+        path, rel = self._checked(run_id, name)
+        if self._leads_out(run_id, rel):
+            raise StoreError(
+                f"cannot write run file {shown(name)} of run {run_id}: {self.root / run_id} holds a link that "
+                f"leads outside the run's folder (to {os.path.realpath(path)}); remove the link",
+                run_id=run_id, name=name)
+        return path
+
+    def _os_error(self, exc: OSError, run_id: str, name: str, writing: bool) -> RunlabError:
+        """The runlab error for a file system error on run file ``name``."""
+        if exc.errno == errno.ENAMETOOLONG:
+            return InvalidNameError(f"run file name {shown(name)} is too long for the file system "
+                                    f"({exc.strerror}): use a shorter name", run_id=run_id, name=name)
+        if not writing and exc.errno in _ABSENT:
+            return FileNotFoundInRunError(f"run {run_id} has no file {shown(name)}: see run.get_file_names()",
+                                          run_id=run_id, name=name)
+        doing = "write" if writing else "read"
+        cls = StoreUnavailableError if writing else StoreError
+        return cls(f"cannot {doing} run file {shown(name)} of run {run_id}: {exc}", run_id=run_id, name=name)
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def _write(self, run_id: str, name: str, fill: Callable[[BinaryIO], object]) -> None:
+        dest = self._writable(run_id, name)
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".upload-")
             try:
                 with os.fdopen(fd, "wb") as out:
-                    fill(out)  # type: ignore[operator]
+                    fill(out)
                 os.replace(tmp, dest)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            raise StoreUnavailableError(f"cannot write run file {name!r} of run {run_id}: {exc}") from exc
+            raise self._os_error(exc, run_id, name, writing=True) from exc
 
     def local_path(self, run_id: str, name: str) -> Path:
         """Where the file lives on this machine (the agent appends live logs there)."""
-        path = self._path(run_id, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self._writable(run_id, name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._os_error(exc, run_id, name, writing=True) from exc
         return path
 
     def put_file(self, run_id: str, name: str, source: Path) -> None:
@@ -79,42 +175,58 @@ class LocalArtifactStore:
         self._write(run_id, name, lambda out: out.write(data))
 
     def append_bytes(self, run_id: str, name: str, data: bytes) -> None:
-        dest = self._path(run_id, name)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(dest, "ab") as out:
-            out.write(data)
+        dest = self._writable(run_id, name)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(dest, "ab") as out:
+                out.write(data)
+        except OSError as exc:
+            raise self._os_error(exc, run_id, name, writing=True) from exc
+
+    # -- reading -----------------------------------------------------------------------------------
 
     def list(self, run_id: str, prefix: str = "") -> list[str]:
-        base = self.root / run_id
-        if not base.is_dir():
+        base = self._run_dir(run_id)
+        if self._leads_out(run_id) or not base.is_dir():
             return []
         names = []
-        for dirpath, _dirs, files in os.walk(base):
+        for dirpath, _dirs, files in os.walk(base):  # linked folders are listed in _dirs, not walked
             for file in files:
                 if file.startswith(".upload-"):
                     continue
-                rel = Path(dirpath, file).relative_to(base).as_posix()
+                path = os.path.join(dirpath, file)
+                rel = Path(path).relative_to(base).as_posix()
+                if os.path.islink(path) and self._leads_out(run_id, rel):  # folders it walked are no links
+                    continue
                 if rel.startswith(prefix):
                     names.append(rel)
         return sorted(names)
 
+    def _regular_file(self, run_id: str, name: str) -> tuple[Path, os.stat_result]:
+        path = self._readable(run_id, name)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise self._os_error(exc, run_id, name, writing=False) from exc
+        if not stat.S_ISREG(st.st_mode):
+            raise FileNotFoundInRunError(f"run {run_id} has no file {shown(name)}: see run.get_file_names()",
+                                         run_id=run_id, name=name)
+        return path, st
+
     def size(self, run_id: str, name: str) -> int:
-        path = self._path(run_id, name)
-        if not path.is_file():
-            raise FileNotFoundInRunError(f"run {run_id} has no file {name!r}", run_id=run_id, name=name)
-        return path.stat().st_size
+        return self._regular_file(run_id, name)[1].st_size
 
     def open(self, run_id: str, name: str) -> BinaryIO:
-        path = self._path(run_id, name)
-        if not path.is_file():
-            raise FileNotFoundInRunError(
-                f"run {run_id} has no file {name!r}: see run.get_file_names()", run_id=run_id, name=name
-            )
-        return open(path, "rb")
+        path, _st = self._regular_file(run_id, name)
+        try:
+            return open(path, "rb")
+        except OSError as exc:
+            raise self._os_error(exc, run_id, name, writing=False) from exc
 
     def get_to_path(self, run_id: str, name: str, dest: Path) -> Path:
         dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with self.open(run_id, name) as src, open(dest, "wb") as out:
-            shutil.copyfileobj(src, out, 1 << 20)
+        with self.open(run_id, name) as src:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with open(dest, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
         return dest

@@ -129,8 +129,7 @@ def download_snapshot_file(state: State, run_id: RunId, path: FileName, download
     store, manifest = _snapshot(state, run_id)
     for item in manifest.get("files", []):
         if isinstance(item, dict) and item.get("path") == path:
-            sha = str(item.get("sha256", ""))
-            obj = store.root / "objects" / sha[:2] / sha[2:]  # the layout snapshot.py documents
+            obj = store.object_path(item.get("sha256"))  # StoreError for a damaged manifest
             if not obj.is_file():
                 break
             return _file_response(open(obj, "rb"), path, obj.stat().st_size, download)

@@ -4,7 +4,8 @@
 
     RunlabError
     ├── UserError                      bad input: the message says what to do instead
-    │   ├── InvalidNameError           a workspace, experiment, metric or input name breaks its rule
+    │   ├── InvalidNameError           a run id, a run file name, or a workspace, experiment, environment,
+    │   │                              metric or input name breaks its rule (core.names)
     │   ├── InvalidValueError          a value of the wrong type (a list given to ``log``, ...)
     │   ├── ConfigError                config.json missing or malformed
     │   ├── PropertyConflictError      ``add_properties`` tried to change an existing property
@@ -20,9 +21,11 @@
     │   ├── CondaEnvironmentNotFoundError  (execution.conda) lists where it looked
     │   └── ComputeTargetException     (Azure ML's name, kept so tutorial code catches it)
     ├── WorkspaceExistsError           ``Workspace.create`` on an existing name without ``exist_ok``
-    ├── StoreError                     the metadata or artifact store failed
-    │   └── StoreUnavailableError      the store cannot be reached now (locked, disk full, server down)
+    ├── StoreError                     the metadata or artifact store failed (``temporary`` False: a retry fails alike)
+    │   └── StoreUnavailableError      the store cannot take it now (locked, disk full, server down); ``temporary``
+    │       └── StoreBusyError         another writer holds the lock (SQLite busy/locked); clears within seconds
     ├── EnvironmentBuildError          (execution.environments) uv failed; the end of the build log and its path
+    │   └── EnvironmentBuildCanceled   the build was told to stop (a run canceled while Preparing)
     └── RunFailedError                 ``wait_for_completion(raise_on_error=True)`` on a failed run
 
 Errors carry context (``run_id``, ``path``...) as attributes. Errors from SQLAlchemy, the
@@ -31,7 +34,7 @@ file system and HTTP are translated once, at the store boundary, with ``raise ..
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class RunlabError(Exception):
@@ -94,11 +97,29 @@ class WorkspaceExistsError(RunlabError):
 
 
 class StoreError(RunlabError):
-    pass
+    """The store failed. ``temporary`` says whether the same call can succeed later, unchanged.
+
+    ``temporary`` is False here: retrying fails the same way (a value the store cannot hold, a
+    taken id), so callers raise or set the data aside. It is True for
+    :class:`StoreUnavailableError` and its subclass :class:`StoreBusyError`: keep the data and
+    try again later (the metric flusher journals it; a run handle's own writes retry with
+    backoff for ``RUNLAB_STORE_RETRY_TIMEOUT`` seconds).
+    """
+
+    temporary: ClassVar[bool] = False
 
 
 class StoreUnavailableError(StoreError):
-    """The store cannot take writes now; the tracking client journals and retries."""
+    """The store cannot take writes now (locked, disk full, server down); the same call can
+    succeed later: the tracking client journals or retries."""
+
+    temporary: ClassVar[bool] = True
+
+
+class StoreBusyError(StoreUnavailableError):
+    """Another writer holds the store's lock (SQLite "database is locked"; a PostgreSQL lock
+    timeout, deadlock or serialization failure). It clears by itself within seconds: retry the
+    same call after a short wait."""
 
 
 class RunFailedError(RunlabError):

@@ -19,6 +19,8 @@ DEFAULT_FLUSH_BATCH_POINTS = 200_000
 DEFAULT_HEARTBEAT_INTERVAL_S = 10.0
 DEFAULT_HEARTBEAT_TIMEOUT_S = 120.0
 DEFAULT_SQLITE_BUSY_TIMEOUT_S = 5.0
+# Outlasts every lock runlab's own processes hold (a flush, a migration, a sync take seconds at most).
+DEFAULT_STORE_RETRY_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,16 @@ RUNLAB_HEARTBEAT_TIMEOUT = EnvVar("RUNLAB_HEARTBEAT_TIMEOUT", _positive_float, D
                                   "seconds without a heartbeat after which an active run is marked Failed")
 RUNLAB_SQLITE_BUSY_TIMEOUT = EnvVar("RUNLAB_SQLITE_BUSY_TIMEOUT", _positive_float, DEFAULT_SQLITE_BUSY_TIMEOUT_S,
                                     "seconds a write waits for a locked SQLite database before journaling")
+RUNLAB_STORE_RETRY_TIMEOUT = EnvVar("RUNLAB_STORE_RETRY_TIMEOUT", _positive_float, DEFAULT_STORE_RETRY_TIMEOUT_S,
+                                    "seconds a run handle's own writes (start_logging, tags, properties, the "
+                                    "final status) retry a busy or unavailable store before raising")
 RUNLAB_STUDIO_URL = EnvVar("RUNLAB_STUDIO_URL", str, "http://127.0.0.1:8765",
                            "base URL of the studio that run.get_portal_url() points to")
 
 ALL_ENV_VARS: tuple[EnvVar[object], ...] = (
     RUNLAB_HOME, RUNLAB_WORKSPACE, RUNLAB_RUN_ID, RUNLAB_RUN_OWNER, RUNLAB_OFFLINE_DIR,  # type: ignore[assignment]
-    RUNLAB_FLUSH_INTERVAL, RUNLAB_HEARTBEAT_TIMEOUT, RUNLAB_SQLITE_BUSY_TIMEOUT, RUNLAB_STUDIO_URL,
+    RUNLAB_FLUSH_INTERVAL, RUNLAB_HEARTBEAT_TIMEOUT, RUNLAB_SQLITE_BUSY_TIMEOUT, RUNLAB_STORE_RETRY_TIMEOUT,
+    RUNLAB_STUDIO_URL,
 )
 
 
@@ -89,6 +95,7 @@ class Settings:
     studio_url: str = "http://127.0.0.1:8765"
     offline_dir: Path | None = None
     sqlite_busy_timeout_s: float = DEFAULT_SQLITE_BUSY_TIMEOUT_S
+    store_retry_timeout_s: float = DEFAULT_STORE_RETRY_TIMEOUT_S
 
     @property
     def registry_path(self) -> Path:
@@ -118,5 +125,6 @@ def load_settings() -> Settings:
         studio_url=RUNLAB_STUDIO_URL.read().rstrip("/"),
         offline_dir=RUNLAB_OFFLINE_DIR.read(),
         sqlite_busy_timeout_s=RUNLAB_SQLITE_BUSY_TIMEOUT.read(),
+        store_retry_timeout_s=RUNLAB_STORE_RETRY_TIMEOUT.read(),
     )
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from runlab.core.names import check_experiment_name
 from runlab.core.process import current_identity, current_user
 from runlab.core.status import RunStatus, RunType
+from runlab.execution.targets import restart_dead_agents
+from runlab.tracking.retry import retry_while_unavailable
 from runlab.tracking.run import new_run_id
 
 if TYPE_CHECKING:
@@ -20,7 +22,10 @@ class Experiment:
     def __init__(self, workspace: "Workspace", name: str, **_azure: Any) -> None:
         check_experiment_name(name)
         self._workspace = workspace
-        self._record = workspace.folder.store.get_or_create_experiment(name)
+        store = workspace.folder.store
+        # a training script's first line: a busy store makes it wait, never fail (tracking.retry)
+        self._record = retry_while_unavailable(lambda: store.get_or_create_experiment(name),
+                                               f"creating experiment {name!r}")
 
     @property
     def name(self) -> str:
@@ -60,6 +65,7 @@ class Experiment:
             properties=_optional_string_map(properties),  # type: ignore[arg-type]
             include_children=include_children,
         )
+        restart_dead_agents(self._workspace.folder, {r.target for r in records if r.status == RunStatus.QUEUED})
         for record in records:
             if type is None or str(record.run_type) == type:
                 yield Run(self._workspace.folder, record.run_id, record=record)
@@ -67,20 +73,25 @@ class Experiment:
     def start_logging(self, *args: Any, display_name: str | None = None, outputs: Any = None,
                       snapshot_directory: Any = None, **kwargs: Any) -> "Run":
         """Start an interactive run: log from this process; it ends with ``run.complete()``,
-        ``with run:``, or when the process exits (Completed, or Failed on an exception)."""
+        ``with run:``, or when the process exits (Completed; Failed on an exception or a non-zero
+        ``sys.exit`` code).
+
+        The run is in the store when this returns. A busy store (another process holds the
+        database's write lock) makes it wait and retry, for up to ``RUNLAB_STORE_RETRY_TIMEOUT``
+        seconds (then StoreBusyError), never fail at once."""
         from runlab.sdk.run import Run
 
         run_id = new_run_id(self.name)
-        record = self._workspace.folder.store.create_run(
-            run_id,
-            self.name,
-            run_type=RunType.INTERACTIVE,
-            status=RunStatus.RUNNING,
-            display_name=display_name,
-            owner=current_identity(),
-            properties={"runlab.user": current_user()},
-        )
-        return Run(self._workspace.folder, run_id, record=record, owned=True)
+        run = Run(self._workspace.folder, run_id, owned=True, pending_create={
+            "experiment_name": self.name,
+            "run_type": RunType.INTERACTIVE,
+            "status": RunStatus.RUNNING,
+            "display_name": display_name,
+            "owner": current_identity(),
+            "properties": {"runlab.user": current_user()},
+        })
+        run._create_now()
+        return run
 
     def submit(self, config: Any, tags: Mapping[str, Any] | None = None, *,
                snapshot_max_bytes: int | None = None, snapshot_max_files: int | None = None,

@@ -1,10 +1,13 @@
 """What happens to runs when the process ends: nothing buffered is lost, no run stays Running.
 
-- normal exit: every logger flushes; runs this process owns and left active become Completed;
+- normal exit, or ``sys.exit(0)``: every logger flushes; runs this process owns and left
+  active become Completed;
+- ``sys.exit(n)`` / ``raise SystemExit(n)`` with a failure code: the same, but owned runs become
+  Failed, "the script exited with code n" (tracking.exit_status says how that code is seen);
 - an uncaught exception: the same, but owned runs become Failed with the traceback;
 - SIGTERM: flush, owned runs become Failed ("terminated"), then the signal's default action;
-- SIGKILL cannot be caught: readers see the owner process is gone and mark the run Failed
-  (store.sql.store.SqlStore.reap_stale_runs).
+- SIGKILL cannot be caught, and ``os._exit`` skips atexit: readers see the owner process is
+  gone and mark the run Failed (store.sql.store.SqlStore.reap_stale_runs).
 
 Hooks are installed once, on first use, and chain to whatever was installed before.
 """
@@ -17,6 +20,8 @@ import sys
 import threading
 from types import TracebackType
 from typing import Any
+
+from runlab.tracking import exit_status
 
 _lock = threading.Lock()
 _installed = False
@@ -55,6 +60,7 @@ def _install() -> None:
             return
         _installed = True
         atexit.register(_at_exit)
+        exit_status.install()
         _previous_excepthook = sys.excepthook
         sys.excepthook = _excepthook
         if threading.current_thread() is threading.main_thread():
@@ -96,7 +102,10 @@ def _at_exit() -> None:
 
     _flush_all()
     exc = _uncaught
-    if exc is None:
+    exit_error = exit_status.exit_error() if exc is None else None
+    if exit_error is not None:
+        _end_owned(lambda run: run._end(RunStatus.FAILED, exit_error))
+    elif exc is None:
         _end_owned(lambda run: run.complete())
     elif isinstance(exc, KeyboardInterrupt):
         error = {"message": "interrupted (KeyboardInterrupt)", "code": "Interrupted"}

@@ -158,7 +158,7 @@ def test_orphan_journal_is_replayed_once(ws: runlab.Workspace, tmp_path: Path, s
     path = ws.folder.journal_dir / f"{run.id}@{os.uname().nodename}-{pid}-1.jrnl"
     journal = Journal(path)
     batch = MetricBatch("x", "scalar", [None, None], [1.0, 2.0], [1.0, 2.0])
-    journal.append("batch-1", run.id, [batch])
+    journal.append_metrics("batch-1", run.id, [batch])
     copy = path.read_bytes()
     assert replay_orphan_journals(ws.folder) == 2
     path.write_bytes(copy + b"\x05\x00\x00\x00torn")  # same records again, plus a torn tail

@@ -8,9 +8,10 @@ from typing import Callable
 
 from runlab.core.entities import MetricBatch, RunRecord
 from runlab.core.errors import RunNotFoundError
+from runlab.core.names import id_problem, shown
 from runlab.core.status import RunStatus
 from runlab.store.folder import WorkspaceFolder
-from runlab.tracking.journal import Journal, orphan_journals, replay
+from runlab.tracking.delivery import Delivery
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,7 @@ class SyncedRun:
 
 def replay_orphan_journals(folder: WorkspaceFolder) -> int:
     """Write the journals that dead processes left behind. Returns the number of points."""
-    points = 0
-    for path in orphan_journals(folder.journal_dir):
-        points += replay(Journal(path), folder.store)
-    return points
+    return Delivery(folder.store, folder.journal_dir).replay_orphans()
 
 
 def sync_offline_runs(
@@ -47,6 +45,11 @@ def sync_offline_runs(
     records.sort(key=lambda r: r.created_at)  # parents before children
     done: list[SyncedRun] = []
     for record in records:
+        problem = id_problem(record.run_id)
+        if problem is not None:  # no folder can be made for it in the target: leave it where it is
+            if progress:
+                progress(f"skipped {shown(record.run_id)}: not a valid run id ({problem})")
+            continue
         if not record.status.is_terminal:
             if progress:
                 progress(f"skipped {record.run_id}: still {record.status} (sync it when it ends)")

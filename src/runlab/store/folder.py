@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runlab.core.errors import ConfigError, WorkspaceNotFoundError
+from runlab.core.names import shown
 
 if TYPE_CHECKING:
     from runlab.store.artifacts import LocalArtifactStore
@@ -35,10 +36,13 @@ FORMAT_VERSION = 1
 
 class WorkspaceFolder:
     def __init__(self, path: Path | str) -> None:
-        self.path = Path(path).expanduser().resolve()
+        try:
+            self.path = Path(path).expanduser().resolve()
+        except (OSError, ValueError) as exc:  # a NUL in it, a loop of links
+            raise WorkspaceNotFoundError(f"{shown(str(path))} cannot be a workspace folder: {exc}", path=path) from exc
         marker = self.path / MARKER
-        if not marker.is_file():
-            if not self.path.exists():
+        if not _is_file(marker):
+            if not _exists(self.path):
                 raise WorkspaceNotFoundError(
                     f"workspace folder {self.path} does not exist: create one with "
                     "Workspace.create(name) or `runlab workspace create NAME`",
@@ -62,6 +66,8 @@ class WorkspaceFolder:
             ) from exc
         self._store: SqlStore | None = None
         self._lock = threading.Lock()
+        self._identity = _identity(self.path)
+        self._db_identity: tuple[int, int] | None = None
 
     @classmethod
     def create(cls, path: Path | str, name: str, *, init_store: bool = True) -> "WorkspaceFolder":
@@ -80,7 +86,7 @@ class WorkspaceFolder:
 
     @staticmethod
     def is_workspace(path: Path | str) -> bool:
-        return (Path(path) / MARKER).is_file()
+        return _is_file(Path(path) / MARKER)
 
     @property
     def db_path(self) -> Path:
@@ -97,8 +103,26 @@ class WorkspaceFolder:
                     settings = load_settings()
                     store = SqlStore(sqlite_url(self.db_path), busy_timeout_s=settings.sqlite_busy_timeout_s)
                     store.set_heartbeat_timeout(settings.heartbeat_timeout_s)
+                    self._db_identity = _identity(self.db_path)
                     self._store = store
         return self._store
+
+    def is_gone(self) -> bool:
+        """True when the folder or its database was deleted or replaced since this object opened it.
+
+        SQLite keeps writing into a deleted database file without an error, so writers (the
+        metric flusher) check this before they trust the store: two ``stat`` calls.
+        """
+        if _identity(self.path) != self._identity:
+            return True
+        return self._db_identity is not None and _identity(self.db_path) != self._db_identity
+
+    def fallback_journal_dir(self) -> Path:
+        """Where journals go when this folder is gone: outside it, under ``$RUNLAB_HOME``."""
+        from runlab.core.settings import load_settings
+
+        safe_id = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(self.workspace_id))[:64]
+        return load_settings().home / "journal" / (safe_id or "workspace")
 
     @property
     def artifacts(self) -> "LocalArtifactStore":
@@ -125,3 +149,26 @@ class WorkspaceFolder:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False also for a path the file system refuses (too long, a NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False

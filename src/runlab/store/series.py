@@ -23,7 +23,10 @@ def encode_values(values: Sequence[Any]) -> tuple[str, bytes]:
         if all(_I8_MIN <= v <= _I8_MAX for v in (min(values), max(values))):
             return "i8", np.asarray(values, dtype=np.int64).tobytes()
     elif types <= {int, float}:
-        return "f8", np.asarray(values, dtype=np.float64).tobytes()
+        try:
+            return "f8", np.asarray(values, dtype=np.float64).tobytes()
+        except OverflowError:  # an int beyond float range: JSON keeps it exactly
+            pass
     return "json", json.dumps(list(values), allow_nan=True, separators=(",", ":")).encode()
 
 
@@ -46,7 +49,7 @@ def numeric_summary(encoding: str, values: Sequence[Any]) -> tuple[float | None,
     if encoding in ("f8", "i8"):
         arr = np.asarray(values, dtype=np.float64)
     else:
-        nums = [float(v) for v in values if type(v) in (int, float)]
+        nums = [n for n in map(as_number, values) if n is not None]
         if not nums:
             return None, None
         arr = np.asarray(nums, dtype=np.float64)
@@ -67,5 +70,8 @@ def loads_value(text: str | None) -> Any:
 def as_number(value: Any) -> float | None:
     """The value as a float for sorting, or None (bools and strings do not sort as numbers)."""
     if type(value) in (int, float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond float range sorts as no number
+            return None
     return None

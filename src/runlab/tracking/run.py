@@ -8,6 +8,7 @@ interactive run, a submitted run and an offline run.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import threading
@@ -16,27 +17,32 @@ import traceback
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Mapping, Sequence, TypeVar
+from typing import IO, Any, Callable, Mapping, Sequence, TypeVar
 
 from runlab.core.entities import MetricKind, MetricSummary, RunRecord
-from runlab.core.errors import InvalidValueError, UserError
+from runlab.core.errors import InvalidValueError, RunNotFoundError, StoreError, StoreUnavailableError, UserError
 from runlab.core.layout import LOG_PREFIXES
-from runlab.core.names import check_metric_name
+from runlab.core.names import bounded_id, check_metric_name, check_run_id
 from runlab.core.process import current_identity
 from runlab.core.settings import load_settings
 from runlab.core.status import RunStatus, RunType
 from runlab.store.folder import WorkspaceFolder
-from runlab.tracking import lifecycle
-from runlab.tracking.logger import MetricLogger
+from runlab.tracking import delivery, exit_status, lifecycle
+from runlab.tracking.journal import STATUS, UPDATE, Record
+from runlab.tracking.logger import MAX_LOCK_WAIT_S, MetricLogger
+from runlab.tracking.retry import retry_while_unavailable
 from runlab.tracking.values import coerce_list, coerce_scalar
 
 _time = time.time
+log = logging.getLogger("runlab")
 R = TypeVar("R", bound="TrackedRun")
+T = TypeVar("T")
 
 
 def new_run_id(experiment_name: str) -> str:
-    """``<experiment>_<unix seconds>_<8 hex>``, as Azure ML v1 forms them."""
-    return f"{experiment_name}_{int(time.time())}_{uuid.uuid4().hex[:8]}"
+    """``<experiment>_<unix seconds>_<8 hex>``, as Azure ML v1 forms them (a long experiment name
+    is cut so that the id keeps within the id rule)."""
+    return bounded_id(experiment_name, f"_{int(time.time())}_{uuid.uuid4().hex[:8]}")
 
 
 class MetricHistory:
@@ -68,12 +74,13 @@ class TrackedRun:
         pending_create: Mapping[str, Any] | None = None,
     ) -> None:
         self._backend = backend
-        self._run_id = run_id
+        self._run_id = check_run_id(run_id)  # it names the run's folders: InvalidNameError before any path
         self._record = record
         self._owned = owned
         self._pending_create = dict(pending_create) if pending_create else None
         self._create_lock = threading.Lock()
         self._queues: dict[str, Any] = {}
+        self._warned_later = False
         self._logger_obj: MetricLogger | None = None
         self._logger_lock = threading.Lock()
         if owned:
@@ -94,15 +101,81 @@ class TrackedRun:
         self._ensure_created()
         return self._backend.store
 
-    def _ensure_created(self) -> None:
+    def _ensure_created(self, *, retry: bool = True) -> None:
+        """Create the run in the store if that was deferred. ``retry=False`` tries once (the
+        metric flusher, which tries again each cycle and must not wait on a busy store)."""
         if self._pending_create is None:
             return
         with self._create_lock:
             if self._pending_create is None:
                 return
-            args = self._pending_create
-            self._backend.store.create_run(self._run_id, **args)
+            self._record = self._create_run(self._run_id, self._pending_create, retry=retry)
             self._pending_create = None
+
+    def _create_now(self) -> None:
+        """Create the run now (``start_logging``); if that fails, this process does not own it."""
+        try:
+            self._ensure_created()
+        except BaseException:
+            lifecycle.forget_owned(self)
+            raise
+
+    def _create_run(self, run_id: str, args: Mapping[str, Any], *, retry: bool = True) -> RunRecord:
+        store = self._backend.store
+        if not retry and hasattr(store, "with_lock_wait"):  # the flusher: a busy store must not stall it
+            store = store.with_lock_wait(MAX_LOCK_WAIT_S)
+        failed_before = False
+
+        def create() -> RunRecord:
+            nonlocal failed_before
+            try:
+                return store.create_run(run_id, **args)
+            except StoreError as exc:
+                if exc.temporary:
+                    failed_before = True
+                    raise
+                if not failed_before:
+                    raise
+                try:  # "id taken" after a failed try: that try wrote the run, then failed reading it back
+                    return store.get_run(run_id)
+                except RunNotFoundError:
+                    raise exc from None
+
+        if not retry:
+            return create()
+        return retry_while_unavailable(create, f"creating run {run_id}")
+
+    def _write(self, doing: str, write: Callable[[Any], T]) -> T:
+        """A write of this run handle: retried while the store is temporarily unavailable
+        (tracking.retry), so that a busy store never reaches the training script."""
+        self._ensure_created()
+        return retry_while_unavailable(lambda: write(self._backend.store), doing)
+
+    def _change(self, doing: str, record: Record) -> None:
+        """A change of this run (its end, tags, properties), written now (retried on a busy store)
+        or, when the store stays unavailable (disk full, folder gone), journaled behind the run's
+        metrics and written when it is back: training never sees a storage error for it."""
+        logger = self._logger_obj
+        try:
+            if logger is not None and logger.store_gone:
+                raise StoreUnavailableError(f"the workspace folder {self._backend.path} was deleted")
+            if logger is not None and logger.has_backlog:  # in order: behind the changes journaled before
+                logger.write_later(record)
+                return
+            self._write(doing, lambda store: delivery.apply_change(store, record))
+            return
+        except StoreUnavailableError as exc:
+            reason = exc
+        kept = self._logger.write_later(record)
+        if not self._warned_later:
+            self._warned_later = True
+            if kept:
+                log.warning("runlab: %s: the store cannot take it now (%s); it is kept in %s and written when "
+                            "the store is back (by this process, the next run in this workspace, or `runlab sync`). "
+                            "(Reported once per run.)", doing, reason, self._logger.journal_path)
+            else:
+                log.error("runlab: %s: neither the store nor the disk can take it now (%s); this process tries "
+                          "again until it exits. (Reported once per run.)", doing, reason)
 
     def _refresh(self) -> RunRecord:
         self._record = self._store.get_run(self._run_id)
@@ -156,7 +229,7 @@ class TrackedRun:
             with self._logger_lock:
                 if self._logger_obj is None:
                     settings = load_settings()
-                    create = self._ensure_created if self._pending_create is not None else None
+                    create = None if self._pending_create is None else (lambda: self._ensure_created(retry=False))
                     self._logger_obj = MetricLogger(
                         self._backend,
                         self._run_id,
@@ -185,7 +258,7 @@ class TrackedRun:
         cls = value.__class__
         if cls is not float and cls is not int:
             value = coerce_scalar(name, value)
-        if step is not None and step.__class__ is not int:
+        if step is not None and (step.__class__ is not int or not _STEP_MIN <= step <= _STEP_MAX):
             step = _check_step(name, step)
         if description:
             self._logger.describe(name, description)
@@ -269,23 +342,32 @@ class TrackedRun:
         self.set_tags({key: "" if value is None else value})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self._store.set_tags(self._run_id, _string_map(tags, "tag"))
+        values = _string_map(tags, "tag")
+        self._change(f"tagging run {self._run_id}", _update(self._run_id, "set_tags", values))
         self._record = None
 
+    def _settle(self) -> None:
+        """Changes journaled while the store was unavailable are written before a read of them."""
+        if self._logger_obj is not None and self._logger_obj.has_backlog:
+            self._logger_obj.flush()
+
     def get_tags(self) -> dict[str, str]:
+        self._settle()
         return dict(self._refresh().tags)
 
     def remove_tags(self, tags: Sequence[str] | str) -> None:
         keys = [tags] if isinstance(tags, str) else list(tags)
-        self._store.remove_tags(self._run_id, keys)
+        self._change(f"removing tags of run {self._run_id}", _update(self._run_id, "remove_tags", keys))
         self._record = None
 
     def add_properties(self, properties: Mapping[str, Any]) -> None:
         """Add properties. They are add-only: changing an existing one raises PropertyConflictError."""
-        self._store.add_properties(self._run_id, _string_map(properties, "property"))
+        values = _string_map(properties, "property")
+        self._change(f"adding properties to run {self._run_id}", _update(self._run_id, "add_properties", values))
         self._record = None
 
     def get_properties(self) -> dict[str, str]:
+        self._settle()
         return dict(self._refresh().properties)
 
     # -- reading metrics -------------------------------------------------------------------
@@ -365,8 +447,8 @@ class TrackedRun:
     def _end(self, status: RunStatus, error: Mapping[str, Any] | None = None) -> None:
         if self._logger_obj is not None:
             self._logger_obj.close()
-        self._ensure_created()
-        self._backend.store.set_status(self._run_id, status, error=error, only_if_active=True)
+        end = {"status": str(status), "error": dict(error) if error else None, "when": time.time()}
+        self._change(f"ending run {self._run_id} {status}", Record(STATUS, self._run_id, uuid.uuid4().hex, status=end))
         self._record = None
         lifecycle.forget_owned(self)
 
@@ -390,25 +472,32 @@ class TrackedRun:
             self.complete()
         elif isinstance(exc, KeyboardInterrupt):
             self._end(RunStatus.CANCELED, {"message": "interrupted (KeyboardInterrupt)", "code": "Interrupted"})
+        elif isinstance(exc, SystemExit):  # sys.exit(0) succeeds; another code fails, as it would at exit
+            error = exit_status.error_for_exit_code(exc.code)
+            if error is None:
+                self.complete()
+            else:
+                self._end(RunStatus.FAILED, error)
         else:
             self.fail(exc)
 
     # -- children --------------------------------------------------------------------------
 
     def child_run(self: R, name: str | None = None, run_id: str | None = None, outputs: Any = None) -> R:
-        """Start a child run in the same experiment, owned by this process."""
-        child_id = run_id or f"{self._run_id}_{uuid.uuid4().hex[:8]}"
+        """Start a child run in the same experiment, owned by this process. Its id is ``run_id``, which
+        must follow the id rule (else InvalidNameError), or ``<this run's id>_<8 hex>``."""
+        tail = f"_{uuid.uuid4().hex[:8]}"
+        child_id = check_run_id(run_id) if run_id is not None else bounded_id(self._run_id, tail)
         self._ensure_created()
-        record = self._backend.store.create_run(
-            child_id,
-            self.experiment_name,
-            run_type=RunType.CHILD,
-            status=RunStatus.RUNNING,
-            display_name=name,
-            parent_run_id=self._run_id,
-            target=self.record.target,
-            owner=current_identity(),
-        )
+        record = self._create_run(child_id, {
+            "experiment_name": self.experiment_name,
+            "run_type": RunType.CHILD,
+            "status": RunStatus.RUNNING,
+            "display_name": name,
+            "parent_run_id": self._run_id,
+            "target": self.record.target,
+            "owner": current_identity(),
+        })
         return type(self)(self._backend, child_id, record=record, owned=True)
 
     def get_children(self: R, recursive: bool = False, tags: Mapping[str, Any] | None = None,
@@ -483,13 +572,25 @@ class TrackedRun:
         return self._backend.artifacts.open(self._run_id, name)
 
 
+_STEP_MIN, _STEP_MAX = -(2**63), 2**63 - 1  # steps are stored as int64
+
+
+def _update(run_id: str, op: str, args: Any) -> Record:
+    return Record(UPDATE, run_id, uuid.uuid4().hex, update={"op": op, "args": args})
+
+
 def _check_step(name: str, step: Any) -> int:
     if isinstance(step, bool) or not isinstance(step, int):
         item = getattr(step, "item", None)
         if callable(item) and isinstance(item(), int):
-            return int(item())
-        raise InvalidValueError(f"metric {name!r}: step must be an int, got {type(step).__name__} {step!r}", name=name)
-    return step
+            step = int(item())
+        else:
+            raise InvalidValueError(f"metric {name!r}: step must be an int, got {type(step).__name__} {step!r}",
+                                    name=name)
+    if not _STEP_MIN <= step <= _STEP_MAX:
+        raise InvalidValueError(f"metric {name!r}: step {step} is out of range: steps are 64-bit integers "
+                                f"({_STEP_MIN} to {_STEP_MAX})", name=name)
+    return int(step)
 
 
 def _string_map(values: Mapping[str, Any], what: str) -> dict[str, str]:

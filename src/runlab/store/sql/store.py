@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -30,10 +31,12 @@ from runlab.core.errors import (
     NotFoundError,
     PropertyConflictError,
     RunNotFoundError,
+    StoreBusyError,
     StoreError,
     StoreUnavailableError,
     UserError,
 )
+from runlab.core.names import check_run_id
 from runlab.core.process import is_local_process_dead
 from runlab.core.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus, RunType
 from runlab.store import series
@@ -52,11 +55,34 @@ _UNAVAILABLE_MARKERS = (
     "terminating connection",
 )
 
+# Lock contention, which clears by itself: SQLite's SQLITE_BUSY and SQLITE_LOCKED (the low byte
+# of the extended code, Python 3.11+; the message on 3.10), PostgreSQL's serialization failure,
+# deadlock and lock timeout.
+_SQLITE_BUSY_CODES = (5, 6)
+_BUSY_MARKERS = ("database is locked", "database table is locked", "database schema is locked")
+_PG_BUSY_STATES = ("40001", "40P01", "55P03")
+
 REAP_INTERVAL_S = 2.0
 
 
+def _is_busy(orig: object, text: str) -> bool:
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _SQLITE_BUSY_CODES
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(state, str) and state:
+        return state in _PG_BUSY_STATES
+    return any(m in text for m in _BUSY_MARKERS)
+
+
 def _translate(exc: Exception, doing: str) -> StoreError:
-    text = str(getattr(exc, "orig", exc)).lower()
+    """The one place database errors become runlab's: temporary ones (``StoreUnavailableError``,
+    and ``StoreBusyError`` for lock contention) are worth retrying; any other is permanent."""
+    orig = getattr(exc, "orig", exc)
+    text = str(orig).lower()
+    if isinstance(exc, DBAPIError) and _is_busy(orig, text):
+        return StoreBusyError(f"the store is busy while {doing}: {text} (another process is writing; "
+                              "the same call succeeds once it is done)")
     if isinstance(exc, (OperationalError, DBAPIError)) and any(m in text for m in _UNAVAILABLE_MARKERS):
         return StoreUnavailableError(f"the store is unavailable while {doing}: {text}")
     if isinstance(exc, OperationalError):
@@ -96,6 +122,7 @@ class SqlStore:
             raise _translate(exc, "opening the database") from exc
         except ModuleNotFoundError as exc:
             raise UserError(f"the database driver for {url.split(':', 1)[0]} is not installed: {exc}") from exc
+        self._lock_wait_ms = max(1, int(busy_timeout_s * 1000))
         self._last_reap = 0.0
         self._reap_lock = threading.Lock()
         if migrate:
@@ -109,12 +136,24 @@ class SqlStore:
     def engine(self) -> Engine:
         return self._engine
 
+    def with_lock_wait(self, seconds: float) -> "SqlStore":
+        """This store (same engine and pool) with writes that wait at most ``seconds`` for
+        SQLite's write lock before failing with StoreUnavailableError.
+
+        The metric flusher writes through such a view: a lock held by another process must send
+        its points to the journal within a fraction of the flush interval, not after the busy
+        timeout, so that a SIGKILL loses at most one interval whatever the store is doing.
+        """
+        view = copy.copy(self)
+        view._lock_wait_ms = max(1, int(seconds * 1000))
+        return view
+
     @contextmanager
     def _write(self, doing: str) -> Iterator[Connection]:
         try:
             with self._engine.connect() as conn:
                 if self.is_sqlite:
-                    conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+                    conn = conn.execution_options(sqlite_begin="IMMEDIATE", sqlite_busy_ms=self._lock_wait_ms)
                 with conn.begin():
                     yield conn
         except (UserError, NotFoundError):
@@ -180,6 +219,7 @@ class SqlStore:
         properties: Mapping[str, str] | None = None,
         created_at: float | None = None,
     ) -> RunRecord:
+        check_run_id(run_id)  # no route into the database for an id that cannot name a folder
         experiment = self.get_or_create_experiment(experiment_name)
         now = time.time() if created_at is None else created_at
         with self._write(f"creating run {run_id}") as conn:
@@ -288,7 +328,10 @@ class SqlStore:
                 )
             record = self._records(conn, [row], history=True)[0]
         if record.status in ACTIVE_STATUSES and self._is_stale(record, self._heartbeat_timeout):
-            self._mark_lost(record)
+            try:
+                self._mark_lost(record)
+            except StoreError:
+                return record  # a read must not fail because the store cannot be written (disk full)
             return self.get_run(run_id)
         return record
 
@@ -455,8 +498,8 @@ class SqlStore:
         for record in lost:
             try:
                 self._mark_lost(record)
-            except StoreUnavailableError:
-                pass  # the next reader tries again
+            except StoreError:
+                pass  # the next reader tries again; a read must not fail because writes do
         return [r.run_id for r in lost]
 
     # -- metrics ---------------------------------------------------------------------------
@@ -792,5 +835,8 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         # IMMEDIATE takes the write lock up front, so that the busy timeout applies instead of
         # the instant SQLITE_BUSY a deferred transaction gets when it upgrades to a writer.
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        options = conn.get_execution_options()
+        busy_ms = options.get("sqlite_busy_ms")
+        if busy_ms is not None:  # pooled connections are shared: each write says how long it waits
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(busy_ms)}")
+        conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', 'DEFERRED')}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,18 @@ def test_public_api_is_pinned() -> None:
 def test_import_runlab_is_light() -> None:
     code = "import sys, runlab; print(sorted(m for m in ('sqlalchemy', 'numpy', 'alembic', 'rich', 'click') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_get_context_in_a_training_script_stays_light(tmp_path: Path) -> None:
+    """A training script's first lines: no store, no numpy, no agent code until something is written."""
+    code = (
+        "import sys, runlab; run = runlab.Run.get_context(); run.log('loss', 0.5); "
+        "print(sorted(m for m in ('sqlalchemy', 'numpy', 'alembic', 'rich', 'click', 'runlab.execution.targets') "
+        "if m in sys.modules))"
+    )
+    env = {**os.environ, "RUNLAB_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
     assert out.strip() == "[]"
 
 

@@ -79,3 +79,12 @@ def test_errors_are_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "Traceback" not in result.output
     assert message in result.output
     assert result.output.startswith("error:")
+
+
+def test_python_dash_m_runlab_is_the_runlab_command() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "runlab", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Usage: runlab" in done.stdout and "sync" in done.stdout

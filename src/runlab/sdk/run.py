@@ -21,7 +21,6 @@ from runlab.core.settings import (
     load_settings,
 )
 from runlab.core.status import RunStatus, RunType
-from runlab.execution.targets import restart_dead_agents
 from runlab.store.folder import WorkspaceFolder
 from runlab.tracking.run import TrackedRun, new_run_id
 
@@ -108,6 +107,8 @@ class Run(TrackedRun):
     def _refresh(self) -> RunRecord:
         record = super()._refresh()
         if record.status == RunStatus.QUEUED:  # waiting: for an agent that died?
+            from runlab.execution.targets import restart_dead_agents  # not in a training script's import
+
             restart_dead_agents(self._backend, [record.target])
         return record
 

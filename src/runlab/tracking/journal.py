@@ -34,12 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import numpy as np
-
 from runlab.core.entities import MetricBatch, MetricKind
 from runlab.core.names import check_run_id
 from runlab.core.process import current_identity, is_local_process_dead
-from runlab.store import series
 
 SUFFIX = ".jrnl"
 MAGIC = b"RLJ\x02"
@@ -234,6 +231,10 @@ def _legacy_records(data: mmap.mmap) -> Iterator[Record]:
 
 
 def _encode_batch(b: MetricBatch) -> tuple[dict[str, Any], list[bytes]]:
+    import numpy as np  # on first use: a training script's ``import runlab`` stays light
+
+    from runlab.store import series
+
     n = len(b.values)
     parts: list[bytes] = []
     spec: dict[str, Any] = {"name": b.name, "kind": b.kind, "description": b.description, "n": n}
@@ -261,6 +262,8 @@ def _encode_batch(b: MetricBatch) -> tuple[dict[str, Any], list[bytes]]:
 
 
 def _decode(meta: dict[str, Any], blob: bytes, end: int) -> Record:
+    import numpy as np
+
     if meta["t"] == STATUS:
         return Record(STATUS, meta["run_id"], meta["batch_id"], status=meta["status"], end=end)
     if meta["t"] == UPDATE:

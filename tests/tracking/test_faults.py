@@ -173,6 +173,29 @@ def test_replay_skips_torn_regions_and_keeps_every_whole_record(ws: runlab.Works
     assert "damaged region" in caplog.text
 
 
+def test_a_whole_record_that_is_not_runlabs_is_skipped_not_fatal(ws: runlab.Workspace) -> None:
+    """A record with a right checksum but a body runlab did not write (crafted, another program)."""
+    import zlib
+
+    from runlab.tracking.journal import _HEADER
+
+    run = runlab.Experiment(ws, "crafted").start_logging()
+    run.flush()
+    path = ws.folder.journal_dir / "crafted.jrnl"
+    journal = Journal(path)
+    journal.append_metrics("c1", run.id, [batch([0.0])])
+    for meta, blob in ((b"not json", b""), (b'{"t": "metrics"}', b""), (b'{"t": "metrics", "run_id": "r", "batch_id": "b", '
+                       b'"batches": [{"n": 10, "steps": "i8"}]}', b"\0" * 3), (b"[1, 2]", b""),
+                       (b'{"t": "metrics", "run_id": "r", "batch_id": "b", "batches": [{"name": "x", "kind": "scalar", '
+                        b'"n": 2, "steps": "auto", "values": "json", "values_bytes": 3}]}', b"\0" * 16 + b"[1]")):
+        with open(path, "ab") as f:
+            f.write(_HEADER.pack(MAGIC, len(meta), len(blob), zlib.crc32(blob, zlib.crc32(meta))) + meta + blob)
+    journal.append_metrics("c2", run.id, [batch([1.0])])
+    assert Delivery(ws.folder.store, ws.folder.journal_dir).replay(journal) == 2
+    assert run.get_metric_history("x").values.tolist() == [0.0, 1.0]
+    assert not path.exists()
+
+
 def test_a_journal_is_kept_until_every_record_is_in_the_store(ws: runlab.Workspace, procs: list[subprocess.Popen[str]],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNLAB_SQLITE_BUSY_TIMEOUT", "0.1")

@@ -200,7 +200,10 @@ def _records(data: mmap.mmap, pos: int, scan: Scan) -> Iterator[Record]:
             meta_bytes = data[body : body + meta_len]
             blob = data[body + meta_len : end]
             if zlib.crc32(blob, zlib.crc32(meta_bytes)) == crc:
-                record = _decode(json.loads(meta_bytes), blob, end)
+                try:
+                    record = _decode(json.loads(meta_bytes), blob, end)
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    record = None  # whole but not runlab's (a foreign or crafted file): skipped as damaged
         if record is None:
             nxt = data.find(MAGIC, pos + 1)
             skipped_to = size if nxt < 0 else nxt
@@ -296,6 +299,8 @@ def _decode(meta: dict[str, Any], blob: bytes, end: int) -> Record:
             values = np.frombuffer(values_blob, dtype=np.int64).tolist()
         else:
             values = json.loads(values_blob)
+        if not (len(steps) == len(times) == len(values) == n) or not isinstance(values, list):
+            raise ValueError(f"a batch of {n} points whose arrays do not hold {n} points")
         batches.append(MetricBatch(name=spec["name"], kind=spec["kind"], steps=steps, times=times,
                                    values=values, description=spec.get("description", "")))
     return Record(METRICS, meta["run_id"], meta["batch_id"], batches, end=end)

@@ -81,7 +81,9 @@ class MetricLogger:
         self._closed = False
         self.lock_wait_s = min(MAX_LOCK_WAIT_S, flush_interval_s / 4)
         self.max_retained_points = max_retained_points
-        self._cycle_lock = threading.Lock()  # one cycle at a time: the flusher's, or flush()'s own
+        # One cycle at a time: the flusher's, or flush()'s own. Re-entrant: the SIGTERM handler may
+        # flush and end runs on the main thread while it is inside write_later().
+        self._cycle_lock = threading.RLock()
         self._closing = False
         self._gone = False
         self._delivery_obj: Delivery | None = None
@@ -137,7 +139,7 @@ class MetricLogger:
         with self._start_lock:
             if self._flusher_alive():
                 return
-            self._closed = False
+            self._closed = self._closing = False
             self._thread_pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name=f"runlab-flusher-{self.run_id}", daemon=True)
             self._thread.start()
@@ -439,7 +441,7 @@ def _after_fork_in_child() -> None:
     for lg in list(_all_loggers):
         lg._thread = None
         lg._flush_waiters.clear()
-        lg._cycle_lock = threading.Lock()
+        lg._cycle_lock = threading.RLock()
         lg._start_lock = threading.Lock()
 
 

@@ -454,9 +454,7 @@ def test_a_flush_after_close_never_waits_for_a_thread_that_is_gone(ws: runlab.Wo
     lg.queue_for("x").append((1.0, None, time.time()))
     lg.close(0.2)  # gives up waiting while the last cycle is still in the store
     assert calls, "the flusher did not start its cycle"
-    started = time.monotonic()
     assert lg.flush(20), "flush() waited for a flusher that had exited"
-    assert time.monotonic() - started < 15
     assert run.get_metric_history("x").values.tolist() == [1.0]
 
 

@@ -12,6 +12,9 @@ import pytest
 import runlab
 from runlab.sdk import run as sdk_run
 
+# a real S3 server (moto) and a datastore fixture over the three kinds, for every test module
+pytest_plugins = ["datastore_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def runlab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

@@ -13,12 +13,11 @@ to it are refused. File system errors are translated here, once.
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import shutil
 import stat
 import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO, Callable, Protocol
 
 from runlab.core.errors import (
@@ -29,39 +28,17 @@ from runlab.core.errors import (
     StoreUnavailableError,
 )
 from runlab.core.names import check_run_id, shown
+from runlab.store.paths import MAX_NAME_PART_BYTES, check_relative_name, leads_out
 
-MAX_NAME_PART_BYTES = 255  # a file name's limit on Linux and macOS
+__all__ = ["MAX_NAME_PART_BYTES", "ArtifactStore", "LocalArtifactStore", "check_file_name"]
+
 EXAMPLE = "for example 'outputs/model.pt'"
 _ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR)
 
 
 def check_file_name(name: object) -> str:
     """``name`` as the store keeps it (``/`` separators), or :class:`InvalidNameError`."""
-    if not isinstance(name, str) or not name:
-        raise InvalidNameError(f"a run file name must be a non-empty str, got {shown(name)}: {EXAMPLE}", name=name)
-    if "\x00" in name:
-        raise InvalidNameError(f"run file name {shown(name)} holds a NUL character, which no file name can hold: "
-                               f"{EXAMPLE}", name=name)
-    try:
-        os.fsencode(name)
-    except UnicodeEncodeError as exc:
-        raise InvalidNameError(f"run file name {shown(name)} cannot be encoded as a file name ({exc.reason}): "
-                               f"use text, {EXAMPLE}", name=name) from exc
-    posix = PurePosixPath(name.replace("\\", "/"))
-    if posix.is_absolute() or ".." in posix.parts:
-        raise InvalidNameError(
-            f"run file name {shown(name)} must be relative and stay inside the run (no leading '/', no '..'): "
-            f"{EXAMPLE}", name=name)
-    if not posix.parts:
-        raise InvalidNameError(f"run file name {shown(name)} names no file: use a non-empty relative name, {EXAMPLE}",
-                               name=name)
-    for part in posix.parts:
-        size = len(os.fsencode(part))
-        if size > MAX_NAME_PART_BYTES:
-            raise InvalidNameError(
-                f"run file name {shown(name)} has a part of {size:,} bytes ({shown(part)}): each part between "
-                f"'/' may have at most {MAX_NAME_PART_BYTES} bytes", name=name)
-    return str(posix)
+    return check_relative_name(name, "run file name", "the run", EXAMPLE)
 
 
 class ArtifactStore(Protocol):
@@ -92,16 +69,7 @@ class LocalArtifactStore:
         reached through a link whose target is not under the run's folder."""
         if self._real_root is None:
             self._real_root = os.path.realpath(self.root)
-        run_real = os.path.join(self._real_root, run_id)
-        for path in itertools.accumulate(name.split("/") if name else [], os.path.join, initial=run_real):
-            try:
-                is_link = stat.S_ISLNK(os.lstat(path).st_mode)
-            except OSError:
-                return False  # not there (yet): nothing below it is a link; the caller's own call says why
-            if is_link:  # rare: resolve the whole name once
-                real = os.path.realpath(os.path.join(run_real, name) if name else run_real)
-                return real != run_real and not real.startswith(run_real + os.sep)
-        return False
+        return leads_out(os.path.join(self._real_root, run_id), name)
 
     def _checked(self, run_id: str, name: str) -> tuple[Path, str]:
         """The path of run file ``name`` and the name as stored, both checked."""

@@ -45,7 +45,8 @@ def test_public_api_is_pinned() -> None:
 
 
 def test_import_runlab_is_light() -> None:
-    code = "import sys, runlab; print(sorted(m for m in ('sqlalchemy', 'numpy', 'alembic', 'rich', 'click') if m in sys.modules))"
+    code = ("import sys, runlab; print(sorted(m for m in ('sqlalchemy', 'numpy', 'alembic', 'rich', 'click', "
+            "'pyarrow', 'pandas', 'boto3') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -18,6 +18,10 @@ _EXPORTS = {
     "ScriptRunConfig": "runlab.sdk.script_run_config",
     "ComputeTargetException": "runlab.core.errors",
     "ConfigError": "runlab.core.errors",
+    "DataPath": "runlab.sdk.datastore",
+    "Datastore": "runlab.sdk.datastore",
+    "DatastoreNotFoundError": "runlab.core.errors",
+    "Dataset": "runlab.sdk.dataset",
     "Experiment": "runlab.sdk.experiment",
     "InvalidNameError": "runlab.core.errors",
     "InvalidValueError": "runlab.core.errors",
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from runlab.core.errors import (
         ComputeTargetException,
         ConfigError,
+        DatastoreNotFoundError,
         InvalidNameError,
         InvalidValueError,
         NotFoundError,
@@ -53,6 +58,8 @@ if TYPE_CHECKING:
     )
     from runlab.core.status import RunStatus
     from runlab.sdk.compute import AmlCompute, ComputeTarget
+    from runlab.sdk.dataset import Dataset
+    from runlab.sdk.datastore import DataPath, Datastore
     from runlab.sdk.environment import Environment
     from runlab.sdk.experiment import Experiment
     from runlab.sdk.run import Run

@@ -314,11 +314,13 @@ def sync(workspace_ref: str | None, offline_dir: str | None) -> None:
 
 def _register_commands() -> None:
     from runlab.cli.compute import compute
+    from runlab.cli.dataset import dataset
+    from runlab.cli.datastore import datastore
     from runlab.cli.env import env
     from runlab.cli.studio import studio
     from runlab.cli.submission import cancel, logs, submit
 
-    for command in (compute, env, submit, logs, cancel, studio):
+    for command in (compute, dataset, datastore, env, submit, logs, cancel, studio):
         cli.add_command(command)
 
 

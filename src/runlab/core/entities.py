@@ -108,3 +108,62 @@ class ComputeTargetRecord:
     vm_size: str | None = None
     min_nodes: int = 0
     settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatastoreRecord:
+    """A registered datastore: ``kind`` is "workspaceblob" (the workspace's own folder), "local" (a
+    folder on this machine) or "s3"; ``config`` says where (never credentials)."""
+
+    name: str
+    kind: str
+    config: Mapping[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True)
+class DatastoreFileRecord:
+    """What runlab knows of one file it wrote to a datastore: its bytes (size, sha256), and the
+    object store's ``etag`` of the file at that time, so that a file changed since is noticed."""
+
+    path: str
+    size: int
+    sha256: str
+    etag: str | None
+    uploaded_at: float
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """One file of a dataset, as resolved: where it is, its bytes, and its name inside the dataset.
+
+    ``datastore`` is None for a file on this machine (``path`` is then absolute); otherwise
+    ``path`` is relative to the datastore's root. ``name`` is the file's path relative to the
+    dataset's root (what ``to_path()``, ``download()`` and a mount show). ``sha256`` is None when
+    the file list was resolved without checksums (reading); registered versions always have one.
+    """
+
+    datastore: str | None
+    path: str
+    size: int
+    name: str
+    sha256: str | None = None
+    modified_at: float | None = None
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """One registered, immutable version of a dataset; its files are read with ``get_dataset_files``."""
+
+    dataset_id: str
+    name: str
+    version: int
+    kind: str  # "file" or "tabular"
+    definition: Mapping[str, Any]
+    created_at: float
+    file_count: int
+    total_size: int
+    files_hash: str
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    data_changed_at: float | None = None

@@ -12,13 +12,20 @@
     │   ├── SnapshotTooLargeError      (execution.snapshot) source folder over the limits; names the biggest folders
     │   ├── CondaSpecError             (execution.conda) entries pip cannot install, with the fix
     │   ├── PythonNotFoundError        (execution.interpreters) no installed Python fits the pin; lists those there are
-    │   └── RequirementsFileError      (execution.pipconfig) an unreadable requirements file
+    │   ├── RequirementsFileError      (execution.pipconfig) an unreadable requirements file
+    │   ├── DatasetPathError           a dataset source escapes its datastore, or matches no file (names what was searched)
+    │   ├── DatasetReadError           a dataset file pyarrow cannot read as its format (names the file, and the row)
+    │   ├── DatasetConflictError       a registration that would change a registered dataset version
+    │   └── DatasetChangedError        a registered version's file is not the bytes it recorded (size or sha256)
     ├── NotFoundError                  something named does not exist
     │   ├── WorkspaceNotFoundError
     │   ├── ExperimentNotFoundError
     │   ├── RunNotFoundError
     │   ├── FileNotFoundInRunError
+    │   ├── DatastoreNotFoundError     no registered datastore of that name; lists those there are
+    │   ├── ObjectNotFoundError        (store.objects) no file of that name in an object store
     │   ├── CondaEnvironmentNotFoundError  (execution.conda) lists where it looked
+    │   ├── DatasetNotFoundError       no registered dataset (version) of that name or id
     │   └── ComputeTargetException     (Azure ML's name, kept so tutorial code catches it)
     ├── WorkspaceExistsError           ``Workspace.create`` on an existing name without ``exist_ok``
     ├── StoreError                     the metadata or artifact store failed (``temporary`` False: a retry fails alike)
@@ -90,6 +97,37 @@ class FileNotFoundInRunError(NotFoundError):
 
 class ComputeTargetException(NotFoundError):
     """Raised when a compute target is missing or cannot be created (Azure ML's name)."""
+
+
+class DatastoreNotFoundError(NotFoundError):
+    """No registered datastore of that name in the workspace; the message lists those there are."""
+
+
+class ObjectNotFoundError(NotFoundError):
+    """No file (object) of that name in an object store: a local datastore folder or an S3 bucket."""
+
+
+class DatasetNotFoundError(NotFoundError):
+    """No registered dataset (or version, or id) of that name in the workspace."""
+
+
+class DatasetPathError(UserError):
+    """A dataset source that escapes its datastore (``..``), or that matches no file; ``searched``
+    says where runlab looked."""
+
+
+class DatasetReadError(UserError):
+    """A dataset file that cannot be read as the dataset's format; ``path`` names it, the message
+    repeats pyarrow's reason (with the row, for a malformed delimited file)."""
+
+
+class DatasetConflictError(UserError):
+    """Registering under an existing name what would change its latest version, without
+    ``create_new_version=True``."""
+
+
+class DatasetChangedError(UserError):
+    """A file of a registered dataset version no longer holds the bytes the version recorded."""
 
 
 class WorkspaceExistsError(RunlabError):

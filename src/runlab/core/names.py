@@ -26,6 +26,7 @@ WORKSPACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{2,32}")
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,254}")
 INPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}")
+DATASTORE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,254}")
 MAX_METRIC_NAME = 255
 
 
@@ -100,6 +101,14 @@ def check_experiment_name(name: object) -> str:
 def check_environment_name(name: object) -> str:
     return _check_named(name, "environment name", ENVIRONMENT_NAME,
                         "1 to 255 letters, digits, '_', '-' or '.', starting with a letter or digit", "pytorch-env")
+
+
+def check_datastore_name(name: object) -> str:
+    """``name`` when it can name a datastore (Azure's letters, digits and '_', and '-'); else
+    :class:`InvalidNameError`."""
+    return _check_named(name, "datastore name", DATASTORE_NAME,
+                        "1 to 255 letters, digits, '_' or '-', starting with a letter, digit or '_'",
+                        "workspaceblobstore")
 
 
 def check_metric_name(name: object) -> str:

@@ -20,6 +20,7 @@ from runlab.execution.targets import restart_dead_agents
 from runlab.store.folder import WorkspaceFolder
 
 if TYPE_CHECKING:
+    from runlab.sdk.datastore import Datastore
     from runlab.sdk.experiment import Experiment
     from runlab.sdk.run import Run
 
@@ -136,6 +137,34 @@ class Workspace:
         from runlab.sdk.experiment import Experiment
 
         return {e.name: Experiment(self, e.name) for e in self._folder.store.list_experiments()}
+
+    @property
+    def datasets(self) -> dict[str, Any]:
+        """Registered datasets by name, each at its latest version (``Dataset.get_by_name`` for others)."""
+        from runlab.sdk.dataset import Dataset
+
+        return Dataset.get_all(self)
+
+    @property
+    def datastores(self) -> dict[str, "Datastore"]:
+        """Datastores by name (``workspaceblobstore`` among them)."""
+        from runlab.sdk.datastore import Datastore
+
+        return {d.name: d for d in Datastore.list(self)}
+
+    def get_default_datastore(self) -> "Datastore":
+        """The default datastore: ``workspaceblobstore`` (a folder of the workspace, made on first use)
+        unless :meth:`set_default_datastore` chose another."""
+        from runlab.sdk.datastore import Datastore
+
+        return Datastore.get_default(self)
+
+    def set_default_datastore(self, name: str) -> None:
+        """Make the registered datastore ``name`` the default (``DatastoreNotFoundError`` naming those
+        there are, when it is not registered)."""
+        from runlab.store.datastores import set_default_datastore
+
+        set_default_datastore(self._folder.store, name)
 
     @property
     def compute_targets(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ max) so that run tables and sorts never read a series.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     ForeignKey,
@@ -23,7 +24,7 @@ from sqlalchemy import (
 )
 
 # The Alembic revision this code expects; a test pins it to the newest migration file.
-SCHEMA_REVISION = "0003_status_history"
+SCHEMA_REVISION = "0005_datasets"
 
 metadata = MetaData()
 
@@ -161,4 +162,68 @@ run_status_history = Table(
     Column("status", String(32), nullable=False),
     Column("at", Float, nullable=False),
     Index("ix_run_status_history_run", "run_pk"),
+)
+
+# -- datastores (0004_datastores) -----------------------------------------------------------------
+# A registered datastore: where its files are (``config``, JSON, never credentials). Its file index
+# holds one row per file runlab wrote there, written once the file is complete: its size and sha256,
+# and the object store's etag of the file then, so an upload skips what is already there and notices
+# a file changed since.
+
+datastores = Table(
+    "datastores",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("config", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+datastore_files = Table(
+    "datastore_files",
+    metadata,
+    Column("datastore", String(255), ForeignKey("datastores.name", ondelete="CASCADE"), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("etag", String(255), nullable=True),
+    Column("uploaded_at", Float, nullable=False),
+    PrimaryKeyConstraint("datastore", "path"),
+)
+
+# -- datasets (0005_datasets) ---------------------------------------------------------------------
+# Registered dataset versions (immutable: never updated) and the files each recorded, in the
+# dataset's order. Sizes are BigInteger: PostgreSQL's INTEGER stops at 2 GiB.
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dataset_id", String(64), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("definition", Text, nullable=False),
+    Column("files_hash", String(64), nullable=False),
+    Column("file_count", Integer, nullable=False),
+    Column("total_size", BigInteger, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("tags", Text, nullable=False, default="{}"),
+    Column("created_at", Float, nullable=False),
+    Column("data_changed_at", Float, nullable=True),
+    UniqueConstraint("name", "version", name="uq_datasets_name_version"),
+)
+
+dataset_files = Table(
+    "dataset_files",
+    metadata,
+    Column("dataset_pk", Integer, ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("datastore", String(255), nullable=True),
+    Column("path", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("modified_at", Float, nullable=True),
+    PrimaryKeyConstraint("dataset_pk", "seq"),
 )

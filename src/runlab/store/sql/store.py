@@ -6,6 +6,7 @@ import copy
 import json
 import threading
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -18,6 +19,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 
 from runlab.core.entities import (
     ComputeTargetRecord,
+    DatasetFile,
+    DatasetRecord,
+    DatastoreFileRecord,
+    DatastoreRecord,
     EnvironmentRecord,
     ExperimentRecord,
     MetricBatch,
@@ -27,6 +32,9 @@ from runlab.core.entities import (
 )
 from runlab.core.errors import (
     ComputeTargetException,
+    DatasetConflictError,
+    DatasetNotFoundError,
+    DatastoreNotFoundError,
     ExperimentNotFoundError,
     NotFoundError,
     PropertyConflictError,
@@ -36,7 +44,7 @@ from runlab.core.errors import (
     StoreUnavailableError,
     UserError,
 )
-from runlab.core.names import check_run_id
+from runlab.core.names import check_id, check_run_id
 from runlab.core.process import is_local_process_dead
 from runlab.core.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus, RunType
 from runlab.store import series
@@ -758,6 +766,198 @@ class SqlStore:
         if not deleted:
             self.get_compute_target(name)  # raises the not-found error
 
+    # -- datasets --------------------------------------------------------------------------
+
+    def register_dataset(
+        self,
+        name: str,
+        *,
+        kind: str,
+        definition: Mapping[str, Any],
+        files: Sequence[DatasetFile],
+        files_hash: str,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        data_changed_at: float | None = None,
+        create_new_version: bool = False,
+    ) -> DatasetRecord:
+        """Record a new immutable version of dataset ``name`` (its definition and files). The same
+        definition and files as the latest version return that version; anything else needs
+        ``create_new_version`` (else :class:`DatasetConflictError` saying what would change)."""
+        check_id(name, "dataset name", "'cifar10'")
+        text = json.dumps(dict(definition), sort_keys=True, separators=(",", ":"))
+        with self._write(f"registering dataset {name!r}") as conn:
+            latest = conn.execute(
+                sa.select(t.datasets).where(t.datasets.c.name == name).order_by(t.datasets.c.version.desc()).limit(1)
+            ).first()
+            if latest is not None:
+                if latest.definition == text and latest.files_hash == files_hash:
+                    return _dataset(latest)
+                if not create_new_version:
+                    raise DatasetConflictError(_conflict(latest, text, files, self._dataset_files(conn, latest.id)),
+                                               name=name, version=latest.version)
+            version = 1 if latest is None else latest.version + 1
+            dataset_id = str(uuid.uuid4())
+            pk = conn.execute(
+                t.datasets.insert().values(
+                    dataset_id=dataset_id, name=name, version=version, kind=kind, definition=text,
+                    files_hash=files_hash, file_count=len(files), total_size=sum(f.size for f in files),
+                    description=description, tags=json.dumps(dict(tags or {}), sort_keys=True),
+                    created_at=time.time(), data_changed_at=data_changed_at,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            rows = [
+                {"dataset_pk": pk, "seq": i, "datastore": f.datastore, "path": f.path, "name": f.name,
+                 "size": f.size, "sha256": f.sha256, "modified_at": f.modified_at}
+                for i, f in enumerate(files)
+            ]
+            for start in range(0, len(rows), 10_000):
+                conn.execute(t.dataset_files.insert(), rows[start : start + 10_000])
+        return self.get_dataset_by_id(dataset_id)
+
+    def get_dataset(self, name: str, version: int | None = None) -> DatasetRecord:
+        """Version ``version`` (default: the latest) of registered dataset ``name``."""
+        query = sa.select(t.datasets).where(t.datasets.c.name == name)
+        if version is not None:
+            query = query.where(t.datasets.c.version == version)
+        with self._read(f"reading dataset {name!r}") as conn:
+            row = conn.execute(query.order_by(t.datasets.c.version.desc()).limit(1)).first()
+            if row is None:
+                versions = conn.execute(
+                    sa.select(t.datasets.c.version).where(t.datasets.c.name == name).order_by(t.datasets.c.version)
+                ).scalars().all()
+                names = [] if versions else conn.execute(
+                    sa.select(t.datasets.c.name).distinct().order_by(t.datasets.c.name).limit(20)).scalars().all()
+        if row is None:
+            if versions:
+                raise DatasetNotFoundError(
+                    f"dataset {name!r} has no version {version}: its versions are "
+                    f"{', '.join(map(str, versions))}", name=name, version=version)
+            raise DatasetNotFoundError(
+                f"no dataset named {name!r} is registered in this workspace (registered: "
+                f"{', '.join(names) or 'none'}): register one with dataset.register(ws, {name!r})", name=name)
+        return _dataset(row)
+
+    def get_dataset_by_id(self, dataset_id: str) -> DatasetRecord:
+        with self._read(f"reading dataset {dataset_id}") as conn:
+            row = conn.execute(sa.select(t.datasets).where(t.datasets.c.dataset_id == dataset_id)).first()
+        if row is None:
+            raise DatasetNotFoundError(f"no registered dataset has id {dataset_id!r}: list them with "
+                                       "`runlab dataset list`", dataset_id=dataset_id)
+        return _dataset(row)
+
+    def list_datasets(self, *, all_versions: bool = False) -> list[DatasetRecord]:
+        """Registered datasets by name: the latest version of each, or every version (then by version)."""
+        query = sa.select(t.datasets)
+        if not all_versions:
+            newest = (sa.select(t.datasets.c.name, sa.func.max(t.datasets.c.version).label("version"))
+                      .group_by(t.datasets.c.name).subquery())
+            query = query.join(newest, sa.and_(t.datasets.c.name == newest.c.name,
+                                               t.datasets.c.version == newest.c.version))
+        with self._read("listing datasets") as conn:
+            rows = conn.execute(query.order_by(t.datasets.c.name, t.datasets.c.version)).all()
+        return [_dataset(r) for r in rows]
+
+    def get_dataset_files(self, dataset_id: str) -> list[DatasetFile]:
+        """The files a registered version recorded, in the dataset's order."""
+        with self._read(f"reading the files of dataset {dataset_id}") as conn:
+            pk = conn.execute(sa.select(t.datasets.c.id).where(t.datasets.c.dataset_id == dataset_id)).scalar()
+            if pk is None:
+                raise DatasetNotFoundError(f"no registered dataset has id {dataset_id!r}", dataset_id=dataset_id)
+            return self._dataset_files(conn, int(pk))
+
+    def _dataset_files(self, conn: Connection, pk: int) -> list[DatasetFile]:
+        rows = conn.execute(
+            sa.select(t.dataset_files).where(t.dataset_files.c.dataset_pk == pk).order_by(t.dataset_files.c.seq)
+        ).all()
+        return [DatasetFile(datastore=r.datastore, path=r.path, size=r.size, name=r.name, sha256=r.sha256,
+                            modified_at=r.modified_at) for r in rows]
+
+    # -- datastores ------------------------------------------------------------------------
+
+    def register_datastore(self, name: str, kind: str, config: Mapping[str, Any], *,
+                           overwrite: bool = False) -> DatastoreRecord:
+        """Register datastore ``name``. The same kind and config as registered returns the record;
+        another one raises ``UserError`` unless ``overwrite`` (then its file index is cleared)."""
+        config_json = json.dumps(dict(config), sort_keys=True)
+        try:
+            with self._write(f"registering datastore {name!r}") as conn:
+                row = conn.execute(sa.select(t.datastores).where(t.datastores.c.name == name)).first()
+                if row is not None:
+                    if row.kind == kind and json.loads(row.config) == json.loads(config_json):
+                        return _datastore(row)
+                    if not overwrite:
+                        raise UserError(
+                            f"datastore {name!r} is already registered as {row.kind} {row.config}: register it with "
+                            "overwrite=True to replace it, or choose another name", name=name,
+                            existing=_datastore(row))
+                    conn.execute(t.datastore_files.delete().where(t.datastore_files.c.datastore == name))
+                    conn.execute(t.datastores.update().where(t.datastores.c.name == name)
+                                 .values(kind=kind, config=config_json, created_at=time.time()))
+                else:
+                    conn.execute(t.datastores.insert().values(name=name, kind=kind, config=config_json,
+                                                              created_at=time.time()))
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, IntegrityError):  # registered meanwhile by another process
+                raise
+            return self.register_datastore(name, kind, config, overwrite=overwrite)
+        return self.get_datastore(name)
+
+    def get_datastore(self, name: str) -> DatastoreRecord:
+        """Datastore ``name``; ``DatastoreNotFoundError`` (listing those there are) when not registered."""
+        names: Sequence[str] = ()
+        with self._read(f"reading datastore {name!r}") as conn:
+            row = conn.execute(sa.select(t.datastores).where(t.datastores.c.name == name)).first()
+            if row is None:
+                names = conn.execute(sa.select(t.datastores.c.name).order_by(t.datastores.c.name)).scalars().all()
+        if row is None:
+            known = ", ".join(names) or "none yet"
+            raise DatastoreNotFoundError(
+                f"no datastore named {name!r} in this workspace (registered: {known}): register it with "
+                "Datastore.register_local(ws, name, path) or Datastore.register_s3(ws, name, bucket), or "
+                "`runlab datastore register`", name=name, registered=list(names))
+        return _datastore(row)
+
+    def list_datastores(self) -> list[DatastoreRecord]:
+        """Every registered datastore, by name."""
+        with self._read("listing datastores") as conn:
+            rows = conn.execute(sa.select(t.datastores).order_by(t.datastores.c.name)).all()
+        return [_datastore(r) for r in rows]
+
+    def get_datastore_files(self, name: str, prefix: str = "") -> dict[str, DatastoreFileRecord]:
+        """The file index of datastore ``name``: rows whose path starts with ``prefix``, by path."""
+        query = sa.select(t.datastore_files).where(t.datastore_files.c.datastore == name)
+        if prefix:
+            query = query.where(t.datastore_files.c.path.startswith(prefix, autoescape=True))
+        with self._read(f"reading the files of datastore {name!r}") as conn:
+            rows = conn.execute(query).all()
+        return {r.path: DatastoreFileRecord(path=r.path, size=r.size, sha256=r.sha256, etag=r.etag,
+                                            uploaded_at=r.uploaded_at)
+                for r in rows if r.path.startswith(prefix)}  # LIKE ignores case in SQLite
+
+    def record_datastore_files(self, name: str, files: Sequence[DatastoreFileRecord]) -> None:
+        """Add or replace rows of datastore ``name``'s file index (call once the files are complete)."""
+        if not files:
+            return
+        with self._write(f"recording files of datastore {name!r}") as conn:
+            for start in range(0, len(files), 500):
+                part = files[start : start + 500]
+                conn.execute(t.datastore_files.delete().where(
+                    t.datastore_files.c.datastore == name, t.datastore_files.c.path.in_([f.path for f in part])))
+                conn.execute(t.datastore_files.insert(), [
+                    {"datastore": name, "path": f.path, "size": f.size, "sha256": f.sha256, "etag": f.etag,
+                     "uploaded_at": f.uploaded_at} for f in part])
+
+    def forget_datastore_files(self, name: str, paths: Sequence[str]) -> None:
+        """Remove rows of datastore ``name``'s file index (files deleted, or found changed)."""
+        if not paths:
+            return
+        with self._write(f"forgetting files of datastore {name!r}") as conn:
+            for start in range(0, len(paths), 500):
+                part = list(paths[start : start + 500])
+                conn.execute(t.datastore_files.delete().where(
+                    t.datastore_files.c.datastore == name, t.datastore_files.c.path.in_(part)))
+
     # -- workspace settings ----------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
@@ -775,11 +975,50 @@ def _environment(row: Any) -> EnvironmentRecord:
                              definition=json.loads(row.definition), created_at=row.created_at)
 
 
+def _datastore(row: Any) -> DatastoreRecord:
+    return DatastoreRecord(name=row.name, kind=row.kind, config=json.loads(row.config), created_at=row.created_at)
+
+
 def _compute_target(row: Any) -> ComputeTargetRecord:
     return ComputeTargetRecord(
         name=row.name, kind=row.kind, vm_size=row.vm_size, min_nodes=row.min_nodes, max_nodes=row.max_nodes,
         idle_seconds_before_scaledown=row.idle_seconds_before_scaledown, created_at=row.created_at,
         state=row.state, settings=json.loads(row.settings or "{}"),
+    )
+
+
+def _dataset(row: Any) -> DatasetRecord:
+    return DatasetRecord(
+        dataset_id=row.dataset_id, name=row.name, version=row.version, kind=row.kind,
+        definition=json.loads(row.definition), created_at=row.created_at, file_count=row.file_count,
+        total_size=row.total_size, files_hash=row.files_hash, description=row.description or "",
+        tags=json.loads(row.tags or "{}"), data_changed_at=row.data_changed_at,
+    )
+
+
+def _conflict(latest: Any, definition: str, files: Sequence[DatasetFile], recorded: Sequence[DatasetFile]) -> str:
+    """What registering would change in the latest version, for the error."""
+    changes = []
+    if latest.definition != definition:
+        changes.append("its definition (sources, reader options or steps)")
+    old = {(f.datastore, f.path): f for f in recorded}
+    new = {(f.datastore, f.path): f for f in files}
+    changed = [k for k in new if k in old and (new[k].size, new[k].sha256) != (old[k].size, old[k].sha256)]
+    added = [k for k in new if k not in old]
+    removed = [k for k in old if k not in new]
+    parts = []
+    for what, keys in (("changed", changed), ("added", added), ("removed", removed)):
+        if keys:
+            some = ", ".join(path for _store, path in keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+            parts.append(f"{len(keys)} {what} ({some})")
+    if parts:
+        changes.append("its files: " + ", ".join(parts))
+    elif not changes:
+        changes.append("its file list")
+    return (
+        f"dataset {latest.name!r} version {latest.version} is registered, and this registration would change "
+        f"{' and '.join(changes)}. A registered version never changes: pass create_new_version=True to register "
+        f"this as version {latest.version + 1}, or use another name"
     )
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from runlab.core.entities import MetricBatch
-from runlab.core.errors import RunNotFoundError, StoreUnavailableError
+from runlab.core.errors import RunNotFoundError, StoreError
 from runlab.core.status import RunStatus
 from runlab.tracking.journal import STATUS, UPDATE, Journal, Record, Scan, orphan_journals
 
@@ -33,7 +33,8 @@ LOST_CODE = "RunLost"  # the reaper's error code: a presumption the journal's ow
 
 
 def is_temporary(exc: BaseException) -> bool:
-    return isinstance(exc, StoreUnavailableError)
+    """A failure that a later try may not meet (``StoreError.temporary``); anything else is permanent."""
+    return isinstance(exc, StoreError) and exc.temporary
 
 
 class Delivery:

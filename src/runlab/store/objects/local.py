@@ -23,7 +23,7 @@ import os
 import stat
 import threading
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 from runlab.core.errors import (
     InvalidNameError,
@@ -45,6 +45,8 @@ from runlab.store.objects import (
     source_changed,
 )
 from runlab.store.paths import leads_out
+
+T = TypeVar("T")
 
 __all__ = ["DEFAULT_LOCAL_WORKERS", "LocalObjectStore", "copy_and_hash", "write_local_file"]
 
@@ -255,20 +257,9 @@ class LocalObjectStore:
         except OSError as exc:
             raise self._os_error(exc, rel, writing=True) from exc
         try:
-            try:
-                size, sha256 = fill(fd)
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, dest)
-        except BaseException as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            if isinstance(exc, OSError):
-                raise self._os_error(exc, rel, writing=True) from exc
-            raise
+            (size, sha256), st = _fill_then_rename(fd, tmp, dest, lambda fd: (fill(fd), os.fstat(fd)))
+        except OSError as exc:
+            raise self._os_error(exc, rel, writing=True) from exc
         self._folder_is_safe(rel)
         return _info(rel, st, sha256)
 
@@ -457,19 +448,27 @@ def write_local_file(dest: Path, fill: Callable[[int], tuple[int, str]]) -> tupl
     except OSError as exc:
         raise StoreError(f"cannot write {dest}: {exc.strerror or exc}", path=str(dest)) from exc
     try:
+        return _fill_then_rename(fd, str(tmp), str(dest), fill)
+    except OSError as exc:
+        cls = StoreUnavailableError if exc.errno in _FULL else StoreError
+        raise cls(f"cannot write {dest}: {exc.strerror or exc}", path=str(dest)) from exc
+
+
+def _fill_then_rename(fd: int, tmp: str, dest: str, fill: Callable[[int], T]) -> T:
+    """``fill(fd)`` the open temporary file ``tmp``, close it and rename it to ``dest``. On any
+    failure (an exception, Ctrl-C) the temporary file is removed and the error raised: no half
+    file ever carries the final name."""
+    try:
         try:
             result = fill(fd)
         finally:
             os.close(fd)
         os.replace(tmp, dest)
-    except BaseException as exc:
+    except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(exc, OSError):
-            cls = StoreUnavailableError if exc.errno in _FULL else StoreError
-            raise cls(f"cannot write {dest}: {exc.strerror or exc}", path=str(dest)) from exc
         raise
     return result
 

@@ -167,3 +167,25 @@ class DatasetRecord:
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
     data_changed_at: float | None = None
+
+
+@dataclass(frozen=True)
+class RunInputRecord:
+    """A dataset a submitted run consumed, under its input name (``as_named_input('name')``).
+
+    ``mode`` is ``mount``, ``download`` or ``direct`` (a tabular dataset read by the script).
+    A registered dataset is named by ``dataset_id``, ``dataset_name`` and ``dataset_version``; all
+    three are None for one made in the submitting script. ``files_hash``, ``file_count`` and
+    ``total_size`` say which bytes the run saw; they are set when the agent made the input available.
+    """
+
+    run_id: str
+    name: str
+    kind: str
+    mode: str
+    dataset_id: str | None = None
+    dataset_name: str | None = None
+    dataset_version: int | None = None
+    files_hash: str | None = None
+    file_count: int | None = None
+    total_size: int | None = None

@@ -20,6 +20,7 @@ from runlab.core.entities import (
     ExperimentRecord,
     MetricBatch,
     MetricSummary,
+    RunInputRecord,
     RunRecord,
 )
 from runlab.core.status import RunStatus, RunType
@@ -133,6 +134,11 @@ class Store(Protocol):
     def get_dataset_by_id(self, dataset_id: str) -> DatasetRecord: ...
     def list_datasets(self, *, all_versions: bool = False) -> list[DatasetRecord]: ...
     def get_dataset_files(self, dataset_id: str) -> list[DatasetFile]: ...
+
+    # the datasets each submitted run consumed (lineage)
+    def record_run_inputs(self, run_id: str, inputs: Sequence[RunInputRecord]) -> None: ...
+    def get_run_inputs(self, run_id: str) -> list[RunInputRecord]: ...
+    def list_dataset_runs(self, name: str, version: int | None = None) -> list[RunInputRecord]: ...
 
     # datastores and the index of the files runlab wrote to each
     def register_datastore(self, name: str, kind: str, config: Mapping[str, Any], *,

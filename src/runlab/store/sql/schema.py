@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 # The Alembic revision this code expects; a test pins it to the newest migration file.
-SCHEMA_REVISION = "0005_datasets"
+SCHEMA_REVISION = "0006_run_inputs"
 
 metadata = MetaData()
 
@@ -226,4 +226,26 @@ dataset_files = Table(
     Column("sha256", String(64), nullable=False),
     Column("modified_at", Float, nullable=True),
     PrimaryKeyConstraint("dataset_pk", "seq"),
+)
+
+# -- run inputs (0006_run_inputs) ------------------------------------------------------------------
+# The datasets a submitted run consumed (lineage): one row per named input. A registered dataset is
+# named by id, name and version; files_hash, file_count and total_size say which bytes the run saw
+# (set by the agent when it made the input available; the view of an unregistered dataset too).
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_pk", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("dataset_id", String(64), nullable=True),
+    Column("dataset_name", String(255), nullable=True),
+    Column("dataset_version", Integer, nullable=True),
+    Column("files_hash", String(64), nullable=True),
+    Column("file_count", Integer, nullable=True),
+    Column("total_size", BigInteger, nullable=True),
+    PrimaryKeyConstraint("run_pk", "name"),
+    Index("ix_run_inputs_dataset", "dataset_name", "dataset_version"),
 )

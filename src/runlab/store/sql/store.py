@@ -28,6 +28,7 @@ from runlab.core.entities import (
     MetricBatch,
     MetricKind,
     MetricSummary,
+    RunInputRecord,
     RunRecord,
 )
 from runlab.core.errors import (
@@ -873,6 +874,41 @@ class SqlStore:
         return [DatasetFile(datastore=r.datastore, path=r.path, size=r.size, name=r.name, sha256=r.sha256,
                             modified_at=r.modified_at) for r in rows]
 
+    # -- run inputs ------------------------------------------------------------------------
+
+    def record_run_inputs(self, run_id: str, inputs: Sequence[RunInputRecord]) -> None:
+        """Record (or replace, by input name) the datasets run ``run_id`` consumes."""
+        if not inputs:
+            return
+        with self._write(f"recording the inputs of run {run_id}") as conn:
+            pk = self._run_pk(conn, run_id)
+            names = [i.name for i in inputs]
+            conn.execute(t.run_inputs.delete().where(t.run_inputs.c.run_pk == pk, t.run_inputs.c.name.in_(names)))
+            conn.execute(t.run_inputs.insert(), [
+                {"run_pk": pk, "name": i.name, "kind": i.kind, "mode": i.mode, "dataset_id": i.dataset_id,
+                 "dataset_name": i.dataset_name, "dataset_version": i.dataset_version, "files_hash": i.files_hash,
+                 "file_count": i.file_count, "total_size": i.total_size}
+                for i in inputs
+            ])
+
+    def get_run_inputs(self, run_id: str) -> list[RunInputRecord]:
+        """The datasets run ``run_id`` consumed, by input name."""
+        with self._read(f"reading the inputs of run {run_id}") as conn:
+            pk = self._run_pk(conn, run_id)
+            rows = conn.execute(sa.select(t.run_inputs).where(t.run_inputs.c.run_pk == pk)
+                                .order_by(t.run_inputs.c.name)).all()
+        return [_run_input(run_id, r) for r in rows]
+
+    def list_dataset_runs(self, name: str, version: int | None = None) -> list[RunInputRecord]:
+        """Every run input that consumed registered dataset ``name`` (at ``version``, or any), newest run first."""
+        query = (sa.select(t.run_inputs, t.runs.c.run_id).join(t.runs, t.runs.c.id == t.run_inputs.c.run_pk)
+                 .where(t.run_inputs.c.dataset_name == name))
+        if version is not None:
+            query = query.where(t.run_inputs.c.dataset_version == version)
+        with self._read(f"listing the runs of dataset {name!r}") as conn:
+            rows = conn.execute(query.order_by(t.runs.c.id.desc())).all()
+        return [_run_input(r.run_id, r) for r in rows]
+
     # -- datastores ------------------------------------------------------------------------
 
     def register_datastore(self, name: str, kind: str, config: Mapping[str, Any], *,
@@ -1079,3 +1115,9 @@ def _configure_sqlite(engine: Engine) -> None:
         if busy_ms is not None:  # pooled connections are shared: each write says how long it waits
             conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(busy_ms)}")
         conn.exec_driver_sql(f"BEGIN {options.get('sqlite_begin', 'DEFERRED')}")
+
+
+def _run_input(run_id: str, row: Any) -> RunInputRecord:
+    return RunInputRecord(run_id=run_id, name=row.name, kind=row.kind, mode=row.mode, dataset_id=row.dataset_id,
+                          dataset_name=row.dataset_name, dataset_version=row.dataset_version,
+                          files_hash=row.files_hash, file_count=row.file_count, total_size=row.total_size)

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "ActivityFailedException": "runlab.core.errors",
     "AmlCompute": "runlab.sdk.compute",
+    "CondaDependencies": "runlab.sdk.environment",
+    "DockerConfiguration": "runlab.sdk.job_config",
+    "MpiConfiguration": "runlab.sdk.job_config",
+    "PyTorchConfiguration": "runlab.sdk.job_config",
+    "WebserviceException": "runlab.core.errors",
     "ComputeTarget": "runlab.sdk.compute",
     "Environment": "runlab.sdk.environment",
     "RunConfiguration": "runlab.sdk.script_run_config",
@@ -25,7 +31,11 @@ _EXPORTS = {
     "Experiment": "runlab.sdk.experiment",
     "InvalidNameError": "runlab.core.errors",
     "InvalidValueError": "runlab.core.errors",
+    "Model": "runlab.sdk.model",
+    "ModelNotFoundError": "runlab.core.errors",
+    "ModelPathError": "runlab.core.errors",
     "NotFoundError": "runlab.core.errors",
+    "NotSupportedError": "runlab.core.errors",
     "PropertyConflictError": "runlab.core.errors",
     "Run": "runlab.sdk.run",
     "RunFailedError": "runlab.core.errors",
@@ -42,17 +52,22 @@ __all__ = sorted(_EXPORTS) + ["__version__"]
 
 if TYPE_CHECKING:
     from runlab.core.errors import (
+        ActivityFailedException,
         ComputeTargetException,
         ConfigError,
         DatastoreNotFoundError,
         InvalidNameError,
         InvalidValueError,
+        ModelNotFoundError,
+        ModelPathError,
         NotFoundError,
+        NotSupportedError,
         PropertyConflictError,
         RunFailedError,
         RunlabError,
         RunNotFoundError,
         UserError,
+        WebserviceException,
         WorkspaceExistsError,
         WorkspaceNotFoundError,
     )
@@ -60,8 +75,10 @@ if TYPE_CHECKING:
     from runlab.sdk.compute import AmlCompute, ComputeTarget
     from runlab.sdk.dataset import Dataset
     from runlab.sdk.datastore import DataPath, Datastore
-    from runlab.sdk.environment import Environment
+    from runlab.sdk.environment import CondaDependencies, Environment
     from runlab.sdk.experiment import Experiment
+    from runlab.sdk.job_config import DockerConfiguration, MpiConfiguration, PyTorchConfiguration
+    from runlab.sdk.model import Model
     from runlab.sdk.run import Run
     from runlab.sdk.script_run_config import RunConfiguration, ScriptRunConfig
     from runlab.sdk.workspace import Workspace

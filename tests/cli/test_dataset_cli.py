@@ -56,6 +56,15 @@ def test_create_register_list_show_download(ws: runlab.Workspace, tmp_path: Path
     digest = hashlib.sha256(bytes([0]) * 1000).hexdigest()
     assert digest[:16] in shown.output and "split=train" in shown.output and '"kind": "file"' in shown.output
     assert "versions: 1" in shown.output and "3 files, 3.0 KB" in shown.output
+    assert "used by: no run yet" in shown.output
+    from runlab.core.entities import RunInputRecord
+
+    run = runlab.Experiment(ws, "consumer").start_logging()
+    run.complete()
+    cifar = ws.datasets["cifar"]
+    ws.folder.store.record_run_inputs(run.id, [RunInputRecord(run.id, "input", "file", "mount", cifar.id, "cifar", 1)])
+    used = runner.invoke(cli, ["dataset", "show", "cifar", *w])
+    assert f"used by: 1 run: {run.id} (input, mount)" in used.output
     down = runner.invoke(cli, ["dataset", "download", "cifar", str(tmp_path / "dl"), *w])
     assert down.exit_code == 0, down.output
     assert "downloaded 3 files, 3.0 KB of dataset cifar version 1" in down.output

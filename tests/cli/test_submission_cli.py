@@ -36,7 +36,7 @@ def test_compute_submit_logs_cancel(project: Path, ws: runlab.Workspace) -> None
     assert created.exit_code == 0, created.output
     assert "cpu-cluster" in runner.invoke(cli, ["compute", "list"]).output
     shown = runner.invoke(cli, ["compute", "show", "cpu-cluster"])
-    assert re.search(r"maxNodes: 2\n", shown.output) and re.search(r"queuedRuns: 0\n", shown.output)
+    assert re.search(r"max_nodes: 2\n", shown.output) and re.search(r"queued_runs: 0\n", shown.output)
 
     done = runner.invoke(cli, ["submit", "-e", "cli", "--source", "src", "--script", "hello.py",
                                "--compute", "cpu-cluster", "--wait", "--", "--lr", "0.1"])

@@ -181,11 +181,11 @@ def test_compute_show_says_the_agent_is_down_and_restarts_it(
     runner = CliRunner()
     shown = runner.invoke(cli, ["compute", "show", "solo", "--workspace", str(ws.path)])
     assert shown.exit_code == 0, shown.output
-    assert "agentState: Down" in shown.output and "queuedRuns: 1" in shown.output
+    assert "agent_state: Down" in shown.output and "queued_runs: 1" in shown.output
 
     def agent_running_again() -> bool:
         again = runner.invoke(cli, ["compute", "show", "solo", "--workspace", str(ws.path)])
-        return "agentState: Running" in again.output
+        return "agent_state: Running" in again.output
 
     _wait_for(agent_running_again, "compute show: the agent Running again")
     go.touch()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
@@ -211,8 +212,10 @@ def test_submit_errors_are_clear(ws: runlab.Workspace, src: Path, tmp_path: Path
 def test_restore_snapshot(ws: runlab.Workspace, cluster: ComputeTarget, src: Path, tmp_path: Path) -> None:
     run = runlab.Experiment(ws, "restore").submit(ScriptRunConfig(str(src), "hello.py", compute_target="cpu-cluster"))
     run.wait_for_completion()
-    out = run.restore_snapshot(tmp_path / "restored")
-    assert (out / "hello.py").read_text() == 'print("Hello world!")\n'
+    archive = run.restore_snapshot(path=tmp_path / "restored")  # Azure ML v1's: a ZIP of the snapshot
+    assert archive == tmp_path / "restored" / f"{run.get_snapshot_id()}.zip"
+    with zipfile.ZipFile(archive) as z:
+        assert z.read("hello.py") == b'print("Hello world!")\n'
 
 
 def _wait_for(condition, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]

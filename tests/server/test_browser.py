@@ -175,10 +175,13 @@ def test_empty_states_explain_what_to_do(ws: runlab.Workspace, live_server: Live
     open_page(page, f"{live_server.url}/runs")
     assert "No runs yet" in page.locator("#runs-empty").inner_text()
     for path, text in (("/compute", "No compute targets yet"), ("/environments", "No environments yet"),
-                       ("/datastores", "No datastores yet"), ("/datasets", "No datasets yet"),
                        ("/models", "No models yet")):
         open_page(page, live_server.url + path)
         assert text in page.locator("#assets").inner_text()
+    open_page(page, f"{live_server.url}/datasets")
+    assert "No datasets yet" in page.locator("#datasets").inner_text()
+    open_page(page, f"{live_server.url}/datastores")  # workspaceblobstore is always there, empty
+    assert "No files yet" in page.locator("#datastores").inner_text()
     open_page(page, f"{live_server.url}/compare")
     assert "Pick runs to compare" in page.locator("#main").inner_text()
     page.goto(f"{live_server.url}/runs/no-such-run")

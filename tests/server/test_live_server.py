@@ -164,4 +164,4 @@ def test_studio_command_explains_a_missing_workspace(tmp_path: Any, subprocess_e
     result = subprocess.run([sys.executable, "-c", STUDIO, "--workspace", str(tmp_path / "nowhere"), "--port", "0"],
                             env=subprocess_env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode != 0
-    assert "Error:" in result.stderr and "workspace" in result.stderr.lower()
+    assert "error:" in result.stderr and "workspace" in result.stderr.lower()

@@ -132,6 +132,10 @@ def dataset_show(name: str, version: int | None, limit: int, workspace_ref: str 
             ("data changed", changed.astimezone().strftime("%Y-%m-%d %H:%M:%S") if changed else ""),
             ("description", record.description), ("tags", ", ".join(f"{k}={v}" for k, v in record.tags.items())),
             ("definition", json.dumps(dict(record.definition), sort_keys=True))]
+    used = ws.folder.store.list_dataset_runs(name, record.version)
+    shown_runs = ", ".join(f"{u.run_id} ({u.name}, {u.mode})" for u in used[:5])
+    rows.append(("used by", (f"{len(used):,} run{'' if len(used) == 1 else 's'}: {shown_runs}"
+                             + (f" and {len(used) - 5:,} more" if len(used) > 5 else "")) if used else "no run yet"))
     for key, value in rows:
         console.print(f"{key:>12}: {value}", soft_wrap=True, markup=False)
     files = found.get_files()

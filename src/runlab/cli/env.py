@@ -6,17 +6,17 @@ register the group): the helpers of main are looked up when a command runs.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from runlab.cli.late import friendly_errors
 
 if TYPE_CHECKING:
     from runlab.sdk.environment import CachedEnvironment, Environment
     from runlab.sdk.workspace import Workspace
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 _CONDA_SUFFIXES = (".yml", ".yaml")
 
@@ -28,16 +28,6 @@ version_option = click.option("--version", "version", type=int, metavar="N",
                               help="This version (default: the latest).")
 
 
-def friendly_errors(fn: F) -> F:
-    """runlab.cli.main.friendly_errors, looked up when the command runs."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from runlab.cli.main import friendly_errors as wrap
-
-        return wrap(fn)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _console() -> Any:
@@ -64,21 +54,27 @@ def env_list(workspace_ref: str | None) -> None:
     """List the registered environments: versions, latest hash, and whether it is built here."""
     from rich.table import Table
 
-    from runlab.sdk.environment import registered_environments
+    from runlab.sdk.environment import list_cached_environments, registered_environments
 
     ws = _open_workspace(workspace_ref)
     versions: dict[str, list["Environment"]] = {}
     for environment in registered_environments(ws):
         versions.setdefault(environment.name, []).append(environment)
-    if not versions:
-        _console().print("no environments registered yet: register one with env.register(ws)")
-        return
     table = Table("name", "versions", "latest", "hash", "built")
+    hashes: list[str] = []
     for name, found in versions.items():
         latest = found[-1]
         state = latest.cache_status()
+        hashes.extend(e.cache_status().hash for e in found)
         built = "user-managed" if state.user_managed else ("yes" if state.cached else "no")
         table.add_row(name, ", ".join(str(e.version) for e in found), str(latest.version), state.hash[:12], built)
+    # what submitted runs built without registering (Environment.from_conda_specification, as the tutorial does)
+    unregistered = [c for c in list_cached_environments() if not any(h.startswith(c.key) for h in hashes)]
+    for cached in unregistered:
+        table.add_row(cached.name or "(no name)", "unregistered", "", cached.key[:12], "yes")
+    if not versions and not unregistered:
+        _console().print("no environments registered yet, none built: register one with env.register(ws)")
+        return
     _console().print(table)
 
 

@@ -38,8 +38,11 @@ def friendly_errors(fn: F) -> F:
         except RunlabError as exc:
             _console(stderr=True).print(f"[red]error:[/red] {exc.message}", soft_wrap=True, markup=True)
             sys.exit(1)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+        except (click.exceptions.Exit, click.UsageError, click.Abort, KeyboardInterrupt):
             raise
+        except click.ClickException as exc:  # as our own errors: "error: ..." (click would print "Error: ...")
+            _console(stderr=True).print(f"[red]error:[/red] {exc.format_message()}", soft_wrap=True, markup=False)
+            sys.exit(exc.exit_code)
         except Exception as exc:
             if os.environ.get("RUNLAB_DEBUG"):
                 raise
@@ -59,14 +62,45 @@ workspace_option = click.option(
 
 
 def open_workspace(ref: str | None) -> "Workspace":
+    """The workspace of ``-w NAME|PATH`` (a value that looks like a path is a path), else of the
+    config.json found from the current folder."""
+    from runlab.core.errors import ConfigError, WorkspaceNotFoundError
     from runlab.sdk.workspace import Workspace
     from runlab.store.folder import WorkspaceFolder
 
     if ref is None:
-        return Workspace.from_config()
+        try:
+            return Workspace.from_config()
+        except ConfigError as exc:
+            searched = exc.context.get("searched")
+            if not searched:
+                raise
+            raise ConfigError(_no_config_message(searched), searched=searched) from None
     if WorkspaceFolder.is_workspace(ref):
         return Workspace.from_path(ref)
+    if _looks_like_path(ref):
+        path = Path(ref).expanduser()
+        why = "does not exist" if not path.exists() else "is not a workspace folder (it has no workspace.json)"
+        raise WorkspaceNotFoundError(f"{ref} {why}: pass a workspace's folder or name (runlab workspace list)",
+                                     path=path)
     return Workspace.get(ref)
+
+
+def _looks_like_path(ref: str) -> bool:
+    """Workspace names hold no slash and start with a letter or digit: anything else is a path."""
+    return ref.startswith((".", "~")) or "/" in ref or os.sep in ref
+
+
+def _no_config_message(searched: list[Path]) -> str:
+    """The no-config error of the command line: two lines, and what to do there."""
+    from runlab.sdk.workspace import Workspace
+
+    names = sorted(Workspace.list())
+    folders = [p for p in searched if p.name not in (".runlab", ".azureml", "aml_config")] or searched
+    pick = (f"pass -w NAME (workspaces: {', '.join(names)})" if names
+            else "create one: runlab workspace create NAME --write-config .")
+    return (f"no config.json found (in .azureml/, .runlab/, aml_config/ or the folder itself) from {folders[0]} "
+            f"up to {folders[-1]}\n  {pick}, or cd into a project that has .azureml/config.json")
 
 
 def _when(ts: float | None) -> str:
@@ -139,10 +173,11 @@ def workspace_list() -> None:
 
 @workspace.command("show")
 @click.argument("name", required=False)
+@workspace_option
 @friendly_errors
-def workspace_show(name: str | None) -> None:
-    """Show a workspace (default: the one config.json names) and its experiments."""
-    ws = open_workspace(name)
+def workspace_show(name: str | None, workspace_ref: str | None) -> None:
+    """Show a workspace (-w NAME|PATH; default: the one config.json names) and its experiments."""
+    ws = open_workspace(workspace_ref or name)
     details = ws.get_details()
     console = _console()
     for key in ("name", "path", "id"):
@@ -178,7 +213,11 @@ def runs_list(workspace_ref: str | None, experiment: str | None, status: str | N
     records = ws.folder.store.list_runs(experiment_name=experiment, statuses=statuses, limit=limit)
     restart_dead_agents(ws.folder, {r.target for r in records if r.status == RunStatus.QUEUED})
     if not records:
-        _console().print("no runs yet: start one with experiment.start_logging() or Run.get_context()")
+        filters = [f"{flag} {value}" for flag, value in (("--experiment", experiment), ("--status", status)) if value]
+        if filters:
+            _console().print(f"no runs match {' '.join(filters)} (runlab runs list shows them all)")
+        else:
+            _console().print("no runs yet: start one with experiment.start_logging() or Run.get_context()")
         return
     table = Table(Column("run id", no_wrap=True), "experiment", Column("status", no_wrap=True), "started",
                   "duration", "target")
@@ -201,7 +240,8 @@ def runs_show(run_id: str, workspace_ref: str | None) -> None:
     console = _console()
     rows = [
         ("run id", record.run_id), ("experiment", record.experiment_name), ("status", str(record.status)),
-        ("type", str(record.run_type)), ("target", record.target), ("parent", record.parent_run_id or ""),
+        ("type", str(record.run_type)), ("target", record.target),
+        *([("parent", record.parent_run_id)] if record.parent_run_id else []),
         ("created", _when(record.created_at)), ("started", _when(record.started_at)),
         ("ended", _when(record.ended_at)), ("duration", _duration(record.duration_s)),
     ]
@@ -214,7 +254,8 @@ def runs_show(run_id: str, workspace_ref: str | None) -> None:
             console.print(f"{title:>11}: " + ", ".join(f"{k}={v}" for k, v in mapping.items()))
     summaries = ws.folder.store.get_metric_summaries(run_id)
     if summaries:
-        console.print(f"{'metrics':>11}: " + ", ".join(f"{s.name} ({s.count} points, last {s.last!r})" for s in summaries))
+        console.print(f"{'metrics':>11}: " + "; ".join(f"{s.name} ({s.count} points, last {_value(s.last)})"
+                                                        for s in summaries), soft_wrap=True)
     files = run.get_file_names()
     if files:
         console.print(f"{'files':>11}: " + ", ".join(files))
@@ -250,7 +291,7 @@ def metrics(run_id: str, name: str | None, workspace_ref: str | None, fmt: str) 
             return
         table = Table("name", "kind", "points", "last", "min", "max")
         for s in wanted:
-            table.add_row(s.name, s.kind, str(s.count), repr(s.last), _num(s.min), _num(s.max))
+            table.add_row(s.name, s.kind, str(s.count), _value(s.last), _num(s.min), _num(s.max))
         _console().print(table)
         return
     series = [(s, store.get_metric_series(run_id, s.name)) for s in wanted]
@@ -285,6 +326,13 @@ def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.6g}"
 
 
+def _value(value: Any) -> str:
+    """A metric's last value as min and max are shown: numbers to 6 significant digits."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _num(value)
+    return repr(value)
+
+
 # -- sync --------------------------------------------------------------------------------------
 
 
@@ -317,10 +365,12 @@ def _register_commands() -> None:
     from runlab.cli.dataset import dataset
     from runlab.cli.datastore import datastore
     from runlab.cli.env import env
+    from runlab.cli.model import model
+    from runlab.cli.quickstart import quickstart
     from runlab.cli.studio import studio
     from runlab.cli.submission import cancel, logs, submit
 
-    for command in (compute, dataset, datastore, env, submit, logs, cancel, studio):
+    for command in (compute, dataset, datastore, env, model, submit, logs, cancel, studio, quickstart):
         cli.add_command(command)
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from runlab.cli.late import friendly_errors
+
 DEFAULT_PORT = 8765
 DEFAULT_HOST = "127.0.0.1"
 
@@ -41,20 +43,15 @@ def _url(host: str, port: int) -> str:
               help="Address to listen on. The studio has no login: keep 127.0.0.1 unless you trust the network.")
 @click.option("--workspace", "-w", "workspace_ref", metavar="NAME|PATH",
               help="Workspace name or folder (default: config.json found from the current folder).")
+@friendly_errors
 def studio(port: int, host: str, workspace_ref: str | None) -> None:
     """Serve the studio of a workspace: runs, live metric charts and logs, comparisons, REST API.
 
     Open the printed URL in a browser; run.get_portal_url() links to a run's page on it.
     """
-    from runlab.core.errors import RunlabError
+    from runlab.cli.main import open_workspace
 
-    try:
-        from runlab.cli.main import open_workspace
-
-        ws = open_workspace(workspace_ref)
-        folder = ws.folder
-    except RunlabError as exc:
-        raise click.ClickException(exc.message) from exc
+    folder = open_workspace(workspace_ref).folder
 
     _check_port_free(host, port)
     url = _url(host, port)

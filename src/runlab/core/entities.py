@@ -13,6 +13,12 @@ class ExperimentRecord:
     experiment_id: int
     name: str
     created_at: float
+    tags: Mapping[str, str] = field(default_factory=dict)
+    archived_at: float | None = None  # archived (Azure ML v1's Experiment.archive()) when set
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None
 
 
 @dataclass(frozen=True)
@@ -56,8 +62,14 @@ class MetricKind:
     LIST = "list"  # run.log_list
     ROW = "row"  # run.log_row / run.log_table: a table, column -> values
     IMAGE = "image"  # run.log_image: the value is the run file name of the image
+    # evaluation logs (tracking.evaluation): the value is Azure's dict, {"schema_type": <the kind>, ...}
+    CONFUSION_MATRIX = "confusion_matrix"  # run.log_confusion_matrix
+    ACCURACY_TABLE = "accuracy_table"  # run.log_accuracy_table
+    RESIDUALS = "residuals"  # run.log_residuals
+    PREDICTIONS = "predictions"  # run.log_predictions
 
-    ALL = (SCALAR, LIST, ROW, IMAGE)
+    EVALUATION = (CONFUSION_MATRIX, ACCURACY_TABLE, RESIDUALS, PREDICTIONS)
+    ALL = (SCALAR, LIST, ROW, IMAGE, *EVALUATION)
 
 
 @dataclass(frozen=True)
@@ -189,3 +201,62 @@ class RunInputRecord:
     files_hash: str | None = None
     file_count: int | None = None
     total_size: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One file of a registered model version: its name inside the model (``model.pt``, or
+    ``outputs/weights/a.bin`` for a folder), its bytes (size, sha256; the content is stored once
+    by sha256), and where it was copied from (``source``: ``run:<run id>/<run file name>`` or a
+    path of this machine, with the file's ``source_etag`` then), so that registering unchanged
+    files again reads nothing."""
+
+    path: str
+    size: int
+    sha256: str
+    source: str | None = None
+    source_etag: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelDatasetRecord:
+    """A dataset a model version was made with, under its scenario (Azure's ``("training data", ds)``).
+    ``dataset_id``, ``dataset_name`` and ``dataset_version`` are None for a dataset that is not registered."""
+
+    scenario: str
+    dataset_id: str | None = None
+    dataset_name: str | None = None
+    dataset_version: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One registered version of a model; its files are read with ``get_model_files``.
+
+    ``path`` is the model's name on disk (``model.pt``, or ``outputs`` for a folder): what
+    ``download`` writes under its target folder. ``source`` is the model path as registered
+    (``outputs/model.pt`` of run ``run_id``, or a path of this machine). ``details`` holds the
+    Azure arguments runlab records but does not use (framework details, sample datasets,
+    resource configuration). Tags and properties may change; files never do.
+    """
+
+    name: str
+    version: int
+    created_at: float
+    path: str
+    source: str
+    file_count: int
+    total_size: int
+    files_hash: str
+    run_id: str | None = None
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    properties: Mapping[str, str] = field(default_factory=dict)
+    framework: str | None = None
+    framework_version: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    datasets: tuple[ModelDatasetRecord, ...] = ()
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}:{self.version}"

@@ -16,7 +16,8 @@
     │   ├── DatasetPathError           a dataset source escapes its datastore, or matches no file (names what was searched)
     │   ├── DatasetReadError           a dataset file pyarrow cannot read as its format (names the file, and the row)
     │   ├── DatasetConflictError       a registration that would change a registered dataset version
-    │   └── DatasetChangedError        a registered version's file is not the bytes it recorded (size or sha256)
+    │   ├── DatasetChangedError        a registered version's file is not the bytes it recorded (size or sha256)
+    │   └── ModelPathError             a model path that names none of the run's (or this machine's) files; lists those there are
     ├── NotFoundError                  something named does not exist
     │   ├── WorkspaceNotFoundError
     │   ├── ExperimentNotFoundError
@@ -26,14 +27,19 @@
     │   ├── ObjectNotFoundError        (store.objects) no file of that name in an object store
     │   ├── CondaEnvironmentNotFoundError  (execution.conda) lists where it looked
     │   ├── DatasetNotFoundError       no registered dataset (version) of that name or id
+    │   ├── ModelNotFoundError         no registered model (version) of that name or id; lists the versions there are
+    │   ├── SecretNotFoundError        ``run.get_secret``: in neither the environment nor the secrets file (names both)
     │   └── ComputeTargetException     (Azure ML's name, kept so tutorial code catches it)
     ├── WorkspaceExistsError           ``Workspace.create`` on an existing name without ``exist_ok``
     ├── StoreError                     the metadata or artifact store failed (``temporary`` False: a retry fails alike)
     │   └── StoreUnavailableError      the store cannot take it now (locked, disk full, server down); ``temporary``
     │       └── StoreBusyError         another writer holds the lock (SQLite busy/locked); clears within seconds
+    ├── NotSupportedError              an Azure ML call runlab does not offer (``Model.deploy``: no web services)
     ├── EnvironmentBuildError          (execution.environments) uv failed; the end of the build log and its path
     │   └── EnvironmentBuildCanceled   the build was told to stop (a run canceled while Preparing)
-    └── RunFailedError                 ``wait_for_completion(raise_on_error=True)`` on a failed run
+    ├── RunFailedError                 ``wait_for_completion(raise_on_error=True)`` on a failed run
+    │   └── ActivityFailedException    (Azure ML's name) what ``wait_for_completion`` raises
+    └── WebserviceException        (Azure ML's name, a NotSupportedError) a web service call: none here
 
 Errors carry context (``run_id``, ``path``...) as attributes. Errors from SQLAlchemy, the
 file system and HTTP are translated once, at the store boundary, with ``raise ... from exc``.
@@ -130,6 +136,23 @@ class DatasetChangedError(UserError):
     """A file of a registered dataset version no longer holds the bytes the version recorded."""
 
 
+class ModelNotFoundError(NotFoundError):
+    """No registered model (or version, or id) of that name in the workspace."""
+
+
+class SecretNotFoundError(NotFoundError):
+    """``run.get_secret(s)``: no environment variable and no entry of the secrets file of that name;
+    ``names`` lists the missing ones, ``path`` the secrets file read."""
+
+
+class ModelPathError(UserError):
+    """A model path that names no file of the run (or of this machine); the message lists what is there."""
+
+
+class NotSupportedError(RunlabError, NotImplementedError):
+    """An Azure ML v1 call that runlab does not offer (deploying web services); the message names it."""
+
+
 class WorkspaceExistsError(RunlabError):
     pass
 
@@ -162,3 +185,24 @@ class StoreBusyError(StoreUnavailableError):
 
 class RunFailedError(RunlabError):
     pass
+
+
+class ActivityFailedException(RunFailedError):
+    """A run failed (Azure ML's name for what ``wait_for_completion(raise_on_error=True)`` raises);
+    ``details`` holds the run's details, ``exit_code`` the script's exit code when it had one."""
+
+
+class WebserviceException(NotSupportedError):
+    """A web service call (``Webservice``, ``Model.deploy``...): runlab deploys no services; the message names it."""
+
+
+# Azure ML v1's other exception names, for ``except`` clauses of v1 code: each is the runlab class
+# raised in that situation, so catching either name catches the same errors.
+AzureMLException = RunlabError
+UserErrorException = UserError
+ProjectSystemException = WorkspaceNotFoundError
+WorkspaceException = WorkspaceNotFoundError
+ExperimentExecutionException = RunlabError
+ModelNotFoundException = ModelNotFoundError
+RunEnvironmentException = RunlabError
+SnapshotException = UserError

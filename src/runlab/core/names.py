@@ -27,6 +27,7 @@ EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,254}")
 INPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}")
 DATASTORE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,254}")
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}")
 MAX_METRIC_NAME = 255
 
 
@@ -109,6 +110,18 @@ def check_datastore_name(name: object) -> str:
     return _check_named(name, "datastore name", DATASTORE_NAME,
                         "1 to 255 letters, digits, '_' or '-', starting with a letter, digit or '_'",
                         "workspaceblobstore")
+
+
+def check_model_name(name: object) -> str:
+    """``name`` when it can name a registered model (Azure's rule: letters, digits, '-', '_' and '.',
+    starting with a letter or digit, up to 255 characters; no spaces); else :class:`InvalidNameError`."""
+    return _check_named(name, "model name", MODEL_NAME,
+                        "1 to 255 letters, digits, '-', '_' or '.', starting with a letter or digit, no spaces",
+                        "sklearn-mnist")
+
+
+# Metric names under this prefix are runlab's system metrics (tracking.sysmetrics); run.log() refuses them.
+SYSTEM_METRIC_PREFIX = "sys/"
 
 
 def check_metric_name(name: object) -> str:

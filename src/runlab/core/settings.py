@@ -21,6 +21,7 @@ DEFAULT_HEARTBEAT_TIMEOUT_S = 120.0
 DEFAULT_SQLITE_BUSY_TIMEOUT_S = 5.0
 # Outlasts every lock runlab's own processes hold (a flush, a migration, a sync take seconds at most).
 DEFAULT_STORE_RETRY_TIMEOUT_S = 120.0
+DEFAULT_SYSTEM_METRICS_INTERVAL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):  # NaN fails the first test
+        raise ValueError("must be a number of seconds, 0 or more")
+    return value
+
+
 RUNLAB_HOME = EnvVar("RUNLAB_HOME", _path, Path("~/.runlab").expanduser(),
                      "where workspaces, the workspace registry and offline runs live")
 RUNLAB_WORKSPACE = EnvVar[str | None]("RUNLAB_WORKSPACE", _optional_str, None,
@@ -78,10 +86,18 @@ RUNLAB_STORE_RETRY_TIMEOUT = EnvVar("RUNLAB_STORE_RETRY_TIMEOUT", _positive_floa
 RUNLAB_STUDIO_URL = EnvVar("RUNLAB_STUDIO_URL", str, "http://127.0.0.1:8765",
                            "base URL of the studio that run.get_portal_url() points to")
 
+RUNLAB_SECRETS_FILE = EnvVar[Path | None]("RUNLAB_SECRETS_FILE", _path, None,
+                                          "JSON file of secrets run.get_secret() reads after the environment "
+                                          "(default: <workspace folder>/secrets.json)")
+
+RUNLAB_SYSTEM_METRICS_INTERVAL = EnvVar("RUNLAB_SYSTEM_METRICS_INTERVAL", _non_negative_float,
+                                        DEFAULT_SYSTEM_METRICS_INTERVAL_S,
+                                        "seconds between two samples of a run's system metrics (sys/...); 0: none")
+
 ALL_ENV_VARS: tuple[EnvVar[object], ...] = (
     RUNLAB_HOME, RUNLAB_WORKSPACE, RUNLAB_RUN_ID, RUNLAB_RUN_OWNER, RUNLAB_OFFLINE_DIR,  # type: ignore[assignment]
     RUNLAB_FLUSH_INTERVAL, RUNLAB_HEARTBEAT_TIMEOUT, RUNLAB_SQLITE_BUSY_TIMEOUT, RUNLAB_STORE_RETRY_TIMEOUT,
-    RUNLAB_STUDIO_URL,
+    RUNLAB_STUDIO_URL, RUNLAB_SYSTEM_METRICS_INTERVAL, RUNLAB_SECRETS_FILE,
 )
 
 
@@ -96,6 +112,7 @@ class Settings:
     offline_dir: Path | None = None
     sqlite_busy_timeout_s: float = DEFAULT_SQLITE_BUSY_TIMEOUT_S
     store_retry_timeout_s: float = DEFAULT_STORE_RETRY_TIMEOUT_S
+    system_metrics_interval_s: float = DEFAULT_SYSTEM_METRICS_INTERVAL_S  # 0: no system metrics
 
     @property
     def registry_path(self) -> Path:
@@ -109,6 +126,11 @@ class Settings:
     def environments_dir(self) -> Path:
         """Built environments: one cache per machine, shared by all workspaces."""
         return self.home / "envs"
+
+    @property
+    def data_cache_dir(self) -> Path:
+        """Run inputs' files (content-addressed) and their read-only views: shared by all workspaces."""
+        return self.home / "datacache"
 
     @property
     def offline_root(self) -> Path:
@@ -126,5 +148,6 @@ def load_settings() -> Settings:
         offline_dir=RUNLAB_OFFLINE_DIR.read(),
         sqlite_busy_timeout_s=RUNLAB_SQLITE_BUSY_TIMEOUT.read(),
         store_retry_timeout_s=RUNLAB_STORE_RETRY_TIMEOUT.read(),
+        system_metrics_interval_s=RUNLAB_SYSTEM_METRICS_INTERVAL.read(),
     )
 

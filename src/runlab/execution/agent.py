@@ -42,6 +42,8 @@ from runlab.core.process import current_identity
 from runlab.core.settings import load_settings
 from runlab.core.status import RunStatus
 from runlab.execution.environments import EnvironmentDefinition, build_environment
+from runlab.execution.inputs import PreparedInputs, prepare_inputs
+from runlab.execution.monitoring import RunMonitor
 from runlab.execution.processes import ProcessGroup, guard_children
 from runlab.execution.snapshot import SnapshotStore
 from runlab.execution.targets import (
@@ -54,6 +56,8 @@ from runlab.execution.targets import (
 from runlab.store.folder import WorkspaceFolder
 
 POLL_S = 0.05
+IDLE_AFTER_S = 5.0  # with no run for this long, the agent looks at its queue once a second, not 20 times
+IDLE_POLL_S = 1.0
 LOCK_WAIT_S = 2.0  # a reader probing whether the agent runs holds its lock for an instant
 CANCEL_GRACE_S = 10.0
 PUMP_POLL_S = 0.1
@@ -88,7 +92,9 @@ class Slot:
     stop_reason: str | None = None  # "cancel" or "timeout"
     term_sent_at: float | None = None
     logs_synced: dict[str, tuple[int, float]] = field(default_factory=dict)
+    inputs: PreparedInputs | None = None  # the run's datasets, made available while preparing
     last_logs_sync: float = 0.0
+    monitor: RunMonitor | None = None  # samples the script's system metrics while it runs
 
     @property
     def run_id(self) -> str:
@@ -108,6 +114,7 @@ class Agent:
         self._last_settings = time.monotonic()
         self._idle_since = time.monotonic()
         self._heartbeat_s = load_settings().heartbeat_interval_s
+        self._stop_requested = False  # SIGTERM (targets.stop_agent): finish the runs it has, then exit
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -129,15 +136,21 @@ class Agent:
                 watchdog = f"no watchdog ({exc})"
             self._say(f"agent for {self.target} started (max_nodes={self.settings.max_nodes}, "
                       f"idle_seconds_before_scaledown={self.settings.idle_seconds}, {watchdog})")
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, lambda _sig, _frame: setattr(self, "_stop_requested", True))
             while True:
                 busy = self.step()
+                if self._stop_requested and not busy:
+                    self._say("asked to stop (SIGTERM) and idle: exiting")
+                    scaled_down = True
+                    break
                 if busy:
                     self._idle_since = time.monotonic()
                 elif time.monotonic() - self._idle_since > self.settings.idle_seconds:
                     self._say(f"idle for {self.settings.idle_seconds} s: scaling down")
                     scaled_down = True
                     break
-                time.sleep(POLL_S)
+                time.sleep(POLL_S if busy or time.monotonic() - self._idle_since < IDLE_AFTER_S else IDLE_POLL_S)
         finally:
             agent_state_path(self.folder, self.target).unlink(missing_ok=True)
             lock.release()
@@ -205,6 +218,8 @@ class Agent:
         self.store.update_definition(record.run_id, {"environmentHash": built.hash, "python": str(built.python_path)})
         self._run_log(slot, f"environment ready: {built.python_path} ({'cached' if built.cached else 'built'}, "
                             f"{built.seconds:.2f} s)")
+        inputs = slot.inputs = prepare_inputs(self.folder, record.run_id, definition, cancel=slot.cancel,
+                                              say=lambda line: self._run_log(slot, line))
         if slot.cancel.is_set() or not self.store.set_status(record.run_id, RunStatus.STARTING,
                                                              only_if_status=[RunStatus.PREPARING]):
             raise RunlabError(f"run {record.run_id} is no longer Preparing (canceled?): not starting it",
@@ -215,6 +230,8 @@ class Agent:
         (slot.workdir / "outputs").mkdir(exist_ok=True)
         (slot.workdir / "logs").mkdir(exist_ok=True)
         self._run_log(slot, f"snapshot {definition['snapshotId'][:12]} unpacked into {slot.workdir}")
+        for line in inputs.place(slot.workdir):
+            self._run_log(slot, line)
         env = {
             **os.environ,
             **{str(k): str(v) for k, v in (env_def.environment_variables or {}).items()},
@@ -228,16 +245,22 @@ class Agent:
         python = str(built.python_path)
         bin_dir = str(Path(python).parent)
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-        if self.settings.cpus_per_run:
-            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-                env.setdefault(var, str(self.settings.cpus_per_run))
-        arguments = [str(a) for a in definition.get("arguments", [])]
+        # torch (intra-op threads) and the BLAS libraries read these; the environment's own values win
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+            env.setdefault(var, str(self.settings.threads_per_run))
+        env.update(inputs.variables(env))
+        arguments = inputs.expand(definition)
+        if inputs.values:
+            with open(self.artifacts.local_path(record.run_id, DRIVER_LOG), "a", encoding="utf-8") as driver:
+                driver.write("".join(f"runlab: {line}\n" for line in inputs.driver_lines()))
+                driver.write(f"runlab: arguments as submitted: {json.dumps(definition.get('arguments', []))}\n"
+                             f"runlab: arguments after expansion: {json.dumps(arguments)}\n")
         command = definition.get("command")
         if command:
             argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(c) for c in command]
         else:
             argv = [python, definition["script"], *arguments]
-        return LaunchPlan(argv=argv, cwd=slot.workdir, env=env)
+        return LaunchPlan(argv=inputs.protect(argv), cwd=slot.workdir, env=env)
 
     def _launch(self, slot: Slot) -> None:
         assert slot.plan is not None
@@ -260,6 +283,7 @@ class Agent:
         # not over CancelRequested: the next turn stops the script
         self.store.set_status(slot.run_id, RunStatus.RUNNING, only_if_status=[RunStatus.STARTING])
         self._run_log(slot, f"running: {' '.join(slot.plan.argv)} (pid {slot.proc.pid})")
+        slot.monitor = RunMonitor.start(self.folder, slot.run_id, slot.proc.pid, lambda line: self._run_log(slot, line))
 
     def _advance(self, slot: Slot) -> None:
         if slot.proc is None:
@@ -302,6 +326,7 @@ class Agent:
     def _finalize(self, slot: Slot, code: int) -> None:
         # the group is gone (ProcessGroup.poll killed what the script left running): read what the
         # pipe holds and stop, rather than wait for a writer that escaped the group
+        self._stop_monitor(slot)  # its last samples are written before the run ends
         slot.pump_stop.set()
         if slot.pump is not None:
             slot.pump.join(timeout=PUMP_JOIN_S)
@@ -341,10 +366,13 @@ class Agent:
         slot.cancel.set()  # a build still going stops
         if slot.proc is not None:
             slot.proc.kill()  # nothing of the run outlives it
+        self._stop_monitor(slot)
         slot.pump_stop.set()
         self.store.set_status(slot.run_id, status, error=error, only_if_active=True)
         self._run_log(slot, f"run {status}" + (f": {error['message']}" if error else ""))
         self.slots.pop(slot.run_id, None)
+        if slot.inputs is not None:
+            slot.inputs.remove_links()
         shutil.rmtree(slot.workdir, ignore_errors=True)
         self._write_state()
 
@@ -352,6 +380,11 @@ class Agent:
 
     def _status(self, slot: Slot) -> RunStatus:
         return self.store.get_run(slot.run_id).status
+
+    def _stop_monitor(self, slot: Slot) -> None:
+        monitor, slot.monitor = slot.monitor, None
+        if monitor is not None:
+            monitor.stop()
 
     def _upload_folder(self, slot: Slot, name: str) -> int:
         folder = slot.workdir / name

@@ -25,6 +25,9 @@ Inside every built environment ``import runlab`` works, with the same code as th
   metadata, minus extras) are installed with the user's packages, in one resolution, so a user pin
   that conflicts with runlab fails the build with uv's explanation instead of failing the run;
 - Azure SDK packages (``azureml-*``) in a definition are removed (with a warning): runlab is the SDK.
+  Such a definition gets ``azureml_compat``: runlab's ``azureml.core`` compatibility package
+  (``compat/azureml-core-runlab``, see :func:`azureml_compat_source`) is linked into the environment
+  the way runlab is, so ``from azureml.core import Run`` works in the run.
 
 The hash includes runlab's version and requirements, so upgrading runlab rebuilds environments.
 
@@ -164,7 +167,7 @@ def runlab_version() -> str:
 
 # What only the studio server needs: a training script never imports it, so run environments
 # stay small (plotly alone is tens of MB).
-SERVER_ONLY_REQUIREMENTS = frozenset({"fastapi", "uvicorn", "plotly", "swagger-ui-bundle"})
+SERVER_ONLY_REQUIREMENTS = frozenset({"fastapi", "uvicorn", "plotly", "swagger-ui-bundle", "swagger-ui-py"})
 
 
 def runlab_requirements() -> tuple[str, ...]:
@@ -245,6 +248,7 @@ class EnvironmentDefinition:
     environment_variables: Mapping[str, str] = field(default_factory=dict, hash=False)
     warnings: tuple[str, ...] = ()
     python_resolved: str | None = None
+    azureml_compat: bool = False
 
     def __post_init__(self) -> None:
         for name in ("pip_requirements", "channels", "conda_packages_original", "warnings"):
@@ -325,6 +329,7 @@ class EnvironmentDefinition:
             "environment_variables": dict(self.environment_variables),
             "warnings": list(self.warnings),
             "python_resolved": self.python_resolved,
+            **({"azureml_compat": True} if self.azureml_compat else {}),
         }
 
     @classmethod
@@ -342,6 +347,7 @@ class EnvironmentDefinition:
                 environment_variables=dict(data.get("environment_variables") or {}),
                 warnings=tuple(data.get("warnings") or ()),
                 python_resolved=data.get("python_resolved"),
+                azureml_compat=bool(data.get("azureml_compat", False)),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise UserError(f"not an environment definition: {exc}") from exc
@@ -365,13 +371,16 @@ class EnvironmentDefinition:
                 warnings.append(message)
 
         requirements: list[str] = []
+        azureml_compat = self.azureml_compat
         for line in self.pip_requirements:
             text = normalize_requirement(line)
             if not text:
                 continue
             if _is_azure_sdk(requirement_name(text)):
                 warn(f"{line.strip()!r} removed: runlab provides the Azure ML SDK API in the run environment "
-                     f"(runlab {runlab_version()}; import from runlab instead of azureml)")
+                     f"(runlab {runlab_version()}, with its azureml.core compatibility package, azureml-core-runlab, "
+                     "so `from azureml.core import Run` works)")
+                azureml_compat = True
                 continue
             requirements.append(text)
         pin = validate_request(self.python_version) if self.python_version else None
@@ -393,6 +402,7 @@ class EnvironmentDefinition:
             interpreter_path=self.interpreter_path.strip() if self.interpreter_path else None,
             warnings=tuple(warnings),
             python_resolved=resolved,
+            azureml_compat=azureml_compat,
         )
 
     def hash_payload(self) -> dict[str, Any]:
@@ -410,6 +420,7 @@ class EnvironmentDefinition:
             "conda_packages_original": list(norm.conda_packages_original),
             "user_managed": norm.user_managed,
             "interpreter_path": norm.interpreter_path,
+            **({"azureml_compat": True} if norm.azureml_compat else {}),
         }
 
     def content_hash(self) -> str:
@@ -647,6 +658,8 @@ def _build(
             step = "linking runlab"
             say("linking runlab into the environment")
             _note(log, _link_runlab(venv))
+            if norm.azureml_compat:
+                _note(log, _link_azureml_compat(venv))
             _run([str(python), "-c", "import runlab, sys; print('runlab importable:', list(runlab.__path__))"],
                  log, {k: v for k, v in process_env.items() if k != "PYTHONPATH"}, env_dir, cancel)
 
@@ -778,3 +791,61 @@ def _link_runlab(venv: Path) -> str:
     pth.write_text(f"{source}\n", encoding="utf-8")
     return f"wrote {pth}: {source}"
 
+
+AZUREML_COMPAT_DISTRIBUTION = "azureml-core-runlab"
+AZUREML_COMPAT_PACKAGES = ("core", "data", "exceptions")  # azureml/<these>: what the compat package holds
+
+
+def azureml_compat_source() -> Path | None:
+    """The folder that holds runlab's ``azureml`` compatibility package (the one with ``azureml/core``): where
+    the running Python finds it (``pip install ./compat/azureml-core-runlab``), else ``compat/azureml-core-runlab/src``
+    of the checkout runlab runs from; None when neither has it. Microsoft's ``azureml-core`` is never taken."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("azureml.core")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin and _is_compat_core(Path(spec.origin)):
+        return Path(spec.origin).resolve().parents[2]
+    checkout = runlab_source_dir().parent / "compat" / AZUREML_COMPAT_DISTRIBUTION / "src"
+    if _is_compat_core(checkout / "azureml" / "core" / "__init__.py"):
+        return checkout
+    return None
+
+
+def _is_compat_core(init: Path) -> bool:
+    try:
+        return "__runlab_compat__" in init.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def _link_azureml_compat(venv: Path) -> str:
+    """Make the azureml compatibility package importable in ``venv`` (as :func:`_link_runlab` does runlab)."""
+    source = azureml_compat_source()
+    if source is None:
+        return (f"WARNING: the environment asks for the Azure ML SDK, but runlab's compatibility package is not "
+                f"installed: `from azureml.core import ...` will fail in the run; install it with "
+                f"`pip install ./compat/{AZUREML_COMPAT_DISTRIBUTION}` (or `pip install runlab[azureml]`), or import "
+                "from runlab")
+    site_packages = _site_packages(venv)
+    if source.name in ("site-packages", "dist-packages"):
+        (site_packages / "azureml").mkdir(exist_ok=True)
+        for name in AZUREML_COMPAT_PACKAGES:
+            target = site_packages / "azureml" / name
+            if not target.exists():
+                target.symlink_to(source / "azureml" / name, target_is_directory=True)
+        return f"linked azureml.{{{','.join(AZUREML_COMPAT_PACKAGES)}}} from {source / 'azureml'}"
+    pth = site_packages / "_azureml_runlab.pth"
+    pth.write_text(f"{source}\n", encoding="utf-8")
+    return f"wrote {pth}: {source} (azureml.core from {AZUREML_COMPAT_DISTRIBUTION})"
+
+
+def _site_packages(venv: Path) -> Path:
+    if os.name == "nt":
+        return venv / "Lib" / "site-packages"
+    found = sorted((venv / "lib").glob("python*/site-packages"))
+    if not found:
+        raise EnvironmentBuildError(f"no site-packages folder in {venv}")
+    return found[0]

@@ -192,6 +192,17 @@ class AmlCompute(ComputeTarget):
                                                    idle_seconds_before_scaledown=idle, vm_priority=vm_priority)
 
 
+class ComputeInstance(ComputeTarget):
+    """A compute instance (Azure: one VM). On runlab: a pool of this machine that runs one run at a time."""
+
+    @staticmethod
+    def provisioning_configuration(vm_size: str = "STANDARD_DS3_V2", ssh_public_access: bool = False,
+                                   admin_user_ssh_public_key: str | None = None, **_azure: Any,
+                                   ) -> AmlComputeProvisioningConfiguration:
+        """Settings of a one-node pool (``ssh_*`` and the other Azure arguments are accepted and ignored)."""
+        return AmlComputeProvisioningConfiguration(vm_size=vm_size, min_nodes=0, max_nodes=1)
+
+
 def target_name(target: "str | ComputeTarget | None") -> str:
     if target is None:
         return LOCAL

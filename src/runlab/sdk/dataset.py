@@ -42,6 +42,7 @@ from runlab.core.errors import (
 from runlab.core.names import check_id, shown, storable_text
 from runlab.store import datasets as d
 from runlab.store.copies import fetch_files, local_paths
+from runlab.store.inputs import DIRECT, DOWNLOAD, INPUT_NAME, MODES, MOUNT, InputSpec, check_input_name
 from runlab.store.objects import ObjectStore
 
 if TYPE_CHECKING:
@@ -405,6 +406,19 @@ class Dataset:
         recorded them; else resolved now, without checksums."""
         return self._files()
 
+    # -- as a run's input ---------------------------------------------------------------------------------
+
+    def as_named_input(self, name: str) -> "DatasetConsumptionConfig":
+        """This dataset as input ``name`` of a run (``^[a-zA-Z_][a-zA-Z0-9_]*$``): put it in
+        ``ScriptRunConfig(arguments=[...])`` or ``run_config.data``; a file dataset then takes
+        ``.as_mount()`` or ``.as_download()``. Inside the run, ``run.input_datasets[name]``."""
+        return DatasetConsumptionConfig(name, self)
+
+    def _default_input_name(self) -> str:
+        if self.name is not None and INPUT_NAME.match(self.name):
+            return self.name
+        return f"input_{self._definition.content_hash[:8]}"
+
 
 def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
     if tags is None:
@@ -443,6 +457,93 @@ def from_record(workspace: "Workspace", record: DatasetRecord, cls: type[Dataset
     steps = len(definition.steps) if definition.kind == d.FILE else 0
     return kind(definition, workspace=workspace, registration=record,
                 pinned=PinnedFiles(workspace, record.dataset_id), pinned_steps=steps)
+
+
+# -- run inputs ------------------------------------------------------------------------------------------
+
+
+class DatasetConsumptionConfig:
+    """A dataset as a named input of a run (Azure's ``DatasetConsumptionConfig``): made by
+    ``dataset.as_named_input(name)``, then ``.as_mount()`` or ``.as_download()`` for a file dataset.
+
+    In ``ScriptRunConfig(arguments=[...])`` it becomes, in the run, the path of the input's folder
+    (a file dataset) or the dataset's id (a tabular dataset; its name when it is not registered);
+    ``run.input_datasets[name]`` gives the path or the :class:`TabularDataset`, and the environment
+    variable ``name`` the same text as the argument."""
+
+    def __init__(self, name: str, dataset: "Dataset", mode: str = DIRECT, path_on_compute: str | None = None) -> None:
+        if not isinstance(dataset, Dataset):
+            raise UserError(f"a run input is a Dataset, got {shown(dataset)}")
+        self.name = check_input_name(name)
+        self.dataset = dataset
+        if mode not in MODES:
+            raise UserError(f"an input's mode is one of {', '.join(MODES)}, got {shown(mode)}")
+        self.mode = mode
+        self.path_on_compute = _check_path_on_compute(path_on_compute)
+
+    def as_mount(self, path_on_compute: str | None = None) -> "DatasetConsumptionConfig":
+        """The input's files, read-only, in a folder of the run's machine (``path_on_compute``: where;
+        relative to the run's working folder, or absolute)."""
+        return self._as(MOUNT, path_on_compute)
+
+    def as_download(self, path_on_compute: str | None = None) -> "DatasetConsumptionConfig":
+        """The input's files copied to the run's machine before the script starts (in runlab: the same
+        read-only folder of the data cache as a mount; copy a file to change it)."""
+        return self._as(DOWNLOAD, path_on_compute)
+
+    def _as(self, mode: str, path_on_compute: str | None) -> "DatasetConsumptionConfig":
+        if not isinstance(self.dataset, FileDataset):
+            raise UserError(f"input {self.name!r} is a tabular dataset, which is read, not {mode}ed: pass "
+                            f"dataset.as_named_input({self.name!r}) and read it in the script with "
+                            f"run.input_datasets[{self.name!r}].to_pandas_dataframe()", name=self.name)
+        return DatasetConsumptionConfig(self.name, self.dataset, mode, path_on_compute)
+
+    def spec(self) -> InputSpec:
+        """What the run's definition records of this input."""
+        dataset = self.dataset
+        origin = dataset._origin
+        if isinstance(dataset, FileDataset) and self.mode == DIRECT:
+            raise UserError(f"input {self.name!r} is a file dataset: say how the run gets its files with "
+                            f"dataset.as_named_input({self.name!r}).as_mount() or .as_download()", name=self.name)
+        return InputSpec(
+            name=self.name, mode=self.mode, kind=dataset.definition.kind, definition=dataset.definition.to_dict(),
+            path_on_compute=self.path_on_compute,
+            origin_id=origin.dataset_id if origin is not None else None,
+            origin_name=origin.name if origin is not None else None,
+            origin_version=origin.version if origin is not None else None,
+            origin_files_hash=origin.files_hash if origin is not None else None,
+            pinned_steps=dataset._pinned_steps if origin is not None else 0,
+            registered=dataset._registration is not None,
+        )
+
+    def __repr__(self) -> str:
+        where = f", path_on_compute={self.path_on_compute!r}" if self.path_on_compute else ""
+        return f"DatasetConsumptionConfig(name={self.name!r}, mode={self.mode!r}{where}, dataset={self.dataset!r})"
+
+
+def _check_path_on_compute(path: object) -> str | None:
+    if path is None:
+        return None
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path) or "\x00" in os.fspath(path):
+        raise UserError(f"path_on_compute is a folder path, got {shown(path)}", path=path)
+    text = os.fspath(path)
+    if ".." in Path(text).parts:
+        raise UserError(f"path_on_compute {text!r} has '..': give a folder inside the run's working folder, or an "
+                        "absolute path", path=text)
+    return str(text)
+
+
+def dataset_of_input(workspace: "Workspace", spec: InputSpec) -> Dataset:
+    """The dataset a run's input ``spec`` stands for, as the submitting script had it."""
+    definition = spec.dataset_definition
+    kind: type[Dataset] = FileDataset if definition.kind == d.FILE else TabularDataset
+    if spec.origin_id is None:
+        return kind(definition, workspace=workspace)
+    record = workspace.folder.store.get_dataset_by_id(spec.origin_id)
+    if spec.registered:
+        return from_record(workspace, record, kind)
+    return kind(definition, workspace=workspace, pinned=PinnedFiles(workspace, record.dataset_id),
+                pinned_steps=spec.pinned_steps, derived_from=record)
 
 
 # -- mounts ----------------------------------------------------------------------------------------------
@@ -533,6 +634,14 @@ class FileDataset(Dataset):
     def mount(self, mount_point: str | os.PathLike[str] | None = None) -> MountContext:
         """A context manager: the files, read-only, under ``mount_point`` (default: a temporary folder)."""
         return MountContext(self, mount_point)
+
+    def as_mount(self, path_on_compute: str | None = None) -> "DatasetConsumptionConfig":
+        """This dataset as a run input mounted read-only (named as the dataset, or ``input_<hash>``)."""
+        return DatasetConsumptionConfig(self._default_input_name(), self).as_mount(path_on_compute)
+
+    def as_download(self, path_on_compute: str | None = None) -> "DatasetConsumptionConfig":
+        """This dataset as a run input downloaded before the script starts."""
+        return DatasetConsumptionConfig(self._default_input_name(), self).as_download(path_on_compute)
 
     def take(self, count: int) -> "FileDataset":
         """The first ``count`` files (in the dataset's order: by source, then path)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn
 
 from runlab.core.entities import DatastoreRecord
 from runlab.core.errors import RunlabError, UserError
@@ -54,6 +54,27 @@ class DataPath:
 
     def __hash__(self) -> int:
         return hash((self.datastore_name, self.path_on_datastore))
+
+
+def _azure_only(call: str, what: str) -> Callable[..., NoReturn]:
+    def register(workspace: Any = None, datastore_name: str | None = None, *args: Any, **kwargs: Any) -> NoReturn:
+        from runlab.core.errors import NotSupportedError
+
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items() if k in _AZURE_NAMES and v is not None)
+        raise NotSupportedError(
+            f"Datastore.{call}({given}): {what} cannot be reached from runlab. Copy the files to a folder and "
+            f"register it with Datastore.register_local(ws, {datastore_name or 'name'!r}, path), or to an "
+            f"S3-compatible bucket (AWS, MinIO...) registered with Datastore.register_s3(ws, "
+            f"{datastore_name or 'name'!r}, bucket, endpoint_url=...); then the same datastore name works "
+            "in Dataset.File.from_files((datastore, 'path')) and Dataset.Tabular...", call=call)
+
+    register.__name__ = register.__qualname__ = call
+    register.__doc__ = f"Azure ML v1's ``Datastore.{call}``: raises NotSupportedError naming what to use instead."
+    return register
+
+
+_AZURE_NAMES = ("container_name", "account_name", "share_name", "filesystem", "store_name", "server_name",
+                "database_name")
 
 
 class Datastore:
@@ -121,6 +142,19 @@ class Datastore:
         config = stores.s3_config(bucket, prefix, endpoint_url, region)
         record = DatastoreRecord(datastore_name, stores.S3, config, 0.0)
         return Datastore._register(workspace, record, overwrite)
+
+    # Azure ML v1's Azure-only datastores: each raises NotSupportedError saying what to use instead
+    register_azure_blob_container = staticmethod(_azure_only("register_azure_blob_container", "an Azure Blob container"))
+    register_azure_file_share = staticmethod(_azure_only("register_azure_file_share", "an Azure file share"))
+    register_azure_data_lake = staticmethod(_azure_only("register_azure_data_lake", "Azure Data Lake Gen1"))
+    register_azure_data_lake_gen2 = staticmethod(_azure_only("register_azure_data_lake_gen2",
+                                                             "Azure Data Lake Gen2"))
+    register_azure_sql_database = staticmethod(_azure_only("register_azure_sql_database", "an Azure SQL database"))
+    register_azure_postgre_sql = staticmethod(_azure_only("register_azure_postgre_sql",
+                                                          "an Azure PostgreSQL database"))
+    register_azure_my_sql = staticmethod(_azure_only("register_azure_my_sql", "an Azure MySQL database"))
+    register_dbfs = staticmethod(_azure_only("register_dbfs", "Databricks' DBFS"))
+    register_hdfs = staticmethod(_azure_only("register_hdfs", "HDFS"))
 
     @staticmethod
     def _register(workspace: "Workspace", record: DatastoreRecord, overwrite: bool) -> "Datastore":

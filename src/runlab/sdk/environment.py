@@ -24,7 +24,8 @@ import builtins
 import copy
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
+import sys
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
@@ -62,6 +63,8 @@ __all__ = [
     "registered_environments",
 ]
 
+_DEFAULT_CONDA_FILE = "conda_dependencies.yml"
+_SAVED_DEFINITION = "azureml_environment.json"  # save_to_directory / load_from_directory
 _CONDA_NAME = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.\-]*)")
 _CACHE_KEY = re.compile(r"^[0-9a-f]{16}$")
 
@@ -90,8 +93,10 @@ class CondaDependencies:
         self._conda: list[str] = []
         self._pip: list[str] = []
         self._channels: list[str] = []
+        self._file: Path | None = None
         if conda_dependencies_file_path is not None:
             file = Path(conda_dependencies_file_path)
+            self._file = file
             spec = load_conda_spec(file)
             translate_conda_spec(spec, base_dir=file.parent.resolve(), origin=str(file))  # every problem, at once
             self._read_spec(spec, file)
@@ -248,12 +253,30 @@ class CondaDependencies:
 
         return str(yaml.safe_dump(self.as_spec(), sort_keys=False))
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the dependencies as a conda environment file; returns its path."""
-        target = Path(path)
+    def save(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the dependencies as a conda environment file; returns its path. ``path=None``: the file
+        they were read from, else ``conda_dependencies.yml`` in the current folder."""
+        target = Path(path) if path is not None else (self._file or Path(_DEFAULT_CONDA_FILE))
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(self.serialize_to_string(), encoding="utf-8")
         return target
+
+    def save_to_file(self, base_directory: str | os.PathLike[str],
+                     conda_file_path: str | os.PathLike[str] | None = None) -> Path:
+        """Write the conda file ``conda_file_path`` (default ``conda_dependencies.yml``) under ``base_directory``."""
+        return self.save(Path(base_directory) / (conda_file_path or _DEFAULT_CONDA_FILE))
+
+    def merge_dependencies(self, other: "CondaDependencies") -> None:
+        """Add ``other``'s channels, conda packages and pip packages (its entry wins for a package both name)."""
+        for channel in other._channels:
+            self.add_channel(channel)
+        for conda_package in other._conda:
+            self.add_conda_package(conda_package)
+        for pip_package in other._pip:
+            if pip_package.startswith("-"):
+                self.set_pip_option(pip_package)
+            else:
+                self.add_pip_package(pip_package)
 
     def _translate(self, origin: str) -> EnvironmentDefinition:
         """The packages as an EnvironmentDefinition (name left empty), translated by the execution layer."""
@@ -473,6 +496,124 @@ class Environment:
         return cls._of(EnvironmentDefinition.from_existing_conda_env(conda_environment_name, name=name))
 
     @classmethod
+    def from_docker_image(cls, name: str, image: str, container_registry: Any = None,
+                          conda_specification: str | os.PathLike[str] | None = None,
+                          pip_requirements: str | os.PathLike[str] | None = None) -> "Environment":
+        """Accepted so that Azure ML code runs: runlab builds Python environments, not images. ``image``
+        is recorded (``env.docker.base_image``) and not used; the environment holds the packages of
+        ``conda_specification`` or ``pip_requirements`` (list the image's packages there), else none
+        (the run uses the Python runlab runs on). Prints a note saying so."""
+        env = cls._from_docker(name, f"from_docker_image(image={image!r})", conda_specification, pip_requirements)
+        env.docker.base_image = image
+        return env
+
+    @classmethod
+    def from_dockerfile(cls, name: str, dockerfile: str | os.PathLike[str],
+                        conda_specification: str | os.PathLike[str] | None = None,
+                        pip_requirements: str | os.PathLike[str] | None = None) -> "Environment":
+        """Accepted so that Azure ML code runs: runlab builds Python environments, not images. The
+        Dockerfile (its text, or a path to it) is recorded (``env.docker.base_dockerfile``) and not used;
+        the packages are those of ``conda_specification`` or ``pip_requirements``, as
+        :meth:`from_docker_image`. Prints a note saying so."""
+        text = str(dockerfile)
+        candidate = Path(text) if "\n" not in text and len(text) < 4096 else None
+        if candidate is not None and candidate.is_file():
+            text = candidate.read_text(encoding="utf-8", errors="replace")
+        env = cls._from_docker(name, "from_dockerfile(...)", conda_specification, pip_requirements)
+        env.docker.base_dockerfile = text
+        return env
+
+    @classmethod
+    def _from_docker(cls, name: str, call: str, conda_specification: str | os.PathLike[str] | None,
+                     pip_requirements: str | os.PathLike[str] | None) -> "Environment":
+        if conda_specification is not None and pip_requirements is not None:
+            raise UserError(f"Environment.{call}: give conda_specification or pip_requirements, not both")
+        if conda_specification is not None:
+            env = cls.from_conda_specification(name, conda_specification)
+        elif pip_requirements is not None:
+            env = cls.from_pip_requirements(name, pip_requirements)
+        else:
+            env = cls(name)
+        packages = "the packages of that file" if (conda_specification or pip_requirements) else (
+            "no packages (the Python runlab runs on); pass conda_specification= or pip_requirements= "
+            "with the image's packages")
+        print(f"runlab: Environment.{call} for {name!r}: runlab builds Python environments, not images; the "
+              f"image is recorded in env.docker and not used. The environment has {packages}.", file=sys.stderr)
+        env.docker.enabled = True
+        return env
+
+    def save_to_directory(self, path: str | os.PathLike[str], overwrite: bool = False) -> None:
+        """Write the environment into folder ``path``: ``azureml_environment.json`` (the definition,
+        ``docker`` and ``version``) and ``conda_dependencies.yml`` (the packages, as written);
+        :meth:`load_from_directory` reads them back. Raises UserError when the files exist and
+        ``overwrite`` is False."""
+        import json
+
+        folder = Path(path)
+        files = (folder / _SAVED_DEFINITION, folder / _DEFAULT_CONDA_FILE)
+        if not overwrite and any(f.exists() for f in files):
+            raise UserError(f"save_to_directory: {folder} already holds a saved environment; pass overwrite=True",
+                            path=folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        data = {**self.to_dict(), "docker": asdict(self.docker)}
+        files[0].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        self.python.conda_dependencies.save(files[1])
+
+    @classmethod
+    def load_from_directory(cls, path: str | os.PathLike[str]) -> "Environment":
+        """Read an environment that :meth:`save_to_directory` wrote. Raises UserError when ``path`` holds
+        none, or the files are not an environment."""
+        import json
+
+        folder = Path(path)
+        saved = folder / _SAVED_DEFINITION
+        try:
+            data = json.loads(saved.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise UserError(f"load_from_directory: no {_SAVED_DEFINITION} in {folder} (write one with "
+                            "env.save_to_directory(path))", path=folder) from exc
+        except (OSError, ValueError) as exc:
+            raise UserError(f"load_from_directory: {saved} is not valid JSON ({exc})", path=saved) from exc
+        if not isinstance(data, dict):
+            raise UserError(f"load_from_directory: {saved} does not hold an environment", path=saved)
+        env = cls.from_dict(data)
+        conda_file = folder / _DEFAULT_CONDA_FILE
+        if conda_file.is_file():
+            conda = CondaDependencies(conda_file)
+            if conda._translate(f"environment {env.name!r}").pip_requirements == env._base.pip_requirements:
+                env = cls._of(env._base, env.version, conda)  # the packages as they were written
+        docker = data.get("docker")
+        if isinstance(docker, dict):
+            env.docker = DockerSection(**{k: v for k, v in docker.items() if k in DockerSection.__dataclass_fields__})
+        return env
+
+    @staticmethod
+    def add_private_pip_wheel(workspace: "Workspace", file_path: str | os.PathLike[str],
+                              exist_ok: bool = False) -> str:
+        """Keep a wheel file in the workspace (``files/wheels/``) and return its path, to add to an
+        environment: ``conda_dependencies.add_pip_package(Environment.add_private_pip_wheel(ws, path))``.
+        Raises UserError when ``file_path`` is not a ``.whl`` file, or when a different wheel of that name
+        is kept already and ``exist_ok`` is False (the kept one is returned with ``exist_ok=True``)."""
+        import filecmp
+        import shutil
+
+        source = Path(file_path)
+        if not source.is_file() or source.suffix != ".whl":
+            raise UserError(f"add_private_pip_wheel: {source} is not a wheel file (*.whl)", path=source)
+        target = workspace.folder.path / "files" / "wheels" / source.name
+        if target.exists():
+            if exist_ok or filecmp.cmp(source, target, shallow=False):
+                return str(target)
+            raise UserError(f"add_private_pip_wheel: a different {source.name} is kept in workspace "
+                            f"{workspace.name} already ({target}); pass exist_ok=True to use that one, or "
+                            "give the wheel a new version", path=target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+        return str(target)
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Environment":
         """Read what :meth:`to_dict` wrote (an EnvironmentDefinition dict, plus ``version``).
 
@@ -543,18 +684,27 @@ class Environment:
         return cls._of(definition, str(version), conda)
 
     @classmethod
-    def get(cls, workspace: "Workspace", name: str, version: int | str | None = None) -> "Environment":
-        """The registered environment ``name``: its latest version, or ``version``.
+    def get(cls, workspace: "Workspace", name: str, version: int | str | None = None,
+            label: str | None = None) -> "Environment":
+        """The registered environment ``name``: its latest version, or ``version`` (``label`` is accepted
+        and ignored: runlab has no labels). An Azure ML curated name (``AzureML-Minimal``,
+        ``AzureML-PyTorch-...``, ``AzureML-sklearn-...``: :mod:`runlab.sdk.curated`) not registered in the
+        workspace gives runlab's definition of it, as version ``"1"``.
 
         Raises:
             NotFoundError: no such name or version (the message lists what is registered).
             UserError: ``version`` is not a number.
         """
+        from runlab.sdk.curated import curated_definition
+
         number = _version_number(version)
         store = workspace.folder.store
         try:
             record = store.get_environment(name, number)
         except NotFoundError as exc:
+            curated = curated_definition(name)
+            if curated is not None and number in (None, 1):
+                return cls._of(curated, "1")
             raise NotFoundError(_missing(workspace, name, number), name=name, version=version) from exc
         return cls._registered(record.definition, record.version)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from runlab.core.names import check_experiment_name
 from runlab.core.process import current_identity, current_user
@@ -14,6 +14,10 @@ from runlab.tracking.run import new_run_id
 if TYPE_CHECKING:
     from runlab.sdk.run import Run
     from runlab.sdk.workspace import Workspace
+
+# Experiment.list's view_type, as Azure ML v1 spells them
+ACTIVE_ONLY, ARCHIVED_ONLY, ALL = "ActiveOnly", "ArchivedOnly", "All"
+VIEW_TYPES = (ACTIVE_ONLY, ARCHIVED_ONLY, ALL)
 
 
 class Experiment:
@@ -39,11 +43,96 @@ class Experiment:
     def workspace(self) -> "Workspace":
         return self._workspace
 
+    # -- tags and archiving (Azure ML v1) --------------------------------------------------------
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The experiment's tags (a copy: change them with :meth:`tag`, :meth:`set_tags`, :meth:`remove_tags`)."""
+        return dict(self._record.tags)
+
+    @property
+    def archived_time(self) -> str | None:
+        """When the experiment was archived (ISO 8601, UTC), or None while it is active."""
+        from datetime import datetime, timezone
+
+        at = self._record.archived_at
+        return None if at is None else datetime.fromtimestamp(at, tz=timezone.utc).isoformat()
+
+    def _update(self, **changes: Any) -> None:
+        self._record = self._workspace.folder.store.update_experiment(self.name, **changes)
+
+    def tag(self, key: str, value: Any = None) -> None:
+        """Set one tag (``value`` None: an empty string, as in Azure ML v1)."""
+        self.set_tags({key: "" if value is None else value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Add or change tags; others stay. Raises InvalidValueError for names that are not text."""
+        from runlab.tracking.run import _string_map
+
+        self._update(add_tags=_string_map(tags, "tag"))
+
+    def remove_tags(self, tags: str | Iterable[str]) -> None:
+        """Remove the tags named (a name or a list of names); names it does not have are ignored."""
+        self._update(remove_tags=[tags] if isinstance(tags, str) else [str(t) for t in tags])
+
+    def archive(self) -> None:
+        """Archive the experiment: :meth:`list` leaves it out (unless ``view_type='ArchivedOnly'`` or
+        ``'All'``); its runs stay, and runs can still be read and submitted to it."""
+        self._update(archived=True)
+
+    def reactivate(self, new_name: str | None = None) -> None:
+        """Make an archived experiment active again. ``new_name`` (Azure's answer to a name taken
+        meanwhile) is refused here with a UserError: names cannot be taken twice in a runlab workspace."""
+        from runlab.core.errors import UserError
+
+        if new_name is not None and new_name != self.name:
+            raise UserError(f"reactivate(new_name={new_name!r}): runlab does not rename experiments; reactivate "
+                            f"{self.name!r} under its name (no other experiment can hold it)")
+        self._update(archived=False)
+
+    def refresh(self) -> None:
+        """Read the experiment's tags and state again from the workspace."""
+        self._record = self._workspace.folder.store.get_experiment(self.name)
+
     @staticmethod
-    def list(workspace: "Workspace", experiment_name: str | None = None, **_azure: Any) -> list["Experiment"]:
-        """Experiments of ``workspace`` (optionally only the one called ``experiment_name``)."""
-        records = workspace.folder.store.list_experiments()
-        return [Experiment(workspace, r.name) for r in records if experiment_name in (None, r.name)]
+    def delete(workspace: "Workspace", experiment_id: int | str) -> None:
+        """Delete an experiment (its ``id``, or its name) with its runs, their metrics and files.
+        Snapshots and registered models stay. Raises UserError while one of its runs has not ended,
+        ExperimentNotFoundError when there is no such experiment."""
+        from runlab.core.errors import ExperimentNotFoundError
+
+        store = workspace.folder.store
+        records = store.list_experiments()
+        match = [r for r in records if str(r.experiment_id) == str(experiment_id)] or \
+            [r for r in records if r.name == experiment_id]
+        if not match:
+            raise ExperimentNotFoundError(f"no experiment with id or name {experiment_id!r} in workspace "
+                                          f"{workspace.name}: see Experiment.list(ws)", name=str(experiment_id))
+        for run_id in store.delete_experiment(match[0].name):
+            workspace.folder.artifacts.delete_run(run_id)
+
+    @staticmethod
+    def list(workspace: "Workspace", experiment_name: str | None = None, view_type: str = ACTIVE_ONLY,
+             tags: Any = None, **_azure: Any) -> list["Experiment"]:
+        """Experiments of ``workspace`` (optionally only the one called ``experiment_name``): the active
+        ones, as in Azure ML v1; ``view_type='ArchivedOnly'`` the archived ones, ``'All'`` both. ``tags``
+        (a name, a list of names, or a dict of name -> value) keeps those that have them."""
+        from runlab.core.errors import UserError
+
+        if view_type not in VIEW_TYPES:
+            raise UserError(f"Experiment.list: view_type must be one of {', '.join(VIEW_TYPES)}, got {view_type!r}")
+        wanted = {tags: None} if isinstance(tags, str) else (
+            dict(tags) if isinstance(tags, Mapping) else dict.fromkeys(tags or ()))
+        out = []
+        for r in workspace.folder.store.list_experiments():
+            if experiment_name not in (None, r.name):
+                continue
+            if (view_type == ACTIVE_ONLY and r.archived) or (view_type == ARCHIVED_ONLY and not r.archived):
+                continue
+            if any(k not in r.tags or (v is not None and r.tags[k] != str(v)) for k, v in wanted.items()):
+                continue
+            out.append(Experiment(workspace, r.name))
+        return out
 
     def get_runs(
         self,
@@ -71,14 +160,19 @@ class Experiment:
                 yield Run(self._workspace.folder, record.run_id, record=record)
 
     def start_logging(self, *args: Any, display_name: str | None = None, outputs: Any = None,
-                      snapshot_directory: Any = None, **kwargs: Any) -> "Run":
+                      snapshot_directory: Any = None, system_metrics: bool | float = False,
+                      **kwargs: Any) -> "Run":
         """Start an interactive run: log from this process; it ends with ``run.complete()``,
         ``with run:``, or when the process exits (Completed; Failed on an exception or a non-zero
         ``sys.exit`` code).
 
         The run is in the store when this returns. A busy store (another process holds the
         database's write lock) makes it wait and retry, for up to ``RUNLAB_STORE_RETRY_TIMEOUT``
-        seconds (then StoreBusyError), never fail at once."""
+        seconds (then StoreBusyError), never fail at once.
+
+        ``system_metrics=True`` samples this process and its children (CPU, memory, I/O, open
+        files, NVIDIA GPUs) into the run's ``sys/`` series from a thread, every
+        ``RUNLAB_SYSTEM_METRICS_INTERVAL`` seconds (a number: that many seconds), until the run ends."""
         from runlab.sdk.run import Run
 
         run_id = new_run_id(self.name)
@@ -91,6 +185,8 @@ class Experiment:
             "properties": {"runlab.user": current_user()},
         })
         run._create_now()
+        if system_metrics is not False:
+            run.start_system_metrics(None if system_metrics is True else system_metrics)
         return run
 
     def submit(self, config: Any, tags: Mapping[str, Any] | None = None, *,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from runlab.core.errors import (
     ConfigError,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from runlab.sdk.run import Run
 
 CONFIG_FOLDERS = (".runlab", ".azureml", "aml_config")
+_TAGS_META = "workspace_tags"  # a JSON object in the store's workspace_meta
 CONFIG_FILE = "config.json"
 
 
@@ -51,6 +53,8 @@ class Workspace:
         self._folder = _folder
         self.subscription_id = subscription_id or "local"
         self.resource_group = resource_group or "local"
+        self.location = str(_azure.get("location") or "local")
+        self.auth = _azure.get("auth")  # accepted and kept; no effect (runlab.sdk.authentication)
 
     # -- construction ----------------------------------------------------------------------
 
@@ -58,12 +62,37 @@ class Workspace:
     def create(
         cls,
         name: str,
+        auth: Any = None,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+        location: str | None = None,
+        create_resource_group: bool = True,
+        sku: str = "basic",
+        tags: Mapping[str, Any] | None = None,
+        friendly_name: str | None = None,
+        *,
         path: str | os.PathLike[str] | None = None,
         exist_ok: bool = False,
         **azure_arguments: Any,
     ) -> "Workspace":
         """Create a workspace folder (at ``path``, default ``$RUNLAB_HOME/workspaces/<name>``)
-        and register its name. ``exist_ok=True`` returns the existing one instead of raising."""
+        and register its name. ``exist_ok=True`` returns the existing one instead of raising.
+
+        The arguments after ``name`` are Azure ML v1's, in its order (``auth`` second): ``tags`` are kept
+        (``ws.tags``); ``subscription_id``, ``resource_group``, ``location`` and ``auth`` are recorded and
+        have no effect; the others (``sku``, ``storage_account``...) are accepted and ignored. ``path`` and
+        ``exist_ok`` are keywords."""
+        azure_arguments.update({k: v for k, v in (("auth", auth), ("subscription_id", subscription_id),
+                                                  ("resource_group", resource_group), ("location", location))
+                                if v is not None})
+        ws = cls._create(name, path, exist_ok, azure_arguments)
+        if tags:
+            ws.update(tags=tags)
+        return ws
+
+    @classmethod
+    def _create(cls, name: str, path: str | os.PathLike[str] | None, exist_ok: bool,
+                azure_arguments: dict[str, Any]) -> "Workspace":
         check_workspace_name(name)
         settings = load_settings()
         registry = _read_registry()
@@ -89,7 +118,8 @@ class Workspace:
             )
         ws_folder = WorkspaceFolder.create(folder, name)
         _register(name, ws_folder.path)
-        ws = cls(_folder=ws_folder, **{k: v for k, v in azure_arguments.items() if k in ("subscription_id", "resource_group")})
+        recorded = ("subscription_id", "resource_group", "location", "auth")
+        ws = cls(_folder=ws_folder, **{k: v for k, v in azure_arguments.items() if k in recorded})
         return ws
 
     @classmethod
@@ -111,12 +141,19 @@ class Workspace:
         return cls(_folder=WorkspaceFolder(os.fspath(path)))
 
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str] | None = None, _file_name: str | None = None,
-                    **_azure: Any) -> "Workspace":
+    def from_config(cls, path: str | os.PathLike[str] | None = None, auth: Any = None, _logger: Any = None,
+                    _file_name: str | None = None, **_azure: Any) -> "Workspace":
         """Find ``config.json`` in ``.runlab/``, ``.azureml/``, ``aml_config/`` or the folder itself,
-        starting at ``path`` (default: the current folder) and walking up its parents."""
+        starting at ``path`` (default: the current folder) and walking up its parents.
+
+        ``auth`` (Azure ML v1's second argument) is accepted and has no effect. ``subscription_id``,
+        ``resource_group`` and ``location`` are the config's, when it has them."""
         config_path = find_config(path, _file_name)
-        return cls(_folder=_open_config(config_path))
+        folder = _open_config(config_path)
+        config = json.loads(config_path.read_text())
+        cloud = {k: str(config[k]) for k in ("subscription_id", "resource_group", "location")
+                 if isinstance(config.get(k), str) and config[k]}
+        return cls(_folder=folder, auth=auth, **cloud)
 
     # -- properties ------------------------------------------------------------------------
 
@@ -144,6 +181,52 @@ class Workspace:
         from runlab.sdk.dataset import Dataset
 
         return Dataset.get_all(self)
+
+    @property
+    def models(self) -> dict[str, Any]:
+        """Registered models by name, each at its latest version (``Model(ws, name, version=...)`` for others)."""
+        from runlab.sdk.model import Model
+
+        return {m.name: m for m in Model.list(self, latest=True)}
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The workspace's tags (set with ``Workspace.create(..., tags=...)`` or :meth:`update`)."""
+        raw = self._folder.store.get_meta(_TAGS_META)
+        return dict(json.loads(raw)) if raw else {}
+
+    def update(self, friendly_name: str | None = None, description: str | None = None,
+               tags: Mapping[str, Any] | None = None, **_azure: Any) -> None:
+        """Azure ML v1's ``update``: ``tags`` are added to the workspace's (a value replaces the one
+        of its name); the other arguments are accepted and have no effect."""
+        if tags:
+            current = self.tags
+            current.update({str(k): "" if v is None else str(v) for k, v in tags.items()})
+            self._folder.store.set_meta(_TAGS_META, json.dumps(current, sort_keys=True))
+
+    def delete(self, delete_dependent_resources: bool = False, no_wait: bool = False) -> None:
+        """Delete the workspace: its folder (runs, metrics, files, snapshots, registered datasets and
+        models, the default datastore's files) and its registered name. Files of datastores registered
+        from elsewhere (``register_local``, S3) stay. Irreversible. Raises UserError while a run of it
+        has not ended. The Azure arguments have no effect."""
+        from runlab.core.status import ACTIVE_STATUSES
+
+        store = self._folder.store
+        active = store.list_runs(statuses=ACTIVE_STATUSES, limit=5)
+        if active:
+            raise UserError(f"workspace {self.name!r} has runs that have not ended ({', '.join(r.run_id for r in active)}"
+                            "): cancel them or wait for them to end, then delete it", name=self.name)
+        path = self._folder.path
+        self._folder.close()
+        _unregister(self.name, path)
+        shutil.rmtree(path)
+
+    def get_mlflow_tracking_uri(self, _with_auth: bool = False) -> str:
+        """An MLflow tracking URI for this workspace. runlab has no MLflow server here, so this is a
+        ``file:`` URI of the folder ``mlflow/`` inside the workspace folder: MLflow clients given it
+        (``mlflow.set_tracking_uri(ws.get_mlflow_tracking_uri())``) log into MLflow's own file store there,
+        kept with the workspace but not shown as runlab runs; log with ``run.log`` for those."""
+        return (self.path / "mlflow").as_uri()
 
     @property
     def datastores(self) -> dict[str, "Datastore"]:
@@ -206,6 +289,7 @@ class Workspace:
         config = {
             "subscription_id": self.subscription_id,
             "resource_group": self.resource_group,
+            **({"location": self.location} if self.location != "local" else {}),
             "workspace_name": self.name,
             "path": str(self.path),
         }
@@ -312,6 +396,23 @@ def _register(name: str, folder: Path) -> None:
     with FileLock(str(path) + ".lock"):
         registry = _read_registry()
         registry[name] = str(folder)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(registry, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+
+
+def _unregister(name: str, folder: Path) -> None:
+    """Forget the name ``name`` when it names ``folder``."""
+    from filelock import FileLock
+
+    path = _registry_path()
+    if not path.is_file():
+        return
+    with FileLock(str(path) + ".lock"):
+        registry = _read_registry()
+        if name not in registry or Path(registry[name]) != folder:
+            return
+        del registry[name]
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(registry, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, path)

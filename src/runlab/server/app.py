@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from importlib import import_module
+from importlib.util import find_spec
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from runlab.server import errors, pages
-from runlab.server.api import catalog, events, experiments, files, logs, metrics, runs, workspace
+from runlab.core.errors import RunlabError
+from runlab.server import data_pages, errors, pages
+from runlab.server.api import catalog, data, events, experiments, files, logs, metrics, runs, workspace
 from runlab.server.state import DEFAULT_POLL_INTERVAL_S, DEFAULT_STREAM_MAX_S, StudioState
 from runlab.store.folder import WorkspaceFolder
 
@@ -31,12 +33,12 @@ Errors are JSON: `{"error": {"message": "...", "type": "..."}}`. Times are unix 
 
 
 def _swagger_assets() -> Path | None:
-    """Swagger UI's files, when the ``swagger-ui-bundle`` package is installed (docs work offline)."""
-    try:
-        bundle = import_module("swagger_ui_bundle")
-    except ImportError:
+    """Swagger UI 5's files (it reads OpenAPI 3.1, which FastAPI emits), as the ``swagger-ui-py``
+    package ships them: located, not imported, and served from here, so the docs work offline."""
+    spec = find_spec("swagger_ui")
+    if spec is None or spec.origin is None:
         return None
-    path = Path(getattr(bundle, "swagger_ui_path", ""))
+    path = Path(spec.origin).parent / "static"
     return path if (path / "swagger-ui-bundle.js").is_file() else None
 
 
@@ -64,16 +66,33 @@ def create_app(
     app.state.studio = StudioState.for_folder(folder, poll_interval_s=poll_interval_s, stream_max_s=stream_max_s)
     errors.install_error_handlers(app)
 
+    def wants_page(request: Request) -> bool:
+        """A browser asking for a page (not the API, nor a file): errors are the studio's HTML page."""
+        return not request.url.path.startswith((API_PREFIX, "/static/", "/vendor/")) and request.method == "GET"
+
+    def no_page(request: Request) -> Response:
+        return pages.html_error(request, app.state.studio, 404, f"There is no page at {request.url.path}. "
+                                "Runs are at /runs, experiments at /experiments.")
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        path = request.url.path
-        wants_page = not path.startswith((API_PREFIX, "/static/", "/vendor/")) and request.method == "GET"
-        if wants_page and exc.status_code == 404:
-            return pages.html_error(request, app.state.studio, 404,
-                                    f"There is no page at {path}. Runs are at /runs, experiments at /experiments.")
+        if wants_page(request) and exc.status_code == 404:
+            return no_page(request)
         return await errors.http_error(request, exc)
 
-    for module in (workspace, experiments, runs, metrics, files, logs, events, catalog):
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        if wants_page(request):  # an id too long, a bad character: no such page
+            return no_page(request)
+        return await errors.validation_error(request, exc)
+
+    @app.exception_handler(RunlabError)
+    async def _runlab_error(request: Request, exc: RunlabError) -> Response:
+        if wants_page(request):
+            return pages.html_error(request, app.state.studio, errors.status_for(exc), exc.message)
+        return await errors.runlab_error(request, exc)
+
+    for module in (workspace, experiments, runs, metrics, files, logs, events, catalog, data):
         app.include_router(module.router, prefix=API_PREFIX)
 
     swagger = _swagger_assets()
@@ -82,13 +101,16 @@ def create_app(
 
     @app.get(DOCS_URL, include_in_schema=False)
     def api_docs() -> HTMLResponse:
-        if swagger is not None:
-            return get_swagger_ui_html(openapi_url=OPENAPI_URL, title="runlab studio: REST API",
-                                       swagger_favicon_url="/static/favicon.svg",
-                                       swagger_js_url="/api/docs-assets/swagger-ui-bundle.js",
-                                       swagger_css_url="/api/docs-assets/swagger-ui.css")
+        if swagger is None:  # never a CDN: nothing the studio shows may leave the machine
+            return HTMLResponse("<!doctype html><title>REST API</title><p>The API docs need the swagger-ui-py "
+                                f"package (pip install swagger-ui-py); the OpenAPI document is at "
+                                f'<a href="{OPENAPI_URL}">{OPENAPI_URL}</a>.</p>', status_code=503)
+        # validatorUrl None: Swagger UI would otherwise send the document to an online validator
         return get_swagger_ui_html(openapi_url=OPENAPI_URL, title="runlab studio: REST API",
-                                   swagger_favicon_url="/static/favicon.svg")
+                                   swagger_favicon_url="/static/favicon.svg",
+                                   swagger_js_url="/api/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/api/docs-assets/swagger-ui.css",
+                                   swagger_ui_parameters={"validatorUrl": None})
 
     @app.get(API_PREFIX, include_in_schema=False)
     def api_root() -> JSONResponse:
@@ -96,4 +118,5 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     app.include_router(pages.router)
+    app.include_router(data_pages.router)
     return app

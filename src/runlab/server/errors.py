@@ -82,21 +82,23 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
                         headers=getattr(exc, "headers", None))
 
 
+async def runlab_error(_request: Request, exc: RunlabError) -> JSONResponse:
+    code = status_for(exc)
+    if code >= 500 and code != 503:
+        log.error("runlab error: %s", exc.message, exc_info=exc)
+    headers = {"Retry-After": "1"} if code == 503 else None
+    return JSONResponse(error_body(exc.message, type(exc).__name__), status_code=code, headers=headers)
+
+
+async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    message, details = _describe_validation(exc.errors())
+    return JSONResponse(error_body(message, "ValidationError", details), status_code=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error of ``app`` a JSON error body with the right status code."""
-
-    @app.exception_handler(RunlabError)
-    async def _runlab_error(_request: Request, exc: RunlabError) -> JSONResponse:
-        code = status_for(exc)
-        if code >= 500 and code != 503:
-            log.error("runlab error: %s", exc.message, exc_info=exc)
-        headers = {"Retry-After": "1"} if code == 503 else None
-        return JSONResponse(error_body(exc.message, type(exc).__name__), status_code=code, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        message, details = _describe_validation(exc.errors())
-        return JSONResponse(error_body(message, "ValidationError", details), status_code=422)
+    app.add_exception_handler(RunlabError, runlab_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
 
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
 

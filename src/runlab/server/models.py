@@ -5,7 +5,7 @@ Times are unix seconds (floats). Metric values that are NaN or infinite are sent
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -101,7 +101,8 @@ class RunDetails(RunInfo):
 
 class MetricInfo(_Model):
     name: str
-    kind: str = Field(description="scalar, list, row (a table) or image")
+    kind: str = Field(description="scalar, list, row (a table), image, or an evaluation log: confusion_matrix, "
+                      "accuracy_table, residuals, predictions (Azure ML's dict: schema_type, schema_version, data)")
     count: int
     last: Any
     last_step: int | None
@@ -134,6 +135,7 @@ class SeriesSet(_Model):
 class RunComparison(_Model):
     runs: list[RunDetails]
     metrics: dict[str, list[MetricInfo]] = Field(description="run id -> its metrics")
+    missing: list[str] = Field(default_factory=list, description="run ids asked for that do not exist")
 
 
 class FileInfo(_Model):
@@ -152,6 +154,15 @@ class LogTail(_Model):
     size: int = Field(description="size of the file in bytes now")
     start: int = Field(description="byte offset of the first character of text")
     end: int = Field(description="byte offset after text: stream from here")
+    text: str
+
+
+class LogRange(_Model):
+    name: str
+    size: int = Field(description="size of the file in bytes now")
+    start: int = Field(description="byte offset of the first character of text (the start of a line)")
+    end: int = Field(description="byte offset after text: ask for the next range from here")
+    first_line: int = Field(description="1-based number of the line text starts with")
     text: str
 
 
@@ -190,24 +201,174 @@ class ComputeTargetInfo(_Model):
 
 
 class DatastoreInfo(_Model):
+    """A datastore, with how many files it holds now (None when its storage cannot be reached)."""
+
     name: str
-    type: str
-    path: str | None = None
+    type: str = Field(description="blob (the workspace's own folder), local (a folder) or s3")
+    path: str | None = Field(None, description="the folder, or s3://bucket/prefix")
+    endpoint: str | None = Field(None, description="an S3 datastore's endpoint (None: AWS)")
+    region: str | None = None
+    location: str = Field("", description="where the files are, in words")
     is_default: bool = False
+    created_at: float | None = Field(None, description="when it was registered (None: not yet, the workspace's own)")
+    file_count: int | None = Field(None, description="files it holds now; None when they cannot be listed")
+    total_size: int | None = Field(None, description="their bytes; None when they cannot be listed")
+    available: bool = Field(True, description="false when its storage cannot be reached or listed now")
+    error: str | None = Field(None, description="why it cannot be listed, when it cannot")
+
+
+class DatastoreEntry(_Model):
+    """A folder or a file in a datastore's listing."""
+
+    kind: Literal["folder", "file"]
+    name: str = Field(description="the last part of its path")
+    path: str = Field(description="its path on the datastore (a folder's ends with /)")
+    size: int = Field(description="bytes (a folder's: of every file under it)")
+    file_count: int = Field(1, description="files under a folder (1 for a file)")
+    sha256: str | None = Field(None, description="recorded by an upload, or kept by S3; None when unknown")
+    modified_at: float | None = None
+
+
+class DatastoreListing(_Model):
+    """One page of the folders, then files, directly under ``prefix``."""
+
+    datastore: str
+    prefix: str = Field(description="the folder listed (\"\" for the root, else ending with /)")
+    parent: str | None = Field(description="the folder above, None at the root")
+    total: int = Field(description="folders and files directly under prefix, on every page")
+    offset: int
+    limit: int
+    file_count: int = Field(description="files under prefix, at any depth")
+    total_size: int = Field(description="their bytes")
+    entries: list[DatastoreEntry]
 
 
 class DatasetInfo(_Model):
+    """One version of a registered dataset."""
+
     name: str
     version: int
-    type: str
+    type: str = Field(description="file or tabular")
+    id: str = ""
     created_at: float | None = None
     description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    file_count: int = 0
+    total_size: int = 0
+    data_changed_at: float | None = Field(None, description="when its newest file was written")
+    run_count: int | None = Field(None, description="runs that consumed this version (on a dataset's page)")
+
+
+class DatasetSource(_Model):
+    datastore: str | None = Field(description="None for a path on this machine")
+    path: str
+
+
+class DatasetRun(_Model):
+    """A run that consumed a dataset version, under an input name."""
+
+    run_id: str
+    input_name: str
+    mode: str = Field(description="mount, download or direct")
+    version: int | None
+    display_name: str | None = None
+    experiment: str | None = None
+    status: str | None = None
+    created_at: float | None = None
+
+
+class DatasetDetails(DatasetInfo):
+    """A dataset version with its definition, the dataset's versions and the runs that used this one."""
+
+    definition: dict[str, Any]
+    sources: list[DatasetSource]
+    reader: dict[str, Any] | None = Field(description="how a tabular dataset's files are read")
+    steps: list[dict[str, Any]]
+    versions: list[DatasetInfo] = Field(description="every version, newest first")
+    runs: list[DatasetRun] = Field(description="runs that used this version, newest first (at most 500)")
+    runs_total: int
+
+
+class DatasetFileInfo(_Model):
+    name: str = Field(description="its path inside the dataset")
+    datastore: str | None = Field(description="None for a file on this machine")
+    path: str = Field(description="its path on the datastore (absolute for a file on this machine)")
+    size: int
+    sha256: str | None
+
+
+class DatasetFileList(_Model):
+    name: str
+    version: int
+    total: int
+    offset: int
+    limit: int
+    files: list[DatasetFileInfo]
+
+
+class PreviewColumn(_Model):
+    name: str
+    type: str = Field(description="the pyarrow type")
+
+
+class DatasetPreview(_Model):
+    """The first rows of a tabular dataset version (values as JSON: times as ISO text)."""
+
+    name: str
+    version: int
+    available: bool = Field(description="false when no preview can be made cheaply; reason says why")
+    reason: str | None = None
+    columns: list[PreviewColumn] = Field(default_factory=list)
+    rows: list[list[Any]] = Field(default_factory=list)
+
+
+class RunInput(_Model):
+    """A dataset a run consumed, under its input name."""
+
+    name: str
+    kind: str = Field(description="file or tabular")
+    mode: str = Field(description="mount, download or direct")
+    dataset_id: str | None
+    dataset_name: str | None
+    dataset_version: int | None
+    files_hash: str | None
+    file_count: int | None
+    total_size: int | None
+    url: str | None = Field(description="the dataset version's page in the studio")
+
+
+class ModelFileInfo(_Model):
+    """One file of a registered model version."""
+
+    path: str = Field(description="its name inside the model (model.pt, or outputs/weights/a.bin)")
+    size: int
+    sha256: str
+    url: str = Field(description="where to download it")
+
+
+class ModelDatasetInfo(_Model):
+    scenario: str = Field(description="what the dataset was for ('training data')")
+    dataset_id: str | None = None
+    dataset_name: str | None = Field(None, description="None for a dataset that was not registered")
+    dataset_version: int | None = None
 
 
 class ModelInfo(_Model):
+    """One registered model version."""
+
     name: str
     version: int
-    run_id: str | None = None
-    path: str | None = None
+    id: str = Field("", description="name:version")
+    run_id: str | None = Field(None, description="the run whose files these are (None: files of a machine)")
+    path: str | None = Field(None, description="the model's name on disk (model.pt, or a folder's name)")
+    source: str | None = Field(None, description="the model path as registered (outputs/model.pt of the run)")
     created_at: float | None = None
+    description: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
+    properties: dict[str, str] = Field(default_factory=dict)
+    framework: str | None = None
+    file_count: int = 0
+    total_size: int = 0
+    datasets: list[ModelDatasetInfo] = Field(default_factory=list)
+    files: list[ModelFileInfo] = Field(default_factory=list,
+                                       description="its files (the first 100 in listings; all for one version)")

@@ -55,28 +55,12 @@ ASSETS: dict[str, dict[str, Any]] = {
                   "code": "ComputeTarget.create(ws, 'cpu-cluster',\n"
                           "    AmlCompute.provisioning_configuration(max_nodes=4))"},
     },
-    "datastores": {
-        "title": "Datastores", "api": "/api/datastores",
-        "subtitle": "Storage that datasets and run inputs come from.",
-        "columns": [["name", "Name"], ["type", "Type"], ["path", "Path"], ["is_default", "Default"]],
-        "empty": {"title": "No datastores yet",
-                  "text": "Upload files to the workspace's default datastore, or register one:",
-                  "code": "ds = ws.get_default_datastore()\nds.upload(src_dir='data', target_path='data')"},
-    },
-    "datasets": {
-        "title": "Datasets", "api": "/api/datasets",
-        "subtitle": "Named, versioned data that runs take as inputs.",
-        "columns": [["name", "Name"], ["version", "Version"], ["type", "Type"], ["created_at", "Created"],
-                    ["description", "Description"]],
-        "empty": {"title": "No datasets yet",
-                  "text": "Register one from files in a datastore:",
-                  "code": "Dataset.File.from_files(path=(ds, 'data')).register(ws, 'my-data')"},
-    },
+    # datastores and datasets have pages of their own: runlab.server.data_pages
     "models": {
         "title": "Models", "api": "/api/models",
         "subtitle": "Trained models registered from runs, by version.",
         "columns": [["name", "Name"], ["version", "Version"], ["run_id", "Run"], ["created_at", "Created"],
-                    ["tags", "Tags"]],
+                    ["tags", "Tags"], ["description", "Description"], ["files", "Files"]],
         "empty": {"title": "No models yet",
                   "text": "Register one from a run's outputs:",
                   "code": "run.register_model(model_name='my-model', model_path='outputs/model.pkl')"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Mapping, Sequence
 
@@ -167,6 +168,22 @@ def _float_list(values: Any) -> list[Any]:
 
 
 MAX_NON_NUMERIC_POINTS = 10_000
+
+
+def step_window(data: SeriesData, min_step: float | None, max_step: float | None) -> SeriesData:
+    """The points of ``data`` with ``min_step <= step <= max_step`` (a zoomed chart's visible range),
+    so that downsampling spends the point budget on what is shown."""
+    if min_step is None and max_step is None:
+        return data
+    keep = np.ones(len(data.steps), dtype=bool)
+    if min_step is not None:
+        keep &= data.steps >= min_step
+    if max_step is not None:
+        keep &= data.steps <= max_step
+    values = data.values[keep] if data.is_numeric else [v for v, k in zip(data.values, keep) if k]
+    first = int(np.argmax(keep)) if keep.any() else len(keep)
+    return dataclasses.replace(data, start=data.start + first, steps=data.steps[keep], times=data.times[keep],
+                               values=values)
 
 
 def series(data: SeriesData, points: int) -> models.Series:

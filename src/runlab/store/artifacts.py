@@ -50,6 +50,7 @@ class ArtifactStore(Protocol):
     def size(self, run_id: str, name: str) -> int: ...
     def open(self, run_id: str, name: str) -> BinaryIO: ...
     def get_to_path(self, run_id: str, name: str, dest: Path) -> Path: ...
+    def delete_run(self, run_id: str) -> None: ...
 
 
 class LocalArtifactStore:
@@ -198,3 +199,14 @@ class LocalArtifactStore:
             with open(dest, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
         return dest
+
+    # -- deleting ----------------------------------------------------------------------------------
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove every file of a run (a deleted experiment's runs); a link out of the folder is unlinked,
+        never followed."""
+        base = self._run_dir(run_id)
+        if os.path.islink(base):
+            base.unlink()
+        elif base.is_dir():
+            shutil.rmtree(base)

@@ -20,6 +20,9 @@ from runlab.core.entities import (
     ExperimentRecord,
     MetricBatch,
     MetricSummary,
+    ModelDatasetRecord,
+    ModelFile,
+    ModelRecord,
     RunInputRecord,
     RunRecord,
 )
@@ -50,6 +53,15 @@ class Store(Protocol):
     def get_or_create_experiment(self, name: str) -> ExperimentRecord: ...
     def get_experiment(self, name: str) -> ExperimentRecord: ...
     def list_experiments(self) -> list[ExperimentRecord]: ...
+    def update_experiment(
+        self,
+        name: str,
+        *,
+        add_tags: Mapping[str, str] | None = None,
+        remove_tags: Sequence[str] = (),
+        archived: bool | None = None,
+    ) -> ExperimentRecord: ...
+    def delete_experiment(self, name: str) -> list[str]: ...
 
     # runs
     def create_run(
@@ -92,6 +104,7 @@ class Store(Protocol):
         only_if_status: Iterable[RunStatus] | None = None,
     ) -> bool: ...
     def heartbeat(self, run_id: str, owner: str | None = None, when: float | None = None) -> None: ...
+    def set_display_name(self, run_id: str, display_name: str | None) -> None: ...
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
     def remove_tags(self, run_id: str, keys: Sequence[str]) -> None: ...
     def add_properties(self, run_id: str, properties: Mapping[str, str]) -> None: ...
@@ -139,6 +152,42 @@ class Store(Protocol):
     def record_run_inputs(self, run_id: str, inputs: Sequence[RunInputRecord]) -> None: ...
     def get_run_inputs(self, run_id: str) -> list[RunInputRecord]: ...
     def list_dataset_runs(self, name: str, version: int | None = None) -> list[RunInputRecord]: ...
+
+    # registered models: versions whose files never change (their bytes are in store.models' file store)
+    def register_model(
+        self,
+        name: str,
+        *,
+        path: str,
+        source: str,
+        files: Sequence[ModelFile],
+        files_hash: str,
+        run_id: str | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        datasets: Sequence[ModelDatasetRecord] = (),
+        framework: str | None = None,
+        framework_version: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> ModelRecord: ...
+    def get_model(self, name: str, version: int | None = None) -> ModelRecord: ...
+    def list_models(self, *, name: str | None = None, run_id: str | None = None,
+                    latest: bool = False) -> list[ModelRecord]: ...
+    def get_model_files(self, name: str, version: int) -> list[ModelFile]: ...
+    def known_model_files(self, sources: Sequence[str]) -> dict[tuple[str, str], tuple[str, int]]: ...
+    def update_model(
+        self,
+        name: str,
+        version: int,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        add_tags: Mapping[str, str] | None = None,
+        remove_tags: Sequence[str] = (),
+        add_properties: Mapping[str, str] | None = None,
+    ) -> ModelRecord: ...
+    def delete_model(self, name: str, version: int) -> list[str]: ...
 
     # datastores and the index of the files runlab wrote to each
     def register_datastore(self, name: str, kind: str, config: Mapping[str, Any], *,

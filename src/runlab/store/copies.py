@@ -48,7 +48,7 @@ def fetch_files(files: Sequence[DatasetFile], opener: OpenDatastore | None, root
         tmp = target.parent / f".runlab-download-{uuid.uuid4().hex}"
         try:
             try:
-                size, digest = _copy(file, opener, tmp)
+                size, digest = copy_file_to(file, opener, tmp)
             except (ObjectNotFoundError, DatasetPathError) as exc:
                 if not verify:
                     raise
@@ -74,7 +74,7 @@ def fetch_files(files: Sequence[DatasetFile], opener: OpenDatastore | None, root
         return list(pool.map(fetch, zip(files, targets)))
 
 
-def _copy(file: DatasetFile, opener: OpenDatastore | None, dest: Path) -> tuple[int, str]:
+def copy_file_to(file: DatasetFile, opener: OpenDatastore | None, dest: Path) -> tuple[int, str]:
     """Write ``file``'s bytes to ``dest``: (size, sha256) of what was written."""
     if file.datastore is not None:
         if opener is None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from runlab.core.entities import DatastoreFileRecord, DatastoreRecord
 from runlab.core.errors import DatastoreNotFoundError, UserError
@@ -37,6 +37,7 @@ __all__ = [
     "S3",
     "WORKSPACE_BLOB",
     "datastore_location",
+    "datastore_opener",
     "default_datastore_name",
     "ensure_workspace_blobstore",
     "file_infos",
@@ -178,3 +179,16 @@ def _sha256_of(objects: ObjectStore, info: ObjectInfo) -> str:
         while block := stream.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
+
+
+def datastore_opener(store: Store, datastores_dir: Path) -> "Callable[[str], ObjectStore]":
+    """Datastore name -> its object store, each opened once (``DatastoreNotFoundError`` for a name
+    that is not registered); what the agent reads datasets through."""
+    opened: dict[str, ObjectStore] = {}
+
+    def open_datastore(name: str) -> ObjectStore:
+        if name not in opened:
+            opened[name] = open_object_store(get_datastore(store, name), datastores_dir)
+        return opened[name]
+
+    return open_datastore

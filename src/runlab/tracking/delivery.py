@@ -28,7 +28,7 @@ REJECTED_DIR = "rejected"
 # Splitting a write to find bad points costs one store write per piece: past this many pieces
 # the rest of the write is set aside whole rather than probed point by point.
 MAX_PROBES = 64
-UPDATE_OPS = ("set_tags", "remove_tags", "add_properties")  # store methods a journaled change may call
+UPDATE_OPS = ("set_tags", "remove_tags", "add_properties", "set_display_name")  # store methods a journaled change may call
 LOST_CODE = "RunLost"  # the reaper's error code: a presumption the journal's own status overrides
 
 

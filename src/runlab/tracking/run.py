@@ -20,14 +20,22 @@ from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Sequence, TypeVar
 
 from runlab.core.entities import MetricKind, MetricSummary, RunRecord
-from runlab.core.errors import InvalidValueError, RunNotFoundError, StoreError, StoreUnavailableError, UserError
+from runlab.core.errors import (
+    InvalidNameError,
+    InvalidValueError,
+    RunNotFoundError,
+    StoreError,
+    StoreUnavailableError,
+    UserError,
+)
 from runlab.core.layout import LOG_PREFIXES
-from runlab.core.names import bounded_id, check_metric_name, check_run_id
+from runlab.core.names import SYSTEM_METRIC_PREFIX, bounded_id, check_metric_name, check_run_id
 from runlab.core.process import current_identity
-from runlab.core.settings import load_settings
+from runlab.core.settings import RUNLAB_RUN_ID, RUNLAB_RUN_OWNER, load_settings
 from runlab.core.status import RunStatus, RunType
 from runlab.store.folder import WorkspaceFolder
 from runlab.tracking import delivery, exit_status, lifecycle
+from runlab.tracking.evaluation import check_evaluation
 from runlab.tracking.journal import STATUS, UPDATE, Record
 from runlab.tracking.logger import MAX_LOCK_WAIT_S, MetricLogger
 from runlab.tracking.retry import retry_while_unavailable
@@ -83,6 +91,7 @@ class TrackedRun:
         self._warned_later = False
         self._logger_obj: MetricLogger | None = None
         self._logger_lock = threading.Lock()
+        self._system_monitor: Any = None  # a tracking.sysmetrics.SystemMonitor while one samples
         if owned:
             lifecycle.register_owned(self)
 
@@ -197,7 +206,16 @@ class TrackedRun:
 
     @property
     def display_name(self) -> str:
+        """The name the run is shown by (its id until one is set)."""
         return self.name
+
+    @display_name.setter
+    def display_name(self, value: str | None) -> None:
+        """``run.display_name = 'baseline'`` renames the run as shown; its id stays (``None``: shown by id)."""
+        if value is not None and (not isinstance(value, str) or len(value) > 255):
+            raise InvalidValueError(f"display_name must be a str of at most 255 characters (or None), got {value!r}")
+        self._change(f"renaming run {self._run_id}", _update(self._run_id, "set_display_name", value or None))
+        self._record = None
 
     @property
     def status(self) -> str:
@@ -253,7 +271,7 @@ class TrackedRun:
         except TypeError:  # an unhashable name, such as a list
             q = None
         if q is None:
-            check_metric_name(name)
+            _check_user_metric_name(name)
             q = self._queues[name] = self._logger.queue_for(name)
         cls = value.__class__
         if cls is not float and cls is not int:
@@ -269,7 +287,7 @@ class TrackedRun:
             lg.note_points(0)  # type: ignore[union-attr]
 
     def _log_kind(self, kind: str, name: str, value: Any, description: str = "", step: int | None = None) -> None:
-        check_metric_name(name)
+        _check_user_metric_name(name)
         if step is not None:
             step = _check_step(name, step)
         self._logger.queue_for(name, kind).append((value, step, _time()))
@@ -304,7 +322,7 @@ class TrackedRun:
     def log_image(self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None,
                   description: str = "") -> None:
         """Log an image from a file (``path``) or a matplotlib figure (``plot``)."""
-        check_metric_name(name)
+        _check_user_metric_name(name)
         if (path is None) == (plot is None):
             raise InvalidValueError(f"metric {name!r}: log_image takes exactly one of path= or plot=", name=name)
         safe = re.sub(r"[^\w\-.]+", "_", name)[:100]
@@ -327,6 +345,80 @@ class TrackedRun:
             file_name = f"images/{safe}_{stamp}{source.suffix or '.png'}"
             self._backend.artifacts.put_file(self._run_id, file_name, source)
         self._log_kind(MetricKind.IMAGE, name, file_name, description)
+
+    # -- evaluation logs: Azure ML's JSON-shaped values (tracking.evaluation says the shapes) ---------
+
+    def log_confusion_matrix(self, name: str, value: Any, description: str = "") -> None:
+        """Log a confusion matrix: ``{"schema_type": "confusion_matrix", "schema_version": "1.0.0",
+        "data": {"class_labels": [...], "matrix": [[...], ...]}}`` (a dict or its JSON text; rows are
+        true classes, columns predicted ones). ``get_metrics()`` returns the dict. Raises
+        InvalidValueError for a wrong shape (rows that do not match the labels, a NaN, a count below 0)."""
+        self._log_evaluation(MetricKind.CONFUSION_MATRIX, name, value, description)
+
+    def log_accuracy_table(self, name: str, value: Any, description: str = "") -> None:
+        """Log an accuracy table (``schema_type`` ``accuracy_table``): per class and threshold the counts
+        TP, FP, TN, FN, in ``probability_tables`` and ``percentile_tables``, with ``class_labels``,
+        ``probability_thresholds`` and ``percentile_thresholds``. The studio draws it as ROC and
+        precision-recall curves. Raises InvalidValueError for a wrong shape."""
+        self._log_evaluation(MetricKind.ACCURACY_TABLE, name, value, description)
+
+    def log_residuals(self, name: str, value: Any, description: str = "") -> None:
+        """Log a histogram of residuals (``schema_type`` ``residuals``): ``bin_edges`` (one more than)
+        ``bin_counts``. Raises InvalidValueError for a wrong shape."""
+        self._log_evaluation(MetricKind.RESIDUALS, name, value, description)
+
+    def log_predictions(self, name: str, value: Any, description: str = "") -> None:
+        """Log predicted against true values (``schema_type`` ``predictions``): per bin of true values
+        (``bin_edges``) the mean prediction (``bin_averages``), its spread (``bin_errors``) and
+        ``bin_counts``. Raises InvalidValueError for a wrong shape."""
+        self._log_evaluation(MetricKind.PREDICTIONS, name, value, description)
+
+    def _log_evaluation(self, kind: str, name: str, value: Any, description: str) -> None:
+        _check_user_metric_name(name)
+        self._log_kind(kind, name, check_evaluation(kind, name, value), description)
+
+    # -- system metrics (tracking.sysmetrics) -------------------------------------------------
+
+    def start_system_metrics(self, interval_seconds: float | None = None) -> bool:
+        """Sample this process and its children (CPU, memory, I/O, open files) and the NVIDIA GPUs
+        into this run's ``sys/`` series, from a thread, every ``interval_seconds`` (default
+        ``RUNLAB_SYSTEM_METRICS_INTERVAL``, 5 s; 0: none) until the run ends or
+        :meth:`stop_system_metrics`. A submitted run's agent samples its script already, so there
+        this does nothing. True when a sampling thread runs."""
+        if self._system_monitor is not None and self._system_monitor.running:
+            return True
+        if RUNLAB_RUN_OWNER.read() == "agent" and RUNLAB_RUN_ID.read() == self._run_id:
+            return False
+        if interval_seconds is None:
+            interval = load_settings().system_metrics_interval_s
+        elif isinstance(interval_seconds, bool) or not isinstance(interval_seconds, (int, float)) \
+                or not 0 <= interval_seconds < float("inf"):
+            raise InvalidValueError(f"system metrics: interval_seconds must be a number of seconds, 0 or more, "
+                                    f"got {interval_seconds!r}")
+        else:
+            interval = float(interval_seconds)
+        if interval == 0:
+            return False
+        from runlab.tracking.sysmetrics import SystemMonitor  # psutil: only for runs that ask
+
+        self._system_monitor = SystemMonitor(os.getpid(), self._log_system, interval,
+                                             name=f"runlab-system-metrics-{self._run_id}").start()
+        return True
+
+    def stop_system_metrics(self) -> None:
+        """Stop the sampling that :meth:`start_system_metrics` started (the run's end stops it too)."""
+        monitor, self._system_monitor = self._system_monitor, None
+        if monitor is not None:
+            monitor.stop()
+
+    def _log_system(self, sample: Mapping[str, float]) -> None:
+        """One sample of system metrics: the reserved ``sys/`` names that ``log()`` refuses. All its
+        points share one time. The agent calls this for the scripts it runs (not their owner)."""
+        now = _time()
+        logger = self._logger
+        for name, value in sample.items():
+            logger.queue_for(name).append((value, None, now))
+        logger.note_points(len(sample))
 
     def flush(self, timeout_seconds: float = 300) -> bool:
         """Write all buffered metrics now. Returns False if that took longer than the timeout."""
@@ -376,24 +468,26 @@ class TrackedRun:
         self.flush()
         return list(self._store.get_metric_summaries(self._run_id))
 
-    def get_metrics(self, name: str | None = None, recursive: bool = False) -> dict[str, Any]:
+    def get_metrics(self, name: str | None = None, recursive: bool = False, run_type: str | None = None,
+                    populate: bool = False) -> dict[str, Any]:
         """Metrics in Azure ML's shape: a scalar when logged once, a list when logged many times;
         tables as ``{column: [values]}``. With ``recursive=True``, children's metrics are
-        added under their run ids."""
+        added under their run ids (only children of type ``run_type`` when given). ``populate`` is
+        accepted (values are always fetched in full here)."""
         result: dict[str, Any] = {}
         for summary in self._summaries():
             if name is not None and summary.name != name:
                 continue
             result[summary.name] = self._shape(summary)
         if recursive:
-            for child in self.get_children(recursive=True):
+            for child in self.get_children(recursive=True, type=run_type):
                 child_metrics = child.get_metrics(name=name)
                 if child_metrics:
                     result[child.id] = child_metrics
         return result
 
     def _shape(self, summary: MetricSummary) -> Any:
-        if summary.kind in (MetricKind.SCALAR, MetricKind.LIST, MetricKind.IMAGE) and summary.count == 1:
+        if summary.kind in _SINGLE_POINT_KINDS and summary.count == 1:
             return summary.last
         history = self._store.get_metric_series(self._run_id, summary.name)
         values = history.values
@@ -445,6 +539,7 @@ class TrackedRun:
         return details
 
     def _end(self, status: RunStatus, error: Mapping[str, Any] | None = None) -> None:
+        self.stop_system_metrics()
         if self._logger_obj is not None:
             self._logger_obj.close()
         end = {"status": str(status), "error": dict(error) if error else None, "when": time.time()}
@@ -501,22 +596,52 @@ class TrackedRun:
         return type(self)(self._backend, child_id, record=record, owned=True)
 
     def get_children(self: R, recursive: bool = False, tags: Mapping[str, Any] | None = None,
-                     properties: Mapping[str, Any] | None = None) -> list[R]:
-        records = self._store.list_runs(
-            parent_run_id=self._run_id,
-            tags=_optional_string_map(tags),
-            properties=_optional_string_map(properties),
-        )
-        children = [type(self)(self._backend, r.run_id, record=r) for r in records]
-        if recursive:
-            for child in list(children):
-                children.extend(child.get_children(recursive=True))
+                     properties: Mapping[str, Any] | None = None, type: str | None = None,
+                     status: str | RunStatus | None = None, _rehydrate_runs: bool = True) -> list[R]:
+        """This run's children (with ``recursive=True`` theirs too), filtered by tags, properties, run
+        ``type`` (``"child"``...) and ``status``. With ``recursive=True`` the filters apply at every level,
+        but the children of a run left out are still searched."""
+        statuses = None if status is None else [RunStatus.parse(str(status))]
+        records = self._store.list_runs(parent_run_id=self._run_id)
+        wanted = {r.run_id for r in self._store.list_runs(
+            parent_run_id=self._run_id, tags=_optional_string_map(tags),
+            properties=_optional_string_map(properties), statuses=statuses,
+        )} if (tags, properties, statuses) != (None, None, None) else None
+        children = []
+        for r in records:
+            child = self.__class__(self._backend, r.run_id, record=r)
+            if (wanted is None or r.run_id in wanted) and (type is None or str(r.run_type) == type):
+                children.append(child)
+            if recursive:
+                children.extend(child.get_children(recursive=True, tags=tags, properties=properties, type=type,
+                                                   status=status))
+        return children
+
+    def create_children(self: R, count: int | None = None, tag_key: str | None = None,
+                        tag_values: Sequence[str] | None = None) -> list[R]:
+        """Start ``count`` child runs at once, or one per value of ``tag_values``, each tagged
+        ``tag_key=<value>`` (Azure ML v1's ``create_children``). Raises UserError when neither or both of
+        ``count`` and ``tag_values`` are given, or ``tag_values`` without ``tag_key``."""
+        if (count is None) == (tag_values is None):
+            raise UserError("create_children: give count= or tag_key= with tag_values=, not both and not neither")
+        if tag_values is not None and not tag_key:
+            raise UserError("create_children: tag_values= needs tag_key=")
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+            raise UserError(f"create_children: count must be an int of 0 or more, got {count!r}")
+        children = []
+        for value in tag_values if tag_values is not None else [None] * int(count or 0):
+            child = self.child_run()
+            if tag_key and value is not None:
+                child.tag(tag_key, value)
+            children.append(child)
         return children
 
     # -- files -----------------------------------------------------------------------------
 
-    def upload_file(self, name: str, path_or_stream: str | os.PathLike[str] | IO[bytes]) -> str:
-        """Store a file with the run under ``name`` (``outputs/model.pt``). Returns the name."""
+    def upload_file(self, name: str, path_or_stream: str | os.PathLike[str] | IO[bytes],
+                    datastore_name: str | None = None) -> str:
+        """Store a file with the run under ``name`` (``outputs/model.pt``). Returns the name.
+        ``datastore_name`` is accepted: run files are kept with the run, in the workspace."""
         self._ensure_created()
         if isinstance(path_or_stream, (str, os.PathLike)):
             source = Path(path_or_stream)
@@ -529,7 +654,11 @@ class TrackedRun:
             raise UserError(f"upload_file: expected a path or a binary stream, got {type(path_or_stream).__name__}")
         return name
 
-    def upload_files(self, names: Sequence[str], paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    def upload_files(self, names: Sequence[str], paths: Sequence[str | os.PathLike[str]],
+                     return_artifacts: bool = False, timeout_seconds: float | None = None,
+                     datastore_name: str | None = None) -> list[str]:
+        """Store each file of ``paths`` under the name at the same place of ``names``; returns the names.
+        ``return_artifacts``, ``timeout_seconds`` and ``datastore_name`` are accepted and have no effect."""
         if len(names) != len(paths):
             raise UserError(f"upload_files: {len(names)} names but {len(paths)} paths")
         return [self.upload_file(n, p) for n, p in zip(names, paths)]
@@ -556,16 +685,26 @@ class TrackedRun:
         return self._backend.artifacts.get_to_path(self._run_id, name, dest)
 
     def download_files(self, prefix: str | None = None, output_directory: str | os.PathLike[str] | None = None,
-                       append_prefix: bool = True) -> list[Path]:
-        """Copy every run file whose name starts with ``prefix`` into ``output_directory``."""
+                       output_paths: Sequence[str | os.PathLike[str]] | None = None, batch_size: int = 100,
+                       append_prefix: bool = True, timeout_seconds: float | None = None) -> list[Path]:
+        """Copy every run file whose name starts with ``prefix`` into ``output_directory`` (default: the
+        current folder), under its name (``append_prefix=False``: without ``prefix``), or to the path at
+        the same place of ``output_paths`` (one per file, in name order). Returns the paths written.
+        ``batch_size`` and ``timeout_seconds`` are accepted (files are copied one by one, locally).
+        Raises UserError when ``output_paths`` does not have one path per file."""
         out = Path(output_directory) if output_directory is not None else Path.cwd()
         prefix = prefix or ""
+        names = [name for name in self.get_file_names() if name.startswith(prefix)]
+        if output_paths is not None and len(output_paths) != len(names):
+            raise UserError(f"download_files: {len(output_paths)} output_paths for {len(names)} files "
+                            f"whose names start with {prefix!r}: give one path per file, in name order")
         paths = []
-        for name in self.get_file_names():
-            if not name.startswith(prefix):
-                continue
-            rel = name if append_prefix else name[len(prefix):].lstrip("/")
-            paths.append(self._backend.artifacts.get_to_path(self._run_id, name, out / rel))
+        for i, name in enumerate(names):
+            if output_paths is not None:
+                dest = Path(output_paths[i])
+            else:
+                dest = out / (name if append_prefix else name[len(prefix):].lstrip("/"))
+            paths.append(self._backend.artifacts.get_to_path(self._run_id, name, dest))
         return paths
 
     def open_file(self, name: str) -> IO[bytes]:
@@ -573,6 +712,21 @@ class TrackedRun:
 
 
 _STEP_MIN, _STEP_MAX = -(2**63), 2**63 - 1  # steps are stored as int64
+# logged once, get_metrics() returns the value itself (a number, a list, an image name, Azure's dict)
+_SINGLE_POINT_KINDS = frozenset({MetricKind.SCALAR, MetricKind.LIST, MetricKind.IMAGE, *MetricKind.EVALUATION})
+
+
+def _check_user_metric_name(name: object) -> str:
+    """A metric name user code may log: ``sys/`` is runlab's (tracking.sysmetrics)."""
+    checked = check_metric_name(name)
+    if checked.startswith(SYSTEM_METRIC_PREFIX):
+        raise InvalidNameError(
+            f"metric {checked!r}: names starting with {SYSTEM_METRIC_PREFIX!r} are reserved for runlab's system "
+            f"metrics (CPU, memory, I/O, GPUs, sampled every RUNLAB_SYSTEM_METRICS_INTERVAL seconds); "
+            f"log yours under another name, such as {'my_' + checked.replace('/', '_', 1)!r}",
+            name=checked,
+        )
+    return checked
 
 
 def _update(run_id: str, op: str, args: Any) -> Record:

@@ -1,8 +1,8 @@
 """Environments, compute targets, datastores, datasets and models, as they exist in the workspace.
 
-Environments and compute targets come from the store; datastores, datasets and models are not
-recorded yet, so their lists are empty and the pages explain how to create one. Each provider
-below is the one place to wire when its store lands.
+Environments and compute targets come from the store, datastores and datasets from the store and
+their storage (:mod:`runlab.server.data_views`), models from the store (:mod:`runlab.server.model_views`),
+with their files' downloads. Each provider below is the one place that lists its kind.
 """
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from runlab.core.errors import NotFoundError, RunlabError
 from runlab.core.status import RunStatus
 from runlab.execution.environments import EnvironmentDefinition, environment_status
-from runlab.server import models
+from runlab.server import data_views, model_views, models
+from runlab.server.api.files import FILE_RESPONSE, Download, _file_response
 from runlab.server.state import StudioState, get_state
 
 router = APIRouter(tags=["assets"], responses=models.ERROR_RESPONSES)
@@ -68,18 +69,18 @@ def compute_targets(state: StudioState) -> list[models.ComputeTargetInfo]:
 
 
 def datastores(state: StudioState) -> list[models.DatastoreInfo]:
-    """Registered datastores (none recorded yet)."""
-    return []
+    """Datastores by name (``workspaceblobstore`` always), with the files and bytes each holds now."""
+    return data_views.datastore_infos(state)
 
 
 def datasets(state: StudioState) -> list[models.DatasetInfo]:
-    """Registered datasets (none recorded yet)."""
-    return []
+    """The latest version of each registered dataset, by name."""
+    return data_views.dataset_infos(state)
 
 
-def registered_models(state: StudioState) -> list[models.ModelInfo]:
-    """Registered models (none recorded yet)."""
-    return []
+def registered_models(state: StudioState, name: str | None = None, run_id: str | None = None) -> list[models.ModelInfo]:
+    """Every registered model version (of ``name``, or made by ``run_id``), newest version first."""
+    return model_views.list_models(state, name=name, run_id=run_id)
 
 
 @router.get("/environments", response_model=list[models.EnvironmentInfo], summary="List environments")
@@ -102,9 +103,31 @@ def list_datasets(state: State) -> list[models.DatasetInfo]:
     return datasets(state)
 
 
-@router.get("/models", response_model=list[models.ModelInfo], summary="List registered models")
-def list_models(state: State) -> list[models.ModelInfo]:
-    return registered_models(state)
+@router.get("/models", response_model=list[models.ModelInfo], summary="List registered model versions")
+def list_models(
+    state: State,
+    name: Annotated[str | None, Query(max_length=255, description="only versions of this model")] = None,
+    run_id: Annotated[str | None, Query(max_length=320, description="only versions this run made")] = None,
+) -> list[models.ModelInfo]:
+    return registered_models(state, name=name or None, run_id=run_id or None)
+
+
+ModelName = Annotated[str, PathParam(min_length=1, max_length=255, description="the model's name")]
+ModelVersion = Annotated[int, PathParam(ge=1, le=2**31, description="the version")]
+
+
+@router.get("/models/{name}/{version}", response_model=models.ModelInfo, summary="One model version, with all its files")
+def get_model(state: State, name: ModelName, version: ModelVersion) -> models.ModelInfo:
+    return model_views.get_model(state, name, version)
+
+
+@router.get("/models/{name}/{version}/files/{path:path}", summary="Download a file of a model version",
+            response_class=StreamingResponse, responses=FILE_RESPONSE)
+def download_model_file(state: State, name: ModelName, version: ModelVersion,
+                        path: Annotated[str, PathParam(min_length=1, max_length=4096)],
+                        download: Download = False) -> StreamingResponse:
+    stream, size = model_views.open_model_file(state, name, version, path)
+    return _file_response(stream, path, size, download)
 
 
 @router.get("/environments/{name}/{version}/build-log", summary="The build log of an environment version",

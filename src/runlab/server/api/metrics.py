@@ -43,10 +43,15 @@ def get_series(
     points: Points = 1000,
     start: Annotated[int, Query(ge=0, le=2**62, description="first point (index) to return: a live chart "
                                 "asks only for points it does not have")] = 0,
+    min_step: Annotated[float | None, Query(description="only points at this step or after (a zoomed chart)")
+                        ] = None,
+    max_step: Annotated[float | None, Query(description="only points at this step or before")] = None,
 ) -> models.Series:
     """Points ``start`` onward of a metric. Numeric series longer than ``points`` are downsampled
-    (``downsampled: true``); strings, lists and tables come as they are (the last 10,000)."""
-    return views.series(state.queries.read_series(run_id, name, start), points)
+    (``downsampled: true``); strings, lists and tables come as they are (the last 10,000).
+    ``min_step``/``max_step`` keep the steps a zoomed chart shows, at full resolution up to ``points``."""
+    data = views.step_window(state.queries.read_series(run_id, name, start), min_step, max_step)
+    return views.series(data, points)
 
 
 @router.get("/series", response_model=models.SeriesSet, summary="One metric of several runs (for comparison)")

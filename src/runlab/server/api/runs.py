@@ -95,7 +95,8 @@ def compare_runs(
     state: State,
     run: Annotated[list[Id320], Query(max_length=MAX_COMPARE, description=f"run ids, 1 to {MAX_COMPARE}")] = [],
 ) -> models.RunComparison:
-    """Each run's details (arguments, tags, properties...) and metric summaries (last values)."""
+    """Each run's details (arguments, tags, properties...) and metric summaries (last values); ids
+    that name no run are listed in ``missing`` (404 when none of them does)."""
     ids = list(dict.fromkeys(r for r in run if r))
     if not ids:
         raise UserError("compare needs at least one run: /api/compare?run=ID&run=ID")
@@ -104,12 +105,14 @@ def compare_runs(
     records = state.queries.run_records(ids)
     found = {r.run_id for r in records}
     missing = [i for i in ids if i not in found]
-    if missing:
+    if not records:
         raise RunNotFoundError(f"no run {missing[0]!r} in this workspace" + (
             f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""), run_id=missing[0])
+    ids = [i for i in ids if i in found]
     summaries = state.queries.metric_summaries(ids)
     return models.RunComparison(
         runs=[views.run_details(r, child_count=0, file_names=[], studio_url=state.settings.studio_url)
               for r in records],
         metrics={i: [views.metric_info(s) for s in summaries.get(i, [])] for i in ids},
+        missing=missing,
     )

@@ -11,6 +11,9 @@
     document.body.dataset.ready = "1";
     return;
   }
+  const modelFiles = (files) => el("ul", { class: "model-files" }, files.map((f) =>
+    el("li", {}, el("a", { href: `${f.url}?download=true`, title: `sha256 ${f.sha256}` }, f.path),
+      el("span", { class: "faint" }, ` ${window.Studio.fmtBytes(f.size)}`))));
   const cell = (key, value) => {
     if (key === "created_at") return fmtTime(value);
     if (key === "tags") return tagChips(value);
@@ -18,11 +21,15 @@
     if (key === "state") return el("span", { class: `status ${value === "busy" ? "Running" : "Completed"}` }, value);
     if (key === "build_log") return value ? el("a", { href: value, target: "_blank" }, "build log") : el("span", { class: "faint" }, "—");
     if (key === "build_status") return el("span", { class: `status ${value === "Built" ? "Completed" : value === "Not built" ? "NotStarted" : ""}` }, value || "");
+    if (key === "files" && Array.isArray(value)) return modelFiles(value);
     if (typeof value === "boolean") return value ? "yes" : "";
     return fmtValue(value);
   };
   root.replaceChildren(el("div", { class: "table-wrap" }, el("table", { class: "grid" },
     el("thead", {}, el("tr", {}, pageData.columns.map(([, label]) => el("th", {}, label)))),
-    el("tbody", {}, items.map((item) => el("tr", {}, pageData.columns.map(([key]) => el("td", {}, cell(key, item[key])))))))));
+    el("tbody", {}, items.map((item) => el("tr", pageData.kind === "models" ? { id: item.id, dataset: { model: item.id } } : {},
+      pageData.columns.map(([key]) => el("td", {}, cell(key, item[key])))))))));
+  const linked = location.hash && document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  if (linked) { linked.classList.add("selected"); linked.scrollIntoView({ block: "center" }); }  // /models#net:2
   document.body.dataset.ready = "1";
 })();

@@ -45,11 +45,11 @@
     const byId = Object.fromEntries(data.runs.map((r) => [r.run_id, r]));
     const traces = set.series.map((s) => ({
       x: s.steps, y: s.values, type: "scatter", mode: s.steps.length <= 50 ? "lines+markers" : "lines",
-      name: runName(byId[s.run_id]), line: { width: 1.5, color: colourOf(s.run_id) }, marker: { size: 4 },
+      name: S.plotText(runName(byId[s.run_id])), line: { width: 1.5, color: colourOf(s.run_id) }, marker: { size: 4 },
       meta: s.run_id, hovertemplate: "%{fullData.name}<br>step %{x}: %{y}<extra></extra>",
     }));
     await Plotly.react(chart, traces, S.plotLayout({ showlegend: ids.length <= 20, legend: { orientation: "h", y: -0.18 },
-      margin: { l: 56, r: 16, t: 8, b: 40 }, yaxis: { title: { text: metric }, gridcolor: "#eef0f3", zeroline: false, automargin: true } }), S.plotConfig);
+      margin: { l: 56, r: 16, t: 8, b: 40 }, yaxis: { title: { text: S.plotText(metric) }, gridcolor: "#eef0f3", zeroline: false, automargin: true } }), S.plotConfig);
     const drawn = set.series.reduce((n, s) => n + s.steps.length, 0);
     note.textContent = `${set.series.length} run${set.series.length === 1 ? "" : "s"}, ${drawn.toLocaleString()} points drawn` +
       (set.missing.length ? ` · ${set.missing.length} without ${metric}` : "");
@@ -96,6 +96,14 @@
     table.replaceChildren(el("thead", {}, head), el("tbody", {}, bodyRows));
   }
 
+  // ids of the URL that name no run: said once, the others compared
+  function showMissing(missing) {
+    document.getElementById("compare-missing")?.remove();
+    if (!missing.length) return;
+    body.prepend(el("div", { class: "notice", role: "status", id: "compare-missing" },
+      `Not found, so not compared: ${missing.join(", ")}`));
+  }
+
   function removeRun(runId) {
     ids = ids.filter((i) => i !== runId);
     load();
@@ -113,10 +121,13 @@
     try {
       data = await api("/api/compare", { run: ids });
     } catch (err) {
+      showMissing([]);
       body.prepend(S.errorNotice(err));
       document.body.dataset.ready = "1";
       return;
     }
+    showMissing(data.missing || []);
+    ids = ids.filter((i) => !(data.missing || []).includes(i));
     document.getElementById("compare-subtitle").textContent = `${ids.length} run${ids.length === 1 ? "" : "s"}: overlay metric curves and see what differs.`;
     const names = chartableNames();
     if (!names.includes(metric)) metric = names.includes("loss") ? "loss" : names[0] || "";

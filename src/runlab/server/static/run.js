@@ -80,9 +80,7 @@
     document.getElementById("arguments").replaceChildren(run.arguments.length
       ? el("pre", { class: "code" }, run.arguments.map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(" "))
       : el("p", { class: "muted" }, "No arguments: submitted runs show their script arguments here."));
-    document.getElementById("inputs").replaceChildren(run.inputs.length
-      ? el("pre", { class: "code" }, JSON.stringify(run.inputs, null, 2))
-      : el("p", { class: "muted" }, "No inputs: datasets passed to a submitted run show here."));
+    window.RunInputs?.render(run);  // the Inputs card (static/run_inputs.js), hidden when the run has none
     document.getElementById("environment").replaceChildren(run.environment
       ? el("pre", { class: "code" }, JSON.stringify(run.environment, null, 2))
       : el("p", { class: "muted" }, "No environment: runs started with start_logging() use the Python that runs them; submitted runs show their environment definition here."));
@@ -91,6 +89,19 @@
   async function loadDetails() {
     run = await api(base);
     renderOverview();
+    loadModels().catch((err) => document.getElementById("models").replaceChildren(S.errorNotice(err)));
+  }
+
+  // the model versions registered from this run's files (run.register_model), linked to the models page
+  async function loadModels() {
+    const made = await api("/api/models", { run_id: runId });
+    const card = document.getElementById("models-card");
+    card.hidden = !made.length;
+    document.getElementById("models").replaceChildren(...(made.length ? [el("table", { class: "grid", id: "models-table" },
+      el("thead", {}, el("tr", {}, ["Model", "Version", "Files", "Tags"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, made.map((m) => el("tr", { dataset: { model: m.id } },
+        el("td", {}, el("a", { href: `/models#${encodeURIComponent(m.id)}` }, m.name)), el("td", {}, String(m.version)),
+        el("td", {}, `${m.file_count} (${S.fmtBytes(m.total_size)})`), el("td", { class: "tags" }, S.tagChips(m.tags))))))] : []));
   }
 
   // -- metrics ---------------------------------------------------------------------------
@@ -118,12 +129,42 @@
       ` · last ${S.fmtValue(last)}`;
   }
 
+  const traceOf = (c, s) => ({ x: s.steps, y: s.values, type: "scatter", mode: s.steps.length <= 50 ? "lines+markers" : "lines",
+    line: { width: 1.6, color: S.colour(c.index) }, marker: { size: 4 }, name: S.plotText(c.name), connectgaps: false });
+
   async function drawFull(c) {
     const s = await api(`${base}/metrics/${encodeURIComponent(c.name)}`, { points: MAX_POINTS });
-    c.count = s.count; c.downsampled = s.downsampled;
-    const trace = { x: s.steps, y: s.values, type: "scatter", mode: s.steps.length <= 50 ? "lines+markers" : "lines",
-      line: { width: 1.6, color: S.colour(c.index) }, marker: { size: 4 }, name: c.name, connectgaps: false };
-    await Plotly.react(c.div, [trace], S.plotLayout(), S.plotConfig);
+    c.count = s.count; c.downsampled = s.downsampled; c.zoom = null;
+    await Plotly.react(c.div, [traceOf(c, s)], S.plotLayout(), S.plotConfig);
+    delete c.card.dataset.zoom;
+    chartMeta(c);
+    if (!c.hooked) { c.hooked = true; c.div.on("plotly_relayout", (ev) => onRelayout(c, ev)); }
+  }
+
+  // A zoom into a downsampled series asks the server for the visible steps at full resolution
+  // (up to the point budget); a double-click (autorange) goes back to the whole series.
+  function onRelayout(c, ev) {
+    let lo = ev["xaxis.range[0]"], hi = ev["xaxis.range[1]"];
+    if (Array.isArray(ev["xaxis.range"])) [lo, hi] = ev["xaxis.range"];
+    if (lo !== undefined && hi !== undefined) {
+      if (c.zoom && c.zoom[0] === lo && c.zoom[1] === hi) return;  // our own redraw
+      if (c.downsampled || c.zoom) zoomTo(c, lo, hi).catch((err) => (c.meta.textContent = err.message));
+    } else if (ev["xaxis.autorange"] && c.zoom) {
+      c.zoom = null;
+      drawFull(c).catch((err) => (c.meta.textContent = err.message));
+    }
+  }
+
+  async function zoomTo(c, lo, hi) {
+    c.zoom = [lo, hi];
+    const token = (c.zoomToken = (c.zoomToken || 0) + 1);
+    const s = await api(`${base}/metrics/${encodeURIComponent(c.name)}`,
+      { points: MAX_POINTS, min_step: Math.floor(lo), max_step: Math.ceil(hi) });
+    if (token !== c.zoomToken || !c.zoom) return;
+    const layout = S.plotLayout();
+    layout.xaxis = Object.assign({}, layout.xaxis, { range: [lo, hi], autorange: false });
+    await Plotly.react(c.div, [traceOf(c, s)], layout, S.plotConfig);
+    c.card.dataset.zoom = `${lo},${hi}`;
     chartMeta(c);
   }
 
@@ -141,7 +182,7 @@
       do {
         c.again = false;
         const want = summaries.find((m) => m.name === c.name);
-        if (!want || want.count <= c.count) break;
+        if (!want || want.count <= c.count || c.zoom) break;  // a zoomed chart keeps its view
         if (c.drawn && !c.downsampled && want.count <= MAX_POINTS) await extend(c);
         else { await drawFull(c); c.drawn = true; }
       } while (c.again);
@@ -157,7 +198,10 @@
     const meta = el("span", { class: "meta" }, "");
     const card = el("div", { class: "panel chart-card", dataset: { metric: m.name } },
       el("div", { class: "chart-head" }, el("h2", {}, m.name), meta), div);
-    document.getElementById("charts").append(card);
+    if (m.name.startsWith("sys/")) {  // system metrics (the agent's samples): their own section
+      document.getElementById("system-charts").append(card);
+      document.getElementById("system-section").hidden = false;
+    } else document.getElementById("charts").append(card);
     c = { name: m.name, div, card, meta, count: 0, drawn: false, downsampled: false, busy: false, again: false, index: charts.size };
     charts.set(m.name, c);
     return c;
@@ -186,10 +230,12 @@
       parts.push(el("div", { class: "panel card", dataset: { metric: m.name } }, el("h2", {}, `${m.name} `, el("span", { class: "faint" }, m.kind)), renderOther(m, s)));
     }
     box.replaceChildren(el("div", { class: "cards" }, parts));
+    window.StudioEval?.drawPending(box);
   }
 
   function renderOther(m, s) {
     if (s.error) return S.errorNotice(s.error);
+    if (window.StudioEval?.KINDS.includes(m.kind) && s.values.length) return window.StudioEval.element(m, s);
     if (m.kind === "image") {
       return el("div", { class: "images" }, s.values.slice(-12).map((name) => el("figure", {},
         el("a", { href: `${base}/files/${name.split("/").map(encodeURIComponent).join("/")}`, target: "_blank" },
@@ -217,15 +263,23 @@
   }
 
   // -- logs ------------------------------------------------------------------------------
-  const logState = { files: [], current: null, offset: 0, stream: null, retry: null };
+  // The log box holds a window of whole lines read by byte offsets (/logs/range): the end first,
+  // earlier pages on demand, appended text while the run goes. A 100 MB log is never loaded whole.
+  const LOG_PAGE_BYTES = 512 * 1024;
+  const MAX_LOG_LINES = 50_000;  // lines kept in the box; the oldest go (and can be paged in again)
+  const logState = { files: [], current: null, start: 0, end: 0, nextLine: 1, partial: false, busy: false, hits: [], hit: -1 };
   const logText = document.getElementById("log-text");
+  const logBox = document.getElementById("log-box");
   const follow = document.getElementById("log-follow");
+  const earlier = document.getElementById("log-earlier");
+  const search = document.getElementById("log-search");
+  const encoder = new TextEncoder();
 
   function renderLogList() {
     const list = document.getElementById("log-list");
     if (!logState.files.length) {
       list.replaceChildren();
-      logText.hidden = true;
+      logBox.hidden = true;
       document.querySelector(".log-bar").hidden = true;
       const empty = document.getElementById("logs-empty") || el("div", { id: "logs-empty" });
       empty.replaceChildren(S.emptyState("No logs yet",
@@ -235,59 +289,131 @@
       return;
     }
     document.getElementById("logs-empty")?.remove();
-    logText.hidden = false;
+    logBox.hidden = false;
     document.querySelector(".log-bar").hidden = false;
     list.replaceChildren(...logState.files.map((f) => el("li", { class: f.name === logState.current ? "active" : null, dataset: { name: f.name },
       onclick: () => selectLog(f.name) }, f.name, el("span", { class: "size" }, S.fmtBytes(f.size)))));
   }
 
-  function closeLogStream() {
-    if (logState.stream) { logState.stream.close(); logState.stream = null; }
-    clearTimeout(logState.retry);
+  const lineDiv = (n, offset, text) => el("div", { dataset: { n: String(n), offset: String(offset) } }, text);
+
+  // split text read from byte `offset` into line elements numbered from `first`
+  function linesOf(text, offset, first) {
+    const parts = text.split("\n");
+    const ended = parts[parts.length - 1] === "";
+    if (ended) parts.pop();
+    const divs = parts.map((line, i) => {
+      const div = lineDiv(first + i, offset, line);
+      offset += encoder.encode(line).length + 1;
+      return div;
+    });
+    return { divs, ended };
   }
 
   function appendLog(text) {
-    const atBottom = logText.scrollHeight - logText.scrollTop - logText.clientHeight < 40;
-    logText.append(document.createTextNode(text));
-    if (logText.textContent.length > 4_000_000) logText.textContent = logText.textContent.slice(-3_000_000);
-    if (follow.checked || atBottom) logText.scrollTop = logText.scrollHeight;
+    if (!text) return;
+    let offset = logState.end;
+    if (logState.partial && logText.lastElementChild) {  // the last line was still being written
+      const cut = text.indexOf("\n");
+      const head = cut < 0 ? text : text.slice(0, cut);
+      logText.lastElementChild.textContent += head;
+      offset += encoder.encode(head).length + (cut < 0 ? 0 : 1);
+      if (cut < 0) { logState.end = offset; return; }
+      logState.partial = false;
+      text = text.slice(cut + 1);
+    }
+    const { divs, ended } = linesOf(text, offset, logState.nextLine);
+    logText.append(...divs);
+    logState.nextLine += divs.length - (ended || !divs.length ? 0 : 1);
+    logState.partial = !ended && divs.length > 0;
+    logState.end = offset + encoder.encode(text).length;
+    while (logText.childElementCount > MAX_LOG_LINES) logText.firstElementChild.remove();
+    logState.start = Number(logText.firstElementChild?.dataset.offset || logState.start);
+    earlier.hidden = logState.start === 0;
+    if (follow.checked) logBox.scrollTop = logBox.scrollHeight;
   }
 
-  function openLogStream() {
-    closeLogStream();
-    const name = logState.current;
-    const url = `${base}/logs/stream?name=${encodeURIComponent(name)}&offset=${logState.offset}`;
-    const source = new EventSource(url);
-    logState.stream = source;
-    source.addEventListener("log", (e) => { const d = JSON.parse(e.data); logState.offset = d.offset; appendLog(d.text); });
-    source.addEventListener("reset", () => { logState.offset = 0; logText.textContent = ""; });
-    source.addEventListener("end", () => closeLogStream());
-    source.addEventListener("timeout", () => openLogStream());
-    source.onerror = () => {
-      closeLogStream();
-      if (run && !["Completed", "Failed", "Canceled"].includes(run.status)) logState.retry = setTimeout(openLogStream, 2000);
-    };
-  }
+  const rangeOf = (params) => api(`${base}/logs/range`, { name: logState.current, ...params });
 
   async function selectLog(name) {
-    closeLogStream();
     logState.current = name;
     renderLogList();
     document.getElementById("log-name").textContent = name;
     document.getElementById("log-download").href = `${base}/files/${name.split("/").map(encodeURIComponent).join("/")}?download=true`;
-    logText.textContent = "";
+    logText.replaceChildren();
+    Object.assign(logState, { start: 0, end: 0, nextLine: 1, partial: false, hits: [], hit: -1 });
+    const size = logState.files.find((f) => f.name === name)?.size || 0;
     try {
-      const tail = await api(`${base}/logs/tail`, { name, lines: 5000 });
+      const r = await rangeOf({ offset: Math.max(0, size - LOG_PAGE_BYTES), length: 4 * 1024 * 1024 });
       if (logState.current !== name) return;
-      logText.textContent = tail.text;
-      logState.offset = tail.end;
-      logText.scrollTop = logText.scrollHeight;
+      Object.assign(logState, { start: r.start, end: r.start, nextLine: r.first_line });
+      appendLog(r.text);
+      logState.end = r.end;
+      earlier.hidden = r.start === 0;
+      logBox.scrollTop = logBox.scrollHeight;
     } catch (err) {
-      logState.offset = 0;
-      logText.textContent = err.status === 404 ? "" : err.message;
+      if (err.status !== 404) logText.replaceChildren(S.errorNotice(err));
     }
-    openLogStream();
+    runSearch();
   }
+
+  async function loadEarlier() {
+    if (!logState.current || logState.start === 0) return;
+    const offset = Math.max(0, logState.start - LOG_PAGE_BYTES);
+    const r = await rangeOf({ offset, length: logState.start - offset });
+    if (!r.text) { earlier.hidden = true; return; }
+    const { divs } = linesOf(r.text, r.start, r.first_line);
+    const before = logBox.scrollHeight;
+    logText.prepend(...divs);
+    logBox.scrollTop += logBox.scrollHeight - before;  // keep the lines in view where they were
+    logState.start = r.start;
+    earlier.hidden = r.start === 0;
+    runSearch();
+  }
+
+  // what was appended since the last read (live runs)
+  async function followLog() {
+    const name = logState.current;
+    if (!name || logState.busy) return;
+    logState.busy = true;
+    try {
+      const r = await rangeOf({ offset: logState.end, length: 4 * 1024 * 1024, exact: true, count_lines: false });
+      if (logState.current !== name) return;
+      if (r.size < logState.end) { await selectLog(name); return; }  // replaced by a shorter file
+      appendLog(r.text);
+      logState.end = r.end;
+      if (search.value) runSearch(false);
+    } catch (err) { /* not written yet, or gone: the next poll tries again */ } finally { logState.busy = false; }
+  }
+
+  function runSearch(jump = true) {
+    const needle = search.value.toLowerCase();
+    logState.hits.forEach((d) => d.classList.remove("hit", "current"));
+    logState.hits = needle ? [...logText.children].filter((d) => d.textContent.toLowerCase().includes(needle)) : [];
+    logState.hits.forEach((d) => d.classList.add("hit"));
+    logState.hit = Math.min(logState.hit, logState.hits.length - 1);
+    if (jump && logState.hits.length) showHit(0);
+    else updateHitCount();
+  }
+  function updateHitCount() {
+    document.getElementById("log-search-count").textContent = !search.value ? "" : logState.hits.length
+      ? `${logState.hit + 1} of ${logState.hits.length}${logState.start > 0 ? " (loaded lines)" : ""}` : "no match";
+  }
+  function showHit(i) {
+    if (!logState.hits.length) return;
+    logState.hits[logState.hit]?.classList.remove("current");
+    logState.hit = (i + logState.hits.length) % logState.hits.length;
+    const div = logState.hits[logState.hit];
+    div.classList.add("current");
+    follow.checked = false;  // reading a match: stop jumping to the end
+    logBox.scrollTop = div.offsetTop - logBox.clientHeight / 2;
+    updateHitCount();
+  }
+  search.addEventListener("input", S.debounce(() => runSearch(), 150));
+  search.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); showHit(logState.hit + (e.shiftKey ? -1 : 1)); } });
+  earlier.addEventListener("click", () => loadEarlier().catch((err) => logText.prepend(S.errorNotice(err))));
+  follow.addEventListener("change", () => { if (follow.checked) logBox.scrollTop = logBox.scrollHeight; });
+  logBox.addEventListener("wheel", (e) => { if (e.deltaY < 0) follow.checked = false; }, { passive: true });
 
   function applyLogFiles(files) {
     logState.files = files;
@@ -360,20 +486,38 @@
   const lazyTabs = { logs: loadLogs, files: loadFiles, snapshot: loadSnapshot, children: loadChildren };
 
   // -- live ------------------------------------------------------------------------------
-  let events = null;
-  function openEvents() {
-    events = new EventSource(`${base}/events`);
-    events.addEventListener("status", (e) => {
-      const d = JSON.parse(e.data);
-      if (!run) return;
-      Object.assign(run, { status: d.status, started_at: d.started_at, ended_at: d.ended_at, duration_s: d.duration_s, timeline: d.timeline });
-      renderHeader(); renderTimeline(d.timeline); renderDetails();
-    });
-    events.addEventListener("metrics", (e) => applyMetrics(JSON.parse(e.data)));
-    events.addEventListener("logs", (e) => applyLogFiles(JSON.parse(e.data)));
-    events.addEventListener("end", () => { events.close(); loadDetails().catch(() => {}); });
-    events.addEventListener("timeout", () => { events.close(); openEvents(); });
+  // A live run is polled (short requests, no stream held open), and only while its tab is visible:
+  // a browser allows six HTTP/1.1 connections per host, so tabs that each held a stream would lock
+  // the studio at the seventh.
+  const LIVE_MS = 1000;
+  const terminal = (status) => ["Completed", "Failed", "Canceled"].includes(status);
+  const live = { timer: null, ticks: 0, counts: "" };
+
+  async function liveTick() {
+    const [fresh, metrics] = await Promise.all([api(base), api(`${base}/metrics`)]);
+    const ended = terminal(fresh.status);
+    if (fresh.status !== run.status || fresh.started_at !== run.started_at || fresh.ended_at !== run.ended_at) {
+      run = fresh;
+      renderOverview();
+    }
+    const counts = metrics.map((m) => `${m.name}:${m.count}`).join("|");
+    if (counts !== live.counts) { live.counts = counts; await applyMetrics(metrics); }
+    if (live.ticks++ % 3 === 0 || ended) applyLogFiles(await api(`${base}/logs`));
+    if (loaded.has("logs")) await followLog();
+    if (ended) loadModels().catch(() => {});
+    return ended;
   }
+
+  function scheduleLive() {
+    clearTimeout(live.timer);
+    if (document.hidden || !run || terminal(run.status)) return;
+    live.timer = setTimeout(async () => {
+      if (document.hidden) return;
+      try { if (await liveTick()) return; } catch (err) { /* the server restarts, the store is busy: poll again */ }
+      scheduleLive();
+    }, LIVE_MS);
+  }
+  document.addEventListener("visibilitychange", () => { if (document.hidden) clearTimeout(live.timer); else scheduleLive(); });
 
   // -- start -----------------------------------------------------------------------------
   try {
@@ -384,6 +528,7 @@
   }
   showTab(location.hash.slice(1) || "overview");
   try { await applyMetrics(await api(`${base}/metrics`)); } catch (err) { document.getElementById("charts").replaceChildren(S.errorNotice(err)); }
-  if (!["Completed", "Failed", "Canceled"].includes(run.status)) openEvents();
+  live.counts = summaries.map((m) => `${m.name}:${m.count}`).join("|");
+  scheduleLive();
   document.body.dataset.ready = "1";
 })();

@@ -136,7 +136,16 @@
     "#4f46e5", "#65a30d", "#0d9488", "#c2410c"];
   const colour = (i) => palette[i % palette.length];
 
-  const plotConfig = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+  /* Nothing a chart shows may leave the machine: no "Edit in Chart Studio"/"Share" (they upload the
+     data to Plotly's cloud), no logo link, no topojson from a CDN (we draw no maps: a local path). */
+  const plotConfig = {
+    displaylogo: false, responsive: true, showSendToCloud: false, showEditInChartStudio: false, showLink: false,
+    plotlyServerURL: "", topojsonURL: "/vendor/topojson/", showTips: false,
+    modeBarButtonsToRemove: ["lasso2d", "select2d", "sendChartToCloud", "sendDataToCloud", "editInChartStudio"],
+  };
+  /* Text given to plotly is read as its own markup (<b>, <a href>): every name from a run goes
+     through this, shown as written. */
+  const plotText = (text) => String(text ?? "").replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   function plotLayout(extra) {
     return Object.assign({
       margin: { l: 56, r: 16, t: 8, b: 40 },
@@ -150,6 +159,6 @@
 
   window.Studio = {
     pageData, api, ApiError, el, fmtTime, fmtAgo, fmtDuration, fmtValue, fmtBytes, timeEl, statusBadge, runLink,
-    tagChips, emptyState, errorNotice, kvTable, setQuery, debounce, colour, plotConfig, plotLayout,
+    tagChips, emptyState, errorNotice, kvTable, setQuery, debounce, colour, plotConfig, plotLayout, plotText,
   };
 })();

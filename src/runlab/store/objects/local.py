@@ -257,7 +257,7 @@ class LocalObjectStore:
         except OSError as exc:
             raise self._os_error(exc, rel, writing=True) from exc
         try:
-            (size, sha256), st = _fill_then_rename(fd, tmp, dest, lambda fd: (fill(fd), os.fstat(fd)))
+            (size, sha256), st = fill_then_rename(fd, tmp, dest, lambda fd: (fill(fd), os.fstat(fd)))
         except OSError as exc:
             raise self._os_error(exc, rel, writing=True) from exc
         self._folder_is_safe(rel)
@@ -448,13 +448,13 @@ def write_local_file(dest: Path, fill: Callable[[int], tuple[int, str]]) -> tupl
     except OSError as exc:
         raise StoreError(f"cannot write {dest}: {exc.strerror or exc}", path=str(dest)) from exc
     try:
-        return _fill_then_rename(fd, str(tmp), str(dest), fill)
+        return fill_then_rename(fd, str(tmp), str(dest), fill)
     except OSError as exc:
         cls = StoreUnavailableError if exc.errno in _FULL else StoreError
         raise cls(f"cannot write {dest}: {exc.strerror or exc}", path=str(dest)) from exc
 
 
-def _fill_then_rename(fd: int, tmp: str, dest: str, fill: Callable[[int], T]) -> T:
+def fill_then_rename(fd: int, tmp: str, dest: str, fill: Callable[[int], T]) -> T:
     """``fill(fd)`` the open temporary file ``tmp``, close it and rename it to ``dest``. On any
     failure (an exception, Ctrl-C) the temporary file is removed and the error raised: no half
     file ever carries the final name."""

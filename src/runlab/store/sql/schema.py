@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 # The Alembic revision this code expects; a test pins it to the newest migration file.
-SCHEMA_REVISION = "0006_run_inputs"
+SCHEMA_REVISION = "0008_experiment_tags"
 
 metadata = MetaData()
 
@@ -41,6 +41,8 @@ experiments = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(255), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
+    Column("tags", Text, nullable=True),  # JSON object of str -> str; NULL: none
+    Column("archived_at", Float, nullable=True),  # set by Experiment.archive(), cleared by reactivate()
 )
 
 runs = Table(
@@ -248,4 +250,60 @@ run_inputs = Table(
     Column("total_size", BigInteger, nullable=True),
     PrimaryKeyConstraint("run_pk", "name"),
     Index("ix_run_inputs_dataset", "dataset_name", "dataset_version"),
+)
+
+# -- models (0007_models) --------------------------------------------------------------------------
+# Registered model versions: their files never change (the bytes are stored once by sha256 under
+# files/models/objects/), their tags, properties and description may. ``model_files.source`` and
+# ``source_etag`` say where each file was copied from and that file's identity then, so that
+# registering unchanged files again reads nothing (the index on source finds them).
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("run_id", String(320), nullable=True),
+    Column("path", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("tags", Text, nullable=False, default="{}"),
+    Column("properties", Text, nullable=False, default="{}"),
+    Column("framework", String(255), nullable=True),
+    Column("framework_version", String(255), nullable=True),
+    Column("details", Text, nullable=False, default="{}"),
+    Column("file_count", Integer, nullable=False),
+    Column("total_size", BigInteger, nullable=False),
+    Column("files_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("name", "version", name="uq_models_name_version"),
+    Index("ix_models_run", "run_id"),
+)
+
+model_files = Table(
+    "model_files",
+    metadata,
+    Column("model_pk", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("source", Text, nullable=True),
+    Column("source_etag", String(255), nullable=True),
+    PrimaryKeyConstraint("model_pk", "seq"),
+    Index("ix_model_files_source", "source"),
+    Index("ix_model_files_sha256", "sha256"),
+)
+
+model_datasets = Table(
+    "model_datasets",
+    metadata,
+    Column("model_pk", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("scenario", String(255), nullable=False),
+    Column("dataset_id", String(64), nullable=True),
+    Column("dataset_name", String(255), nullable=True),
+    Column("dataset_version", Integer, nullable=True),
+    PrimaryKeyConstraint("model_pk", "seq"),
 )

@@ -28,6 +28,9 @@ from runlab.core.entities import (
     MetricBatch,
     MetricKind,
     MetricSummary,
+    ModelDatasetRecord,
+    ModelFile,
+    ModelRecord,
     RunInputRecord,
     RunRecord,
 )
@@ -37,6 +40,7 @@ from runlab.core.errors import (
     DatasetNotFoundError,
     DatastoreNotFoundError,
     ExperimentNotFoundError,
+    ModelNotFoundError,
     NotFoundError,
     PropertyConflictError,
     RunNotFoundError,
@@ -45,7 +49,7 @@ from runlab.core.errors import (
     StoreUnavailableError,
     UserError,
 )
-from runlab.core.names import check_id, check_run_id
+from runlab.core.names import check_id, check_model_name, check_run_id
 from runlab.core.process import is_local_process_dead
 from runlab.core.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus, RunType
 from runlab.store import series
@@ -203,12 +207,57 @@ class SqlStore:
             row = conn.execute(sa.select(t.experiments).where(t.experiments.c.name == name)).first()
         if row is None:
             raise ExperimentNotFoundError(f"experiment {name!r} does not exist", name=name)
-        return ExperimentRecord(experiment_id=row.id, name=row.name, created_at=row.created_at)
+        return _experiment_record(row)
 
     def list_experiments(self) -> list[ExperimentRecord]:
         with self._read("listing experiments") as conn:
             rows = conn.execute(sa.select(t.experiments).order_by(t.experiments.c.name)).all()
-        return [ExperimentRecord(experiment_id=r.id, name=r.name, created_at=r.created_at) for r in rows]
+        return [_experiment_record(r) for r in rows]
+
+    def _experiment_pk(self, conn: Connection, name: str) -> int:
+        pk = conn.execute(sa.select(t.experiments.c.id).where(t.experiments.c.name == name)).scalar()
+        if pk is None:
+            raise ExperimentNotFoundError(f"experiment {name!r} does not exist", name=name)
+        return int(pk)
+
+    def update_experiment(
+        self,
+        name: str,
+        *,
+        add_tags: Mapping[str, str] | None = None,
+        remove_tags: Sequence[str] = (),
+        archived: bool | None = None,
+    ) -> ExperimentRecord:
+        """Change an experiment's tags (``add_tags`` set, then ``remove_tags`` go) and whether it is
+        archived, in one transaction."""
+        with self._write(f"updating experiment {name!r}") as conn:
+            pk = self._experiment_pk(conn, name)
+            row = conn.execute(sa.select(t.experiments).where(t.experiments.c.id == pk)).one()
+            tags = dict(json.loads(row.tags or "{}"))
+            tags.update(add_tags or {})
+            for key in remove_tags:
+                tags.pop(key, None)
+            values: dict[str, Any] = {"tags": json.dumps(tags, sort_keys=True) if tags else None}
+            if archived is not None:
+                values["archived_at"] = (row.archived_at or time.time()) if archived else None
+            conn.execute(t.experiments.update().where(t.experiments.c.id == pk).values(**values))
+        return self.get_experiment(name)
+
+    def delete_experiment(self, name: str) -> list[str]:
+        """Delete an experiment and the records of its runs (their children too); refused
+        (``UserError``) while one of them has not ended. Returns the ids of the deleted runs, for the
+        caller to remove their files."""
+        with self._write(f"deleting experiment {name!r}") as conn:
+            pk = self._experiment_pk(conn, name)
+            rows = conn.execute(sa.select(t.runs.c.run_id, t.runs.c.status)
+                                .where(t.runs.c.experiment_id == pk)).all()
+            active = [r.run_id for r in rows if not RunStatus.parse(r.status).is_terminal]
+            if active:
+                raise UserError(
+                    f"experiment {name!r} has {len(active)} run(s) that have not ended ({', '.join(active[:5])}): "
+                    "cancel them or wait for them to end, then delete it", name=name)
+            conn.execute(t.experiments.delete().where(t.experiments.c.id == pk))
+        return [r.run_id for r in rows]
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -418,6 +467,12 @@ class SqlStore:
             values["owner"] = owner
         with self._write(f"recording a heartbeat of run {run_id}") as conn:
             conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
+
+    def set_display_name(self, run_id: str, display_name: str | None) -> None:
+        """Rename a run as shown (``None``: shown by its id again); its id never changes."""
+        with self._write(f"renaming run {run_id}") as conn:
+            pk = self._run_pk(conn, run_id)
+            conn.execute(t.runs.update().where(t.runs.c.id == pk).values(display_name=display_name))
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         if not tags:
@@ -909,6 +964,190 @@ class SqlStore:
             rows = conn.execute(query.order_by(t.runs.c.id.desc())).all()
         return [_run_input(r.run_id, r) for r in rows]
 
+    # -- models ----------------------------------------------------------------------------
+
+    def register_model(
+        self,
+        name: str,
+        *,
+        path: str,
+        source: str,
+        files: Sequence[ModelFile],
+        files_hash: str,
+        run_id: str | None = None,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        datasets: Sequence[ModelDatasetRecord] = (),
+        framework: str | None = None,
+        framework_version: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> ModelRecord:
+        """Record the next version of model ``name`` (1 for a new name) with its files, whose bytes the
+        caller has stored already. Versions are never reused, even after a delete."""
+        check_model_name(name)
+        with self._write(f"registering model {name!r}") as conn:
+            if run_id is not None:
+                self._run_pk(conn, run_id)  # RunNotFoundError for a run that is not in this workspace
+            latest = conn.execute(sa.select(sa.func.max(t.models.c.version)).where(t.models.c.name == name)).scalar()
+            floor = _meta(conn, f"model_version:{name}")
+            version = max(int(latest or 0), int(floor or 0)) + 1
+            pk = conn.execute(t.models.insert().values(
+                name=name, version=version, run_id=run_id, path=path, source=source, description=description,
+                tags=json.dumps(dict(tags or {}), sort_keys=True),
+                properties=json.dumps(dict(properties or {}), sort_keys=True),
+                framework=framework, framework_version=framework_version,
+                details=json.dumps(dict(details or {}), sort_keys=True), file_count=len(files),
+                total_size=sum(f.size for f in files), files_hash=files_hash, created_at=time.time(),
+            )).inserted_primary_key[0]  # type: ignore[index]
+            rows = [{"model_pk": pk, "seq": i, "path": f.path, "size": f.size, "sha256": f.sha256, "source": f.source,
+                     "source_etag": f.source_etag} for i, f in enumerate(files)]
+            for start in range(0, len(rows), 10_000):
+                conn.execute(t.model_files.insert(), rows[start : start + 10_000])
+            if datasets:
+                conn.execute(t.model_datasets.insert(), [
+                    {"model_pk": pk, "seq": i, "scenario": d.scenario, "dataset_id": d.dataset_id,
+                     "dataset_name": d.dataset_name, "dataset_version": d.dataset_version}
+                    for i, d in enumerate(datasets)])
+        return self.get_model(name, version)
+
+    def get_model(self, name: str, version: int | None = None) -> ModelRecord:
+        """Version ``version`` (default: the latest) of model ``name``; ``ModelNotFoundError`` naming the
+        versions there are (or the models there are) otherwise."""
+        query = sa.select(t.models).where(t.models.c.name == name)
+        if version is not None:
+            query = query.where(t.models.c.version == version)
+        with self._read(f"reading model {name!r}") as conn:
+            row = conn.execute(query.order_by(t.models.c.version.desc()).limit(1)).first()
+            if row is not None:
+                return self._models(conn, [row])[0]
+            versions = conn.execute(sa.select(t.models.c.version).where(t.models.c.name == name)
+                                    .order_by(t.models.c.version)).scalars().all()
+            names = [] if versions else conn.execute(
+                sa.select(t.models.c.name).distinct().order_by(t.models.c.name).limit(20)).scalars().all()
+        if versions:
+            raise ModelNotFoundError(f"model {name!r} has no version {version}: its versions are "
+                                     f"{', '.join(map(str, versions))}", name=name, version=version)
+        raise ModelNotFoundError(
+            f"no model named {name!r} is registered in this workspace (registered: {', '.join(names) or 'none'}): "
+            f"register one with run.register_model({name!r}, 'outputs/model.pt') or Model.register(ws, path, "
+            f"{name!r})", name=name, version=version)
+
+    def list_models(self, *, name: str | None = None, run_id: str | None = None,
+                    latest: bool = False) -> list[ModelRecord]:
+        """Registered model versions by name, newest version first; ``latest``: only each name's newest
+        (of those ``run_id`` made, when given)."""
+        query = sa.select(t.models)
+        if name is not None:
+            query = query.where(t.models.c.name == name)
+        if run_id is not None:
+            query = query.where(t.models.c.run_id == run_id)
+        with self._read("listing models") as conn:
+            rows = conn.execute(query.order_by(t.models.c.name, t.models.c.version.desc())).all()
+            if latest:
+                newest: dict[str, Any] = {}
+                for r in rows:  # ordered by version, newest first
+                    newest.setdefault(r.name, r)
+                rows = list(newest.values())
+            return self._models(conn, rows)
+
+    def _models(self, conn: Connection, rows: Sequence[Any]) -> list[ModelRecord]:
+        datasets: dict[int, list[ModelDatasetRecord]] = {r.id: [] for r in rows}
+        pks = list(datasets)
+        for start in range(0, len(pks), 900):
+            for d in conn.execute(sa.select(t.model_datasets).where(t.model_datasets.c.model_pk.in_(pks[start:start + 900]))
+                                  .order_by(t.model_datasets.c.model_pk, t.model_datasets.c.seq)):
+                datasets[d.model_pk].append(ModelDatasetRecord(scenario=d.scenario, dataset_id=d.dataset_id,
+                                                               dataset_name=d.dataset_name,
+                                                               dataset_version=d.dataset_version))
+        return [_model(r, datasets[r.id]) for r in rows]
+
+    def _model_pk(self, conn: Connection, name: str, version: int) -> int:
+        pk = conn.execute(sa.select(t.models.c.id).where(t.models.c.name == name, t.models.c.version == version)).scalar()
+        if pk is None:
+            self.get_model(name, version)  # raises, naming the versions there are
+            raise ModelNotFoundError(f"model {name!r} has no version {version}", name=name, version=version)
+        return int(pk)
+
+    def get_model_files(self, name: str, version: int) -> list[ModelFile]:
+        """The files model ``name`` version ``version`` recorded, in order."""
+        with self._read(f"reading the files of model {name}:{version}") as conn:
+            pk = self._model_pk(conn, name, version)
+            rows = conn.execute(sa.select(t.model_files).where(t.model_files.c.model_pk == pk)
+                                .order_by(t.model_files.c.seq)).all()
+        return [ModelFile(path=r.path, size=r.size, sha256=r.sha256, source=r.source, source_etag=r.source_etag)
+                for r in rows]
+
+    def known_model_files(self, sources: Sequence[str]) -> dict[tuple[str, str], tuple[str, int]]:
+        """What earlier registrations recorded of these sources: (source, source_etag) -> (sha256, size)."""
+        found: dict[tuple[str, str], tuple[str, int]] = {}
+        unique = list(dict.fromkeys(sources))
+        with self._read("reading the files of registered models") as conn:
+            for start in range(0, len(unique), 500):
+                part = unique[start : start + 500]
+                query = (sa.select(t.model_files.c.source, t.model_files.c.source_etag, t.model_files.c.sha256,
+                                   t.model_files.c.size)
+                         .where(t.model_files.c.source.in_(part), t.model_files.c.source_etag.is_not(None)))
+                for r in conn.execute(query):
+                    found[(r.source, r.source_etag)] = (r.sha256, r.size)
+        return found
+
+    def update_model(
+        self,
+        name: str,
+        version: int,
+        *,
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        add_tags: Mapping[str, str] | None = None,
+        remove_tags: Sequence[str] = (),
+        add_properties: Mapping[str, str] | None = None,
+    ) -> ModelRecord:
+        """Change what a version says of itself (never its files), in one transaction: ``tags`` replaces
+        them all, then ``add_tags`` and ``remove_tags`` apply; properties are add-only
+        (``PropertyConflictError`` for a changed value)."""
+        with self._write(f"updating model {name}:{version}") as conn:
+            pk = self._model_pk(conn, name, version)
+            row = conn.execute(sa.select(t.models).where(t.models.c.id == pk)).one()
+            current_tags = dict(tags) if tags is not None else json.loads(row.tags or "{}")
+            current_tags.update(add_tags or {})
+            for key in remove_tags:
+                current_tags.pop(key, None)
+            props = json.loads(row.properties or "{}")
+            for key, value in (add_properties or {}).items():
+                if key in props and props[key] != value:
+                    raise PropertyConflictError(
+                        f"property {key!r} of model {name}:{version} is {props[key]!r}; properties are add-only: "
+                        "use a tag for a value that changes", name=name, version=version, key=key)
+                props[key] = value
+            values: dict[str, Any] = {"tags": json.dumps(current_tags, sort_keys=True),
+                                      "properties": json.dumps(props, sort_keys=True)}
+            if description is not None:
+                values["description"] = description
+            conn.execute(t.models.update().where(t.models.c.id == pk).values(**values))
+        return self.get_model(name, version)
+
+    def delete_model(self, name: str, version: int) -> list[str]:
+        """Delete one version (its number is not given again). Returns the sha256 of the contents no
+        registered version holds any more, for the caller to remove from the file store."""
+        with self._write(f"deleting model {name}:{version}") as conn:
+            pk = self._model_pk(conn, name, version)
+            hashes = set(conn.execute(sa.select(t.model_files.c.sha256).where(t.model_files.c.model_pk == pk)).scalars())
+            latest = conn.execute(sa.select(sa.func.max(t.models.c.version)).where(t.models.c.name == name)).scalar()
+            floor = _meta(conn, f"model_version:{name}")
+            if int(latest or 0) > int(floor or 0):  # remember the highest version given, so it is never reused
+                conn.execute(t.workspace_meta.delete().where(t.workspace_meta.c.key == f"model_version:{name}"))
+                conn.execute(t.workspace_meta.insert().values(key=f"model_version:{name}", value=str(latest)))
+            conn.execute(t.model_datasets.delete().where(t.model_datasets.c.model_pk == pk))
+            conn.execute(t.model_files.delete().where(t.model_files.c.model_pk == pk))
+            conn.execute(t.models.delete().where(t.models.c.id == pk))
+            still: set[str] = set()
+            ordered = sorted(hashes)
+            for start in range(0, len(ordered), 500):
+                still.update(conn.execute(sa.select(t.model_files.c.sha256).distinct()
+                                          .where(t.model_files.c.sha256.in_(ordered[start : start + 500]))).scalars())
+        return sorted(hashes - still)
+
     # -- datastores ------------------------------------------------------------------------
 
     def register_datastore(self, name: str, kind: str, config: Mapping[str, Any], *,
@@ -1006,6 +1245,11 @@ class SqlStore:
             conn.execute(t.workspace_meta.insert().values(key=key, value=value))
 
 
+def _experiment_record(row: Any) -> ExperimentRecord:
+    return ExperimentRecord(experiment_id=row.id, name=row.name, created_at=row.created_at,
+                            tags=json.loads(row.tags) if row.tags else {}, archived_at=row.archived_at)
+
+
 def _environment(row: Any) -> EnvironmentRecord:
     return EnvironmentRecord(name=row.name, version=row.version, content_hash=row.content_hash,
                              definition=json.loads(row.definition), created_at=row.created_at)
@@ -1029,6 +1273,20 @@ def _dataset(row: Any) -> DatasetRecord:
         definition=json.loads(row.definition), created_at=row.created_at, file_count=row.file_count,
         total_size=row.total_size, files_hash=row.files_hash, description=row.description or "",
         tags=json.loads(row.tags or "{}"), data_changed_at=row.data_changed_at,
+    )
+
+
+def _meta(conn: Connection, key: str) -> str | None:
+    return conn.execute(sa.select(t.workspace_meta.c.value).where(t.workspace_meta.c.key == key)).scalar()
+
+
+def _model(row: Any, datasets: Sequence[ModelDatasetRecord]) -> ModelRecord:
+    return ModelRecord(
+        name=row.name, version=row.version, created_at=row.created_at, path=row.path, source=row.source,
+        file_count=row.file_count, total_size=row.total_size, files_hash=row.files_hash, run_id=row.run_id,
+        description=row.description or "", tags=json.loads(row.tags or "{}"),
+        properties=json.loads(row.properties or "{}"), framework=row.framework,
+        framework_version=row.framework_version, details=json.loads(row.details or "{}"), datasets=tuple(datasets),
     )
 
 

@@ -1,0 +1,378 @@
+"""System metrics (sys/...): real processes sampled from outside, by a monitor thread and by the agent.
+
+Thresholds compare a busy process with an idle one, with wide margins: this 2-core machine may be
+running other tests at the same time.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import psutil
+import pytest
+
+import runlab
+from runlab import AmlCompute, ComputeTarget, ScriptRunConfig
+from runlab.core.errors import ConfigError, InvalidNameError, InvalidValueError
+from runlab.core.settings import load_settings
+from runlab.tracking.sysmetrics import GpuReader, ProcessTree, SystemMonitor
+from tests_support import stop_agents
+
+PYTHON = sys.executable
+BUSY = "import time\nend = time.perf_counter() + {s}\nwhile time.perf_counter() < end: pass\n"
+
+
+def _spawn(code: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([PYTHON, "-c", code])
+
+
+def _wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def _samples(tree: ProcessTree, n: int, every: float = 0.25) -> list[dict[str, float]]:
+    tree.start()
+    out = []
+    for _ in range(n):
+        time.sleep(every)
+        sample = tree.read()
+        assert sample is not None
+        out.append(sample)
+    return out
+
+
+def _gpu_present() -> bool:
+    reader, _ = GpuReader.open()
+    if reader is not None:
+        reader.close()
+    return reader is not None
+
+
+# -- the process tree ------------------------------------------------------------------------
+
+
+def test_a_busy_process_reads_near_one_core_and_a_sleeping_one_near_zero() -> None:
+    busy, idle = _spawn(BUSY.format(s=30)), _spawn("import time; time.sleep(30)")
+    try:
+        busy_tree, idle_tree = ProcessTree(busy.pid), ProcessTree(idle.pid)
+        busy_tree.start(), idle_tree.start()
+        samples = []
+        for _ in range(6):
+            time.sleep(0.25)
+            samples.append((busy_tree.read(), idle_tree.read()))
+        busy_cpu = statistics.median(b["sys/cpu_percent"] for b, _ in samples if b)  # type: ignore[index]
+        idle_cpu = statistics.median(i["sys/cpu_percent"] for _, i in samples if i)  # type: ignore[index]
+        assert 40 < busy_cpu < 130, busy_cpu  # one core, whatever else this machine does
+        assert idle_cpu < 10 and busy_cpu > idle_cpu + 30
+        last = samples[-1][0]
+        assert last is not None and last["sys/processes"] == 1 and last["sys/memory_rss_mb"] > 1
+    finally:
+        for p in (busy, idle):
+            p.kill(), p.wait()
+
+
+def test_children_that_come_and_go_between_samples_are_counted() -> None:
+    """A parent that only sleeps and waits while short-lived children burn CPU one after another:
+    at most sample times no child is alive, yet the tree used about one core all along."""
+    code = textwrap.dedent(f"""
+        import subprocess, sys
+        for _ in range(100):
+            subprocess.run([sys.executable, "-c", {BUSY.format(s=0.05)!r}])
+    """)
+    parent = _spawn(code)
+    try:
+        samples = _samples(ProcessTree(parent.pid), 6)
+        cpu = statistics.median(s["sys/cpu_percent"] for s in samples)
+        assert cpu > 40, [s["sys/cpu_percent"] for s in samples]
+        assert all(s["sys/processes"] in (1, 2) for s in samples)
+    finally:
+        parent.kill(), parent.wait()
+
+
+def test_memory_follows_allocation_and_io_totals_include_exited_children(tmp_path: Path) -> None:
+    target = tmp_path / "written.bin"
+    code = textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        # a child writes 8 MB to disk and exits: the parent's counters take its I/O once it is waited for
+        subprocess.run([sys.executable, "-c", "import os; f = open({str(target)!r}, 'wb'); "
+                        "f.write(os.urandom(8 << 20)); f.flush(); os.fsync(f.fileno())"])
+        hold = []
+        for _ in range(8):
+            hold.append(bytearray(30 << 20))  # 30 MB, touched
+            time.sleep(0.15)
+        time.sleep(30)
+    """)
+    parent = _spawn(code)
+    try:
+        tree = ProcessTree(parent.pid)
+        samples = _samples(tree, 8, every=0.3)
+        rss = [s["sys/memory_rss_mb"] for s in samples]
+        assert rss[-1] - rss[0] > 100, rss  # 240 MB allocated over the samples
+        writes = [s["sys/io_write_mb"] for s in samples]
+        assert writes == sorted(writes)  # totals never go back
+        if writes[-1] == 0:
+            pytest.skip("this filesystem does not account write bytes (tmpfs)")
+        assert writes[-1] >= 7.5
+    finally:
+        parent.kill(), parent.wait()
+
+
+def test_zombie_children_and_a_zombie_root() -> None:
+    # a child that exited and is never waited for stays a zombie in the tree
+    code = "import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'pass'])\ntime.sleep(30)\n"
+    parent = _spawn(code)
+    try:
+        _wait_for(lambda: any(c.status() == psutil.STATUS_ZOMBIE for c in psutil.Process(parent.pid).children()))
+        samples = _samples(ProcessTree(parent.pid), 3, every=0.1)
+        assert all(s["sys/processes"] == 1 for s in samples)  # the zombie is not a live process
+    finally:
+        parent.kill(), parent.wait()
+    # the root itself exited and is not reaped yet: no sample, no error
+    short = _spawn("pass")
+    tree = ProcessTree(short.pid)
+    tree.start()
+    _wait_for(lambda: psutil.Process(short.pid).status() == psutil.STATUS_ZOMBIE)
+    assert tree.read() is None
+    short.wait()
+    assert tree.read() is None
+    with pytest.raises(psutil.NoSuchProcess):
+        ProcessTree(short.pid)
+
+
+def test_the_monitor_ends_by_itself_when_the_process_exits_between_samples() -> None:
+    samples: list[dict[str, float]] = []
+    child = _spawn("import time; time.sleep(0.6)")
+    monitor = SystemMonitor(child.pid, lambda s: samples.append(dict(s)), 0.1, gpus=False).start()
+    try:
+        child.wait()
+        _wait_for(lambda: not monitor.running, timeout=10)
+        assert monitor.failures == 0 and 1 <= len(samples) <= 10
+        assert {"sys/cpu_percent", "sys/memory_rss_mb", "sys/io_read_mb", "sys/io_write_mb", "sys/open_files",
+                "sys/processes"} <= set(samples[0])
+    finally:
+        monitor.stop()
+
+
+def test_a_sink_that_fails_never_stops_the_monitor() -> None:
+    calls: list[int] = []
+
+    def sink(sample: Any) -> None:
+        calls.append(1)
+        raise OSError("disk full")
+
+    monitor = SystemMonitor(os.getpid(), sink, 0.05, gpus=False).start()
+    try:
+        _wait_for(lambda: len(calls) >= 3)
+        assert monitor.running and monitor.failures >= 3
+    finally:
+        monitor.stop()
+    assert not monitor.running
+
+
+def test_open_files_counts_regular_files(tmp_path: Path) -> None:
+    code = textwrap.dedent(f"""
+        import time
+        files = [open({str(tmp_path)!r} + f'/f{{i}}', 'w') for i in range(7)]
+        print('ready', flush=True)
+        time.sleep(30)
+    """)
+    with subprocess.Popen([PYTHON, "-c", code], stdout=subprocess.PIPE) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+            sample = ProcessTree(proc.pid).read()
+            assert sample is not None and 7 <= sample["sys/open_files"] < 20
+        finally:
+            proc.kill()
+
+
+# -- GPUs: what this machine has, for real ------------------------------------------------------
+
+
+def test_gpu_reader_on_this_machine() -> None:
+    reader, note = GpuReader.open()
+    if reader is None:  # no driver or no GPU (this project's machines): a note, no error, no series
+        assert note.startswith("no GPU series:")
+        return
+    try:  # a machine with NVIDIA GPUs: every GPU has its series
+        sample = reader.read()
+        assert note.startswith(f"{reader.count} NVIDIA GPU(s): gpu0 ")
+        assert {f"sys/gpu{i}/memory_used_mb" for i in range(reader.count)} <= set(sample)
+    finally:
+        reader.close()
+
+
+def test_gpu_reader_without_nvidia_ml_py(tmp_path: Path) -> None:
+    """The library is not installed: the import fails for real (blocked in a fresh interpreter)."""
+    code = ("import sys; sys.modules['pynvml'] = None\n"
+            "from runlab.tracking.sysmetrics import GpuReader\n"
+            "reader, note = GpuReader.open(); print(reader, '|', note)\n")
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "None | no GPU series: nvidia-ml-py (pynvml) is not installed"
+
+
+# -- interactive runs -------------------------------------------------------------------------
+
+
+def test_start_logging_with_system_metrics(ws: runlab.Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNLAB_SYSTEM_METRICS_INTERVAL", "0.1")
+    run = runlab.Experiment(ws, "sys").start_logging(system_metrics=True)
+    end = time.monotonic() + 30
+    while run._system_monitor.samples < 4 and time.monotonic() < end:  # busy: this thread holds the GIL
+        pass
+    run.log("loss", 0.5)
+    run.complete()
+    idle = runlab.Experiment(ws, "sys").start_logging(system_metrics=True)
+    _wait_for(lambda: idle._system_monitor.samples >= 4)
+    idle.complete()
+    metrics, idle_cpu = run.get_metrics(), idle.get_metrics()["sys/cpu_percent"]
+    assert len(metrics["sys/cpu_percent"]) >= 3 and len(idle_cpu) >= 3 and metrics["loss"] == 0.5
+    assert statistics.median(metrics["sys/cpu_percent"]) > statistics.median(idle_cpu) + 15, (
+        metrics["sys/cpu_percent"], idle_cpu)
+    if not _gpu_present():
+        assert not [n for n in metrics if n.startswith("sys/gpu")]
+    count = len(run.get_metric_history("sys/memory_rss_mb"))
+    time.sleep(0.4)  # the run's end stopped the sampling
+    assert len(run.get_metric_history("sys/memory_rss_mb")) == count
+    assert not [t for t in __import__("threading").enumerate() if t.name.startswith("runlab-system-metrics")]
+
+
+def test_system_metrics_are_off_unless_asked(ws: runlab.Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNLAB_SYSTEM_METRICS_INTERVAL", "0.05")
+    run = runlab.Experiment(ws, "sys").start_logging()
+    run.log("x", 1)
+    time.sleep(0.3)
+    run.complete()
+    assert list(run.get_metrics()) == ["x"]
+    monkeypatch.setenv("RUNLAB_SYSTEM_METRICS_INTERVAL", "0")  # 0 turns them off, even when asked
+    run = runlab.Experiment(ws, "sys").start_logging(system_metrics=True)
+    assert run.start_system_metrics() is False
+    run.complete()
+    assert run.get_metrics() == {}
+
+
+def test_an_interval_given_to_start_logging(ws: runlab.Workspace) -> None:
+    run = runlab.Experiment(ws, "sys").start_logging(system_metrics=0.05)
+    _wait_for(lambda: "sys/processes" in run.get_metrics() and len(run.get_metric_history("sys/processes")) >= 2)
+    run.complete()
+    for bad in (-1, float("nan"), float("inf"), "5", True):
+        with pytest.raises(InvalidValueError, match="interval_seconds"):
+            run.start_system_metrics(bad)  # type: ignore[arg-type]
+
+
+def test_the_interval_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().system_metrics_interval_s == 5.0
+    for bad in ("-1", "soon", "nan", "inf"):
+        monkeypatch.setenv("RUNLAB_SYSTEM_METRICS_INTERVAL", bad)
+        with pytest.raises(ConfigError, match="RUNLAB_SYSTEM_METRICS_INTERVAL"):
+            load_settings()
+    monkeypatch.setenv("RUNLAB_SYSTEM_METRICS_INTERVAL", "0")
+    assert load_settings().system_metrics_interval_s == 0
+
+
+def test_user_code_cannot_log_under_sys(ws: runlab.Workspace, tmp_path: Path) -> None:
+    run = runlab.Experiment(ws, "sys").start_logging()
+    image = tmp_path / "a.png"
+    image.write_bytes(b"\x89PNG")
+    cm = {"schema_type": "confusion_matrix", "schema_version": "1.0.0",
+          "data": {"class_labels": [0, 1], "matrix": [[1, 0], [0, 1]]}}
+    for log in (lambda: run.log("sys/cpu_percent", 1.0), lambda: run.log_list("sys/x", [1]),
+                lambda: run.log_row("sys/x", a=1), lambda: run.log_table("sys/x", {"a": [1]}),
+                lambda: run.log_image("sys/x", path=image), lambda: run.log_confusion_matrix("sys/cm", cm)):
+        with pytest.raises(InvalidNameError, match="reserved for runlab's system metrics"):
+            log()
+    run.log("system/cpu", 1.0)  # only the sys/ prefix is runlab's
+    run.log("my_sys", 1.0)
+    run.complete()
+    assert set(run.get_metrics()) == {"system/cpu", "my_sys"}
+
+
+def test_a_submitted_script_does_not_sample_itself(ws: runlab.Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = runlab.Experiment(ws, "sys").start_logging()
+    monkeypatch.setenv("RUNLAB_RUN_ID", run.id)
+    monkeypatch.setenv("RUNLAB_RUN_OWNER", "agent")
+    assert run.start_system_metrics(0.05) is False  # its agent does
+    run.complete()
+
+
+def test_a_training_script_does_not_import_psutil() -> None:
+    code = ("import sys, runlab; run = runlab.Run.get_context(); run.log('loss', 0.5); "
+            "print(sorted(m for m in ('psutil', 'pynvml', 'runlab.tracking.sysmetrics') if m in sys.modules))")
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# -- submitted runs: the agent samples the script from outside ------------------------------------
+
+
+@pytest.fixture
+def fast_cluster(ws: runlab.Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("RUNLAB_SYSTEM_METRICS_INTERVAL", "0.25")  # read by the agent the submit starts
+    config = AmlCompute.provisioning_configuration(max_nodes=2, idle_seconds_before_scaledown=30)
+    ComputeTarget.create(ws, "sys-cluster", config)
+    yield "sys-cluster"
+    stop_agents(ws)
+
+
+@pytest.mark.slow
+def test_submitted_runs_cpu_bound_allocating_and_sleeping(ws: runlab.Workspace, fast_cluster: str,
+                                                          tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "burn.py").write_text(textwrap.dedent("""
+        import time
+        hold, end = [], time.perf_counter() + 3.0
+        while time.perf_counter() < end:
+            if len(hold) < 10 and time.perf_counter() > end - 3.0 + 0.25 * len(hold):
+                hold.append(bytearray(20 << 20))  # 20 MB every quarter second, touched
+    """))
+    (src / "sleep.py").write_text("import time\ntime.sleep(3.0)\n")
+    experiment = runlab.Experiment(ws, "sys-submitted")
+    busy = experiment.submit(ScriptRunConfig(str(src), "burn.py", compute_target=fast_cluster))
+    idle = experiment.submit(ScriptRunConfig(str(src), "sleep.py", compute_target=fast_cluster))
+    busy.wait_for_completion()
+    idle.wait_for_completion()
+    busy_m, idle_m = busy.get_metrics(), idle.get_metrics()
+    busy_cpu, idle_cpu = busy_m["sys/cpu_percent"], idle_m["sys/cpu_percent"]
+    assert len(busy_cpu) >= 4 and len(idle_cpu) >= 4, (busy_cpu, idle_cpu)
+    assert statistics.median(busy_cpu) > 40 and statistics.median(idle_cpu) < 10, (busy_cpu, idle_cpu)
+    assert statistics.median(busy_cpu) > statistics.median(idle_cpu) + 30
+    rss = busy_m["sys/memory_rss_mb"]
+    assert max(rss) - rss[0] > 80 and max(rss) > 150, rss  # 200 MB allocated (the last sample may be its exit)
+    idle_rss = idle_m["sys/memory_rss_mb"]
+    assert max(idle_rss) - min(idle_rss) < 20, idle_rss
+    assert not any(n.startswith("sys/gpu") for n in busy_m) or _gpu_present()
+    summaries = {s.name: s for s in busy.get_metric_summaries()}
+    assert summaries["sys/cpu_percent"].kind == "scalar" and summaries["sys/cpu_percent"].max is not None
+    with busy.open_file("azureml-logs/55_agent_log.txt") as f:
+        agent_log = f.read().decode()
+    assert "system metrics every 0.25 s" in agent_log and "GPU" in agent_log
+
+
+@pytest.mark.slow
+def test_submitted_run_without_system_metrics(ws: runlab.Workspace, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNLAB_SYSTEM_METRICS_INTERVAL", "0")
+    ComputeTarget.create(ws, "quiet", AmlCompute.provisioning_configuration(max_nodes=1,
+                                                                            idle_seconds_before_scaledown=30))
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.py").write_text("from runlab import Run\nimport time\nRun.get_context().log('loss', 1.0)\n"
+                                  "time.sleep(0.5)\n")
+    try:
+        run = runlab.Experiment(ws, "quiet").submit(ScriptRunConfig(str(src), "train.py", compute_target="quiet"))
+        run.wait_for_completion()
+        assert run.get_metrics() == {"loss": 1.0}
+        with run.open_file("azureml-logs/55_agent_log.txt") as f:
+            assert "system metrics: off (RUNLAB_SYSTEM_METRICS_INTERVAL=0)" in f.read().decode()
+    finally:
+        stop_agents(ws)

@@ -41,6 +41,7 @@ from runlab.core.names import id_problem
 from runlab.core.process import current_identity
 from runlab.core.settings import load_settings
 from runlab.core.status import RunStatus
+from runlab.execution.distributed import launcher_argv, read_status, threads_per_rank
 from runlab.execution.environments import EnvironmentDefinition, build_environment
 from runlab.execution.inputs import PreparedInputs, prepare_inputs
 from runlab.execution.monitoring import RunMonitor
@@ -95,10 +96,16 @@ class Slot:
     inputs: PreparedInputs | None = None  # the run's datasets, made available while preparing
     last_logs_sync: float = 0.0
     monitor: RunMonitor | None = None  # samples the script's system metrics while it runs
+    ranks: int = 1  # processes of a distributed run (execution.distributed's launcher leads them)
 
     @property
     def run_id(self) -> str:
         return self.record.run_id
+
+    @property
+    def ranks_status(self) -> Path:
+        """Where a distributed run's launcher says which rank failed (beside the run folder, not in it)."""
+        return self.workdir.with_name(f"{self.run_id}.ranks.json")
 
 
 class Agent:
@@ -245,9 +252,12 @@ class Agent:
         python = str(built.python_path)
         bin_dir = str(Path(python).parent)
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-        # torch (intra-op threads) and the BLAS libraries read these; the environment's own values win
+        slot.ranks = int(definition.get("processCount") or 1)
+        # torch (intra-op threads) and the BLAS libraries read these; the environment's own values win;
+        # a distributed run's ranks share the run's threads
+        threads = threads_per_rank(self.settings.threads_per_run, slot.ranks)
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-            env.setdefault(var, str(self.settings.threads_per_run))
+            env.setdefault(var, str(threads))
         env.update(inputs.variables(env))
         arguments = inputs.expand(definition)
         if inputs.values:
@@ -260,6 +270,11 @@ class Agent:
             argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(c) for c in command]
         else:
             argv = [python, definition["script"], *arguments]
+        if slot.ranks > 1:
+            slot.ranks_status.unlink(missing_ok=True)
+            argv = launcher_argv(slot.ranks, slot.ranks_status, argv)
+            self._run_log(slot, f"distributed: {slot.ranks} processes (RANK 0 to {slot.ranks - 1}), "
+                                f"{threads} thread(s) each")
         return LaunchPlan(argv=inputs.protect(argv), cwd=slot.workdir, env=env)
 
     def _launch(self, slot: Slot) -> None:
@@ -346,13 +361,21 @@ class Agent:
         elif code == 0:
             self._end(slot, RunStatus.COMPLETED, None)
         else:
-            tail = "".join(slot.stderr_tail).rstrip()
+            failed = read_status(slot.ranks_status) if slot.ranks > 1 else None
+            rank = failed.get("rank") if failed is not None else None
+            if failed is not None and isinstance(rank, int):
+                code = int(failed.get("exit_code", code))
+                tail = str(failed.get("stderr_tail", "")).rstrip()
+            else:
+                tail = "".join(slot.stderr_tail).rstrip()
             last = tail.splitlines()[-1] if tail else "no output on stderr"
             reason = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-            self._end(slot, RunStatus.FAILED, {
-                "message": f"the script {reason}: {last}", "code": "ScriptFailed", "exit_code": code,
-                "stderr_tail": tail,
-            })
+            who = "the script" if rank is None else f"rank {rank} of {slot.ranks}"
+            error: dict[str, Any] = {"message": f"{who} {reason}: {last}", "code": "ScriptFailed", "exit_code": code,
+                                     "stderr_tail": tail}
+            if rank is not None:
+                error["rank"] = rank
+            self._end(slot, RunStatus.FAILED, error)
 
     def _fail(self, slot: Slot, message: str, code: str, exc: BaseException | None = None) -> None:
         if slot.proc is not None:
@@ -374,6 +397,7 @@ class Agent:
         if slot.inputs is not None:
             slot.inputs.remove_links()
         shutil.rmtree(slot.workdir, ignore_errors=True)
+        slot.ranks_status.unlink(missing_ok=True)
         self._write_state()
 
     # -- helpers ---------------------------------------------------------------------------

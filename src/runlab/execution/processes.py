@@ -29,7 +29,7 @@ import time
 from functools import lru_cache
 from typing import IO, Any, Callable, Sequence
 
-__all__ = ["ProcessGroup", "guard_children", "run"]
+__all__ = ["ProcessGroup", "guard_children", "parent_death_signal", "run"]
 
 POLL_S = 0.05
 REAP_TIMEOUT_S = 5.0
@@ -134,6 +134,12 @@ def _pdeathsig_setter() -> Callable[[], None]:
         prctl(pr_set_pdeathsig, signal.SIGKILL)
 
     return setter
+
+
+def parent_death_signal() -> Callable[[], None]:
+    """A ``preexec_fn`` for a child that must die with the thread that starts it (PR_SET_PDEATHSIG),
+    for children that stay in their parent's group (a distributed run's ranks)."""
+    return _child_setup(None)
 
 
 def _child_setup(cpus: int | None) -> Callable[[], None]:

@@ -1,9 +1,11 @@
 """The job configurations a ``ScriptRunConfig`` accepts beside the script: Docker settings and the
 distributed launch of Azure ML v1 (``azureml.core.runconfig``).
 
-runlab builds Python environments, not images, and runs each job on the local pool: these objects
-are accepted and recorded in the run's definition (``runDefinition``) so v1 code runs unchanged;
-what they ask for beyond that has no effect here (each class says what).
+runlab builds Python environments, not images, and runs each job on the local pool (one machine):
+these objects are recorded in the run's definition (``runDefinition``) so v1 code runs unchanged.
+``PyTorchConfiguration(process_count=N)`` starts N processes (``runlab.execution.distributed``); what
+the local pool cannot do (``node_count`` > 1, MPI or TensorFlow jobs of several processes) is refused
+at ``experiment.submit``; each class says what.
 """
 
 from __future__ import annotations
@@ -43,8 +45,12 @@ class _DistributedConfiguration:
 
 
 class PyTorchConfiguration(_DistributedConfiguration):
-    """``PyTorchConfiguration(process_count=N, node_count=M, communication_backend='Nccl')``: recorded in the
-    run's definition; the run starts one process on the local pool."""
+    """``PyTorchConfiguration(process_count=N, node_count=1, communication_backend='Nccl')``: the run starts N
+    processes on the local pool with torch.distributed's ``env://`` variables (``RANK``, ``LOCAL_RANK``,
+    ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK``), as Azure does; ``process_count``
+    None: one. ``experiment.submit`` raises NotSupportedError for ``node_count`` > 1 (one machine) and
+    UserError for ``process_count`` below 1 or above this machine's cores. ``communication_backend`` is
+    recorded (the script picks its backend in ``init_process_group``)."""
 
     kind = "PyTorch"
 
@@ -56,7 +62,8 @@ class PyTorchConfiguration(_DistributedConfiguration):
 
 
 class MpiConfiguration(_DistributedConfiguration):
-    """``MpiConfiguration(process_count_per_node=1, node_count=1)``: recorded; the run starts one process."""
+    """``MpiConfiguration(process_count_per_node=1, node_count=1)``: recorded; the run starts one process.
+    More processes or nodes: NotSupportedError at ``experiment.submit`` (no MPI launcher here)."""
 
     kind = "Mpi"
 
@@ -66,7 +73,8 @@ class MpiConfiguration(_DistributedConfiguration):
 
 
 class TensorflowConfiguration(_DistributedConfiguration):
-    """``TensorflowConfiguration(worker_count=1, parameter_server_count=1)``: recorded; the run starts one process."""
+    """``TensorflowConfiguration(worker_count=1, parameter_server_count=1)``: recorded; the run starts one
+    process. Other counts: NotSupportedError at ``experiment.submit`` (no TensorFlow cluster here)."""
 
     kind = "TensorFlow"
 

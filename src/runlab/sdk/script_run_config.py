@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from runlab.core.errors import UserError
+from runlab.execution.distributed import process_count
 from runlab.sdk.compute import ComputeTarget, target_name
 
 if TYPE_CHECKING:
@@ -50,7 +51,9 @@ class ScriptRunConfig:
 
     A relative ``source_directory`` is resolved against the current working directory now and
     recorded absolute. Bad input (missing script, script outside the folder, arguments that
-    are not text or numbers, unknown target) is reported at ``experiment.submit``."""
+    are not text or numbers, unknown target, a ``distributed_job_config`` the local pool cannot run) is
+    reported at ``experiment.submit``. ``distributed_job_config=PyTorchConfiguration(process_count=N)``
+    starts N processes with torch.distributed's variables (``runlab.execution.distributed``)."""
 
     def __init__(
         self,
@@ -119,8 +122,10 @@ class ScriptRunConfig:
         definition["maxRunDurationSeconds"] = limit
         definition["nodeCount"] = self.run_config.node_count
         for key, value in (("docker", self.run_config.docker), ("distributedJobConfig", self.distributed_job_config)):
-            if value is not None:  # accepted and recorded (runlab.sdk.job_config): no container, one process
+            if value is not None:  # recorded (runlab.sdk.job_config): no container; processes as below
                 definition[key] = value.to_dict() if hasattr(value, "to_dict") else repr(value)
+        # one machine: node_count 1; PyTorchConfiguration(process_count=N) starts N ranks (execution.distributed)
+        definition["processCount"] = process_count(definition.get("distributedJobConfig"), definition["nodeCount"])
         return definition
 
     def dataset_inputs(self) -> list[Any]:

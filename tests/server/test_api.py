@@ -221,7 +221,8 @@ def test_series_start_skips_whole_chunks(ws: runlab.Workspace, client: Any) -> N
         assert got["start"] == min(start, 50)
 
 
-def test_values_that_json_cannot_hold_come_as_null(ws: runlab.Workspace, client: Any) -> None:
+def test_values_that_json_cannot_hold_come_as_null_in_series_and_named_in_summaries(ws: runlab.Workspace,
+                                                                                   client: Any) -> None:
     run = runlab.Experiment(ws, "exp").start_logging()
     for v in (1.0, math.nan, math.inf, -math.inf, 2.0):
         run.log("x", v)
@@ -233,13 +234,13 @@ def test_values_that_json_cannot_hold_come_as_null(ws: runlab.Workspace, client:
     series = client.get(f"/api/runs/{run.id}/metrics/x").json()
     assert series["values"] == [1.0, None, None, None, 2.0]
     metrics = {m["name"]: m for m in client.get(f"/api/runs/{run.id}/metrics").json()}
-    assert metrics["x"]["min"] is None and metrics["x"]["max"] is None  # -inf and inf
-    assert metrics["only_nan"]["last"] is None
+    assert (metrics["x"]["min"], metrics["x"]["max"]) == ("-inf", "inf")  # shown as such, not as no value
+    assert metrics["only_nan"]["last"] == "nan"
     assert client.get(f"/api/runs/{run.id}/metrics/words").json()["values"] == ["hello"]
     assert client.get(f"/api/runs/{run.id}/metrics/list").json()["values"] == [[1, 2, 3]]
     assert client.get(f"/api/runs/{run.id}/metrics/table").json()["values"] == [{"a": [1], "b": ["x"]}]
     rows = client.get("/api/runs", params={"metric": ["x", "only_nan", "words"]}).json()["runs"]
-    assert rows[0]["metrics"] == {"x": 2.0, "only_nan": None, "words": "hello"}
+    assert rows[0]["metrics"] == {"x": 2.0, "only_nan": "nan", "words": "hello"}
 
 
 def test_series_of_several_runs(populated: runlab.Workspace, client: Any) -> None:

@@ -479,13 +479,15 @@ class BuiltEnvironment:
 
 @dataclass(frozen=True)
 class EnvironmentStatus:
-    """Whether a definition is built in a cache (found with a stat, no subprocess)."""
+    """Whether a definition is built in a cache (found with a stat, no subprocess); ``failed`` when
+    it is not and the last build of it failed (its build log, ``env_dir/build.log``, says why)."""
 
     hash: str
     cached: bool
     env_dir: Path | None
     python_path: Path | None
     user_managed: bool = False
+    failed: bool = False
 
 
 def environment_status(definition: EnvironmentDefinition, cache_root: str | Path) -> EnvironmentStatus:
@@ -495,7 +497,8 @@ def environment_status(definition: EnvironmentDefinition, cache_root: str | Path
         return EnvironmentStatus(digest, True, None, _user_managed_python(definition), user_managed=True)
     env_dir = Path(cache_root).expanduser().absolute() / digest[:_KEY_LENGTH]
     python = _venv_python(env_dir / "venv")
-    return EnvironmentStatus(digest, _is_ready(env_dir), env_dir, python)
+    ready = _is_ready(env_dir)
+    return EnvironmentStatus(digest, ready, env_dir, python, failed=not ready and _build_failed(env_dir / "build.log"))
 
 
 def build_environment(
@@ -745,6 +748,23 @@ def _build_error(norm: EnvironmentDefinition, digest: str, step: str, log_path: 
 def _cached(digest: str, env_dir: Path, started: float, norm: EnvironmentDefinition) -> BuiltEnvironment:
     return BuiltEnvironment(digest, _venv_python(env_dir / "venv"), env_dir, env_dir / "build.log", cached=True,
                             seconds=time.monotonic() - started, warnings=norm.warnings)
+
+
+# How a failed build ends its log (see _run and _build): a step's exit code, or what was raised.
+# A build that starts again rewrites the log, so only the last build's ending is read.
+_FAILED_LOG_LINE = re.compile(r"^(\(exit code -?\d+\)|\[\d\d:\d\d:\d\d\] failed while .*)$", re.MULTILINE)
+_LOG_TAIL_BYTES = 16 * 1024
+
+
+def _build_failed(log_path: Path) -> bool:
+    """Whether the build that wrote ``log_path`` failed (read from the end of its log; no ready marker)."""
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - _LOG_TAIL_BYTES))
+            tail = log.read().decode("utf-8", errors="replace")
+    except OSError:
+        return False
+    return _FAILED_LOG_LINE.search(tail) is not None
 
 
 def _is_ready(env_dir: Path) -> bool:

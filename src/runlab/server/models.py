@@ -1,6 +1,8 @@
 """The shapes of the REST API's responses (pydantic), documented in its OpenAPI schema.
 
-Times are unix seconds (floats). Metric values that are NaN or infinite are sent as ``null``.
+Times are unix seconds (floats). Metric values that are NaN or infinite are sent as ``null`` in
+series (a gap in a chart), and as the strings ``"inf"``, ``"-inf"`` and ``"nan"`` in summaries (a
+metric's last, min and max, a run's last values), which tables show as such.
 """
 
 from __future__ import annotations
@@ -8,6 +10,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+NonFinite = Literal["inf", "-inf", "nan"]
 
 
 class _Model(BaseModel):
@@ -66,7 +70,8 @@ class RunInfo(_Model):
     parent_run_id: str | None
     child_count: int = 0
     tags: dict[str, str]
-    metrics: dict[str, Any] = Field(description="last value of each metric asked for with metric=")
+    metrics: dict[str, Any] = Field(description="last value of each metric asked for with metric= "
+                                    '("inf", "-inf" or "nan" for a non-finite number)')
     error_message: str | None = None
 
 
@@ -104,11 +109,11 @@ class MetricInfo(_Model):
     kind: str = Field(description="scalar, list, row (a table), image, or an evaluation log: confusion_matrix, "
                       "accuracy_table, residuals, predictions (Azure ML's dict: schema_type, schema_version, data)")
     count: int
-    last: Any
+    last: Any = Field(description='the last value; "inf", "-inf" or "nan" for a non-finite number')
     last_step: int | None
     last_time: float | None
-    min: float | None
-    max: float | None
+    min: float | NonFinite | None = Field(description="the smallest number (None when no value is a number)")
+    max: float | NonFinite | None = Field(description="the largest number (None when no value is a number)")
     description: str
 
 
@@ -186,7 +191,8 @@ class EnvironmentInfo(_Model):
     name: str
     version: str
     python: str | None = None
-    build_status: str | None = Field(None, description="Succeeded, Failed, Running, NotBuilt")
+    build_status: str | None = Field(None, description="Built, Failed (the last build failed: its build_log says "
+                                        "why), Not built, User-managed or Unknown")
     definition: dict[str, Any] = Field(default_factory=dict)
     build_log: str | None = Field(None, description="run file name or path of the last build log")
 

@@ -50,13 +50,26 @@ def clean(value: Any) -> Any:
     return value
 
 
+NON_FINITE_NAMES = {math.inf: "inf", -math.inf: "-inf"}
+
+
+def shown_value(value: Any) -> Any:
+    """A summary's value for JSON, as tables show it: a non-finite float as ``"inf"``, ``"-inf"`` or
+    ``"nan"`` (JSON has no such numbers, and ``null`` would read as no value at all)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return NON_FINITE_NAMES.get(value, "nan")
+    return clean(value)
+
+
 def run_info(row: RunRow) -> models.RunInfo:
     return models.RunInfo(
         run_id=row.run_id, display_name=row.display_name, experiment=row.experiment_name, status=str(row.status),
         run_type=str(row.run_type), target=row.target, created_at=row.created_at, started_at=row.started_at,
         ended_at=row.ended_at, duration_s=row.duration_s, user=user_of(row.properties, row.owner),
         parent_run_id=row.parent_run_id, child_count=row.child_count, tags=dict(row.tags),
-        metrics=clean(dict(row.metrics)), error_message=_error_message(row.error),
+        metrics={str(k): shown_value(v) for k, v in row.metrics.items()}, error_message=_error_message(row.error),
     )
 
 
@@ -152,8 +165,9 @@ def run_details(record: RunRecord, *, child_count: int, file_names: Sequence[str
 
 def metric_info(summary: MetricSummary) -> models.MetricInfo:
     return models.MetricInfo(
-        name=summary.name, kind=summary.kind, count=summary.count, last=clean(summary.last),
-        last_step=summary.last_step, last_time=summary.last_time, min=clean(summary.min), max=clean(summary.max),
+        name=summary.name, kind=summary.kind, count=summary.count, last=shown_value(summary.last),
+        last_step=summary.last_step, last_time=summary.last_time, min=shown_value(summary.min),
+        max=shown_value(summary.max),
         description=summary.description,
     )
 

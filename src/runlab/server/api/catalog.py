@@ -29,7 +29,8 @@ BUSY = (RunStatus.PREPARING, RunStatus.STARTING, RunStatus.RUNNING, RunStatus.FI
 
 
 def _build_state(definition: dict[str, object], cache_root: Path) -> tuple[str, Path | None]:
-    """(Built, Not built or User-managed; the build log when there is one)."""
+    """(Built, Failed, Not built or User-managed; the build log when there is one). A failed build
+    leaves its log and no ready marker: Failed, with the log that says why."""
     try:
         status = environment_status(EnvironmentDefinition.from_dict(definition), cache_root)
     except (RunlabError, KeyError, TypeError, ValueError):
@@ -37,7 +38,8 @@ def _build_state(definition: dict[str, object], cache_root: Path) -> tuple[str, 
     if status.user_managed:
         return "User-managed", None
     log = status.env_dir / "build.log" if status.env_dir is not None else None
-    return ("Built" if status.cached else "Not built"), (log if log is not None and log.is_file() else None)
+    shown = "Built" if status.cached else "Failed" if status.failed else "Not built"
+    return shown, (log if log is not None and log.is_file() else None)
 
 
 def environments(state: StudioState) -> list[models.EnvironmentInfo]:

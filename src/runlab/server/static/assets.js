@@ -14,13 +14,14 @@
   const modelFiles = (files) => el("ul", { class: "model-files" }, files.map((f) =>
     el("li", {}, el("a", { href: `${f.url}?download=true`, title: `sha256 ${f.sha256}` }, f.path),
       el("span", { class: "faint" }, ` ${window.Studio.fmtBytes(f.size)}`))));
+  const BUILD_STATUS_CLASS = { Built: "Completed", Failed: "Failed", "Not built": "NotStarted" };
   const cell = (key, value) => {
     if (key === "created_at") return fmtTime(value);
     if (key === "tags") return tagChips(value);
     if (key === "run_id" && value) return el("a", { href: `/runs/${encodeURIComponent(value)}` }, value);
     if (key === "state") return el("span", { class: `status ${value === "busy" ? "Running" : "Completed"}` }, value);
     if (key === "build_log") return value ? el("a", { href: value, target: "_blank" }, "build log") : el("span", { class: "faint" }, "—");
-    if (key === "build_status") return el("span", { class: `status ${value === "Built" ? "Completed" : value === "Not built" ? "NotStarted" : ""}` }, value || "");
+    if (key === "build_status") return el("span", { class: `status ${BUILD_STATUS_CLASS[value] || ""}`, dataset: { build: value || "" } }, value || "");
     if (key === "files" && Array.isArray(value)) return modelFiles(value);
     if (typeof value === "boolean") return value ? "yes" : "";
     return fmtValue(value);

@@ -24,7 +24,7 @@
     const names = new Map();
     for (const list of Object.values(data.metrics)) {
       for (const m of list) {
-        if (m.kind === "scalar" && (typeof m.last === "number" || m.last === null)) {
+        if (S.isNumericSummary(m)) {
           names.set(m.name, Math.max(names.get(m.name) || 0, m.count));
         }
       }
@@ -49,12 +49,15 @@
       meta: s.run_id, hovertemplate: "%{fullData.name}<br>step %{x}: %{y}<extra></extra>",
     }));
     await Plotly.react(chart, traces, S.plotLayout({ showlegend: ids.length <= 20, legend: { orientation: "h", y: -0.18 },
-      margin: { l: 56, r: 16, t: 8, b: 40 }, yaxis: { title: { text: S.plotText(metric) }, gridcolor: "#eef0f3", zeroline: false, automargin: true } }), S.plotConfig);
+      margin: { l: 56, r: 16, t: 8, b: 40 }, yaxis: { title: { text: S.plotText(metric) }, gridcolor: "#eef0f3", zeroline: false, automargin: true,
+        ...S.valueAxis(traces.map((t) => t.y)) } }), S.plotConfig);
     const drawn = set.series.reduce((n, s) => n + s.steps.length, 0);
     note.textContent = `${set.series.length} run${set.series.length === 1 ? "" : "s"}, ${drawn.toLocaleString()} points drawn` +
       (set.missing.length ? ` · ${set.missing.length} without ${metric}` : "");
     chart.dataset.traces = String(traces.length);
   }
+
+  const NO_VALUE = "\u0000no value";  // a tag's "" in the table, told apart from a missing tag
 
   function renderTable() {
     const runs = data.runs;
@@ -71,7 +74,8 @@
     const keys = (field) => [...new Set(runs.flatMap((r) => Object.keys(r[field] || {})))].sort();
     if (runs.some((r) => r.arguments.length)) { section("Arguments"); row("arguments", runs.map((r) => r.arguments.join(" "))); }
     const tagKeys = keys("tags");
-    if (tagKeys.length) { section("Tags"); tagKeys.forEach((k) => row(k, runs.map((r) => r.tags[k]))); }
+    // a tag set without a value is set: shown with a marker, unlike a run without the tag (blank)
+    if (tagKeys.length) { section("Tags"); tagKeys.forEach((k) => row(k, runs.map((r) => (r.tags[k] === "" ? NO_VALUE : r.tags[k])), "tag")); }
     const propKeys = keys("properties");
     if (propKeys.length) { section("Properties"); propKeys.forEach((k) => row(k, runs.map((r) => r.properties[k]))); }
     const metricNames = [...new Set(Object.values(data.metrics).flatMap((l) => l.map((m) => m.name)))];
@@ -91,7 +95,7 @@
       const differs = new Set(r.values).size > 1;
       if (onlyDiff.checked && !differs) return null;
       return el("tr", { dataset: { row: r.label } }, el("td", { class: "muted" }, r.label), r.values.map((v) =>
-        el("td", { class: (differs ? "diff " : "") + (r.cls === "metric" ? "num" : "") }, r.cls === "status" && v ? S.statusBadge(v) : v)));
+        el("td", { class: (differs ? "diff " : "") + (r.cls === "metric" ? "num" : "") }, r.cls === "status" && v ? S.statusBadge(v) : v === NO_VALUE ? S.tagValue("") : v)));
     });
     table.replaceChildren(el("thead", {}, head), el("tbody", {}, bodyRows));
   }

@@ -105,8 +105,7 @@
   }
 
   // -- metrics ---------------------------------------------------------------------------
-  const isNumber = (v) => typeof v === "number" || v === null;
-  const chartable = (m) => m.kind === "scalar" && m.count >= 2 && isNumber(m.last);
+  const chartable = (m) => m.count >= 2 && S.isNumericSummary(m);
 
   function renderMetricSummary() {
     const box = document.getElementById("metric-summary");
@@ -121,7 +120,9 @@
 
   function chartMeta(c) {
     const y = c.div.data && c.div.data[0] ? c.div.data[0].y : [];
-    const last = y.length ? y[y.length - 1] : null;
+    let last = y.length ? y[y.length - 1] : null;
+    const summary = summaries.find((m) => m.name === c.name);
+    if ((last === null || last === undefined) && !c.zoom && summary) last = summary.last;  // inf, -inf, nan: a gap in the line
     c.card.dataset.points = String(y.length);
     c.card.dataset.count = String(c.count);
     c.card.dataset.last = last === null || last === undefined ? "" : String(last);
@@ -132,10 +133,16 @@
   const traceOf = (c, s) => ({ x: s.steps, y: s.values, type: "scatter", mode: s.steps.length <= 50 ? "lines+markers" : "lines",
     line: { width: 1.6, color: S.colour(c.index) }, marker: { size: 4 }, name: S.plotText(c.name), connectgaps: false });
 
+  function layoutOf(ys) {
+    const layout = S.plotLayout();
+    layout.yaxis = Object.assign({}, layout.yaxis, S.valueAxis(ys));
+    return layout;
+  }
+
   async function drawFull(c) {
     const s = await api(`${base}/metrics/${encodeURIComponent(c.name)}`, { points: MAX_POINTS });
     c.count = s.count; c.downsampled = s.downsampled; c.zoom = null;
-    await Plotly.react(c.div, [traceOf(c, s)], S.plotLayout(), S.plotConfig);
+    await Plotly.react(c.div, [traceOf(c, s)], layoutOf([s.values]), S.plotConfig);
     delete c.card.dataset.zoom;
     chartMeta(c);
     if (!c.hooked) { c.hooked = true; c.div.on("plotly_relayout", (ev) => onRelayout(c, ev)); }
@@ -161,7 +168,7 @@
     const s = await api(`${base}/metrics/${encodeURIComponent(c.name)}`,
       { points: MAX_POINTS, min_step: Math.floor(lo), max_step: Math.ceil(hi) });
     if (token !== c.zoomToken || !c.zoom) return;
-    const layout = S.plotLayout();
+    const layout = layoutOf([s.values]);
     layout.xaxis = Object.assign({}, layout.xaxis, { range: [lo, hi], autorange: false });
     await Plotly.react(c.div, [traceOf(c, s)], layout, S.plotConfig);
     c.card.dataset.zoom = `${lo},${hi}`;
@@ -170,7 +177,13 @@
 
   async function extend(c) {
     const s = await api(`${base}/metrics/${encodeURIComponent(c.name)}`, { points: MAX_POINTS, start: c.count });
-    if (s.steps.length) await Plotly.extendTraces(c.div, { x: [s.steps], y: [s.values] }, [0]);
+    if (s.steps.length) {
+      await Plotly.extendTraces(c.div, { x: [s.steps], y: [s.values] }, [0]);
+      const axis = S.valueAxis([c.div.data[0].y]);  // a constant series that varies now, or the other way
+      if (axis.autorange !== c.div.layout.yaxis.autorange || String(axis.range) !== String(c.div.layout.yaxis.range)) {
+        await Plotly.relayout(c.div, axis.autorange ? { "yaxis.autorange": true } : { "yaxis.autorange": false, "yaxis.range": axis.range });
+      }
+    }
     c.count = s.start + s.steps.length;
     chartMeta(c);
   }

@@ -23,6 +23,7 @@
   const selected = new Set();
   let metricNames = [];
   let request = 0;
+  let focusedSort = null;  // the sort header the keyboard was on, focused again after the redraw
 
   const table = document.getElementById("runs-table");
   const thead = table.querySelector("thead"), tbody = table.querySelector("tbody");
@@ -108,16 +109,25 @@
       tbody.querySelectorAll("input[type=checkbox]").forEach((b) => (b.checked = all.checked));
       updateCompare();
     });
+    // A sortable header is a button: reached with Tab, sorted with Enter or Space (its click
+    // bubbles to the header, which a mouse may click anywhere), and focused again once redrawn.
     thead.replaceChildren(el("tr", {}, el("th", { class: "sel" }, all), columns().map((c) => {
-      const th = el("th", { class: c.num ? "num" : null, dataset: c.sort ? { sort: c.sort } : {} }, c.label);
-      if (c.sort && state.sort === c.sort) th.append(el("span", { class: "arrow" }, state.order === "desc" ? "▼" : "▲"));
-      if (c.sort) th.addEventListener("click", () => {
+      if (!c.sort) return el("th", { class: c.num ? "num" : null }, c.label);
+      const sorted = state.sort === c.sort;
+      const button = el("button", { type: "button", class: "sort", title: `sort by ${c.label}` }, c.label,
+        sorted ? el("span", { class: "arrow", "aria-hidden": "true" }, state.order === "desc" ? "▼" : "▲") : null);
+      const th = el("th", { class: c.num ? "num" : null, dataset: { sort: c.sort },
+        "aria-sort": sorted ? (state.order === "desc" ? "descending" : "ascending") : "none" }, button);
+      th.addEventListener("click", () => {
         if (state.sort === c.sort) state.order = state.order === "desc" ? "asc" : "desc";
         else { state.sort = c.sort; state.order = DESC_FIRST.has(c.sort) || c.metric ? "desc" : "asc"; }
-        state.offset = 0; load();
+        state.offset = 0;
+        focusedSort = thead.contains(document.activeElement) ? c.sort : null;
+        load();
       });
       return th;
     })));
+    if (focusedSort) thead.querySelector(`th[data-sort="${CSS.escape(focusedSort)}"] button`)?.focus();
   }
 
   function renderRow(run) {

@@ -101,9 +101,14 @@
       run.display_name ? el("span", { class: "run-id" }, run.run_id) : null);
   }
 
+  /* A tag set without a value (run.tag("key")) is set all the same: its key, and a marker for the empty value. */
   function tagChips(tags) {
-    return Object.entries(tags || {}).map(([k, v]) => el("span", { class: "tag", title: `${k}=${v}` }, v === "" ? k : [el("b", {}, k), `: ${v}`]));
+    return Object.entries(tags || {}).map(([k, v]) => v === ""
+      ? el("span", { class: "tag no-value", title: `${k} (set, no value)`, dataset: { tag: k } }, el("b", {}, k), el("span", { class: "empty-value" }, "(no value)"))
+      : el("span", { class: "tag", title: `${k}=${v}`, dataset: { tag: k } }, el("b", {}, k), `: ${v}`));
   }
+  /* A cell of a tag: "" (set without a value) is not a missing tag. */
+  const tagValue = (v) => (v === "" ? el("span", { class: "empty-value", title: "set, no value" }, "(no value)") : v);
 
   /* An empty state: a title, a sentence, and the code that fills it. */
   function emptyState(title, text, code) {
@@ -146,6 +151,22 @@
   /* Text given to plotly is read as its own markup (<b>, <a href>): every name from a run goes
      through this, shown as written. */
   const plotText = (text) => String(text ?? "").replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  /* A metric summary's series is numeric (chartable) when its values are numbers: the API sends a
+     non-finite last value as "inf", "-inf" or "nan", and a series of strings has no min or max. */
+  const NON_FINITE = new Set(["inf", "-inf", "nan"]);
+  const isNumericSummary = (m) => m.kind === "scalar" &&
+    (typeof m.last === "number" || m.last === null || (NON_FINITE.has(m.last) && (m.min !== null || m.max !== null)));
+
+  /* The y axis for these values: plotly puts a constant series on v-1..v+1, where a constant 0.001
+     sits at 0 on a -1..1 axis; an axis around the value shows it, ticks labelled with it. */
+  function valueAxis(ys) {
+    let lo = Infinity, hi = -Infinity;
+    for (const list of ys) for (const v of list) if (typeof v === "number" && Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    if (lo !== hi) return { autorange: true };
+    const pad = lo === 0 ? 1 : Math.abs(lo) * 0.1;
+    return { autorange: false, range: [lo - pad, lo + pad] };
+  }
+
   function plotLayout(extra) {
     return Object.assign({
       margin: { l: 56, r: 16, t: 8, b: 40 },
@@ -159,6 +180,6 @@
 
   window.Studio = {
     pageData, api, ApiError, el, fmtTime, fmtAgo, fmtDuration, fmtValue, fmtBytes, timeEl, statusBadge, runLink,
-    tagChips, emptyState, errorNotice, kvTable, setQuery, debounce, colour, plotConfig, plotLayout, plotText,
+    tagChips, tagValue, isNumericSummary, valueAxis, emptyState, errorNotice, kvTable, setQuery, debounce, colour, plotConfig, plotLayout, plotText,
   };
 })();

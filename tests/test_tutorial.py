@@ -4,9 +4,15 @@ scripts one by one in the project it wrote, as a user does next."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -29,6 +35,47 @@ def _quickstart(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[s
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _quickstart_then_studio(cwd: Path, env: dict[str, str], run_id: str) -> str:
+    """``runlab quickstart --open`` in a project already made: once the studio it starts at the end answers
+    on 127.0.0.1 with the run's loss chart, it is stopped by its pid. Returns what the command printed."""
+    port = _free_port()
+    command = [sys.executable, "-m", "runlab", "quickstart", "--images", "1000", "--epochs", "1", "--open",
+               "--port", str(port)]
+    proc = subprocess.Popen(command, cwd=cwd, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    chart: dict[str, object] = {}
+    try:
+        deadline = time.monotonic() + 600  # a safety limit for a hung command, not a measure
+        while not chart and proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs/{run_id}/metrics/loss",
+                                            timeout=5) as response:
+                    chart = json.load(response)
+            except urllib.error.HTTPError:
+                raise
+            except OSError:  # not listening yet: the tutorial's steps run first
+                time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # Ctrl+C, to its own pid (uvicorn re-raises a SIGTERM it handled)
+        try:
+            output, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+    assert chart.get("count") == 5, output[-3000:]
+    assert proc.returncode == 0, output[-3000:]
+    assert "runlab studio: stopped" in output
+    return output
 
 
 def _chart(ws: runlab.Workspace, run_id: str) -> dict[str, object]:
@@ -88,12 +135,13 @@ def test_tutorial_end_to_end(tmp_path: Path, subprocess_env: dict[str, str]) -> 
         chart = _chart(ws, data_run.id)  # the studio's chart data
         assert chart["values"] == data_loss and chart["count"] == 5
 
-        # a second quickstart builds nothing and uploads nothing
+        # a second quickstart builds nothing and uploads nothing; with --open it ends in the studio
         uploaded = ws.folder.store.get_datastore_files("workspaceblobstore", "datasets/cifar10")
-        again = _quickstart(tmp_path, subprocess_env)
-        assert "nothing uploaded: all 7 files already in" in again.stdout
-        assert "environment built" not in again.stdout
-        assert again.stdout.count("environment reused from the cache (nothing built)") == 2
+        again = _quickstart_then_studio(tmp_path, subprocess_env, data_run.id)
+        assert "nothing uploaded: all 7 files already in" in again
+        assert "environment built" not in again
+        assert again.count("environment reused from the cache (nothing built)") == 2
+        assert again.index("the same steps by hand") < again.index("runlab studio: workspace tutorial-ws")
         assert ws.folder.store.get_datastore_files("workspaceblobstore", "datasets/cifar10") == uploaded
         second = next(runlab.Experiment(ws, "day1-experiment-train").get_runs())
         assert second.id != run.id

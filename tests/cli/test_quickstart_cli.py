@@ -18,8 +18,15 @@ EXAMPLE = REPO / "examples" / "tutorial"
 def test_help_names_the_options() -> None:
     result = CliRunner().invoke(cli, ["quickstart", "--help"])
     assert result.exit_code == 0
-    for option in ("--images", "--epochs", "--open", "runlab-tutorial"):
+    for option in ("--images", "--epochs", "--open", "--port", "runlab-tutorial"):
         assert option in result.output
+
+
+def test_port_is_refused_without_open(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["quickstart", str(tmp_path / "project"), "--port", "9999"])
+    assert result.exit_code == 2
+    assert "--port is the port of the studio that --open starts: add --open" in result.output
+    assert not (tmp_path / "project").exists()  # refused before anything is written
 
 
 def test_there_is_one_copy_of_the_tutorial_and_the_wheel_carries_it() -> None:

@@ -199,8 +199,10 @@ def _upload(ws: "Workspace", project: Path) -> str:
               help="Training images of the synthetic CIFAR-10 (and of part 3's generated set).")
 @click.option("--epochs", default=2, show_default=True, type=click.IntRange(1), help="Epochs of each training run.")
 @click.option("--open", "open_studio", is_flag=True, help="Start the studio at the end.")
+@click.option("--port", "-p", default=None, type=click.IntRange(1, 65535),
+              help="Port of the studio that --open starts (default: runlab studio's).")
 @friendly_errors
-def quickstart(directory: str, images: int, epochs: int, open_studio: bool) -> None:
+def quickstart(directory: str, images: int, epochs: int, open_studio: bool, port: int | None) -> None:
     """Write the four-part tutorial into DIRECTORY (default ./runlab-tutorial) and run it end to end.
 
     Creates the workspace (config.json in DIRECTORY/.azureml) and the compute cluster, runs hello
@@ -212,6 +214,8 @@ def quickstart(directory: str, images: int, epochs: int, open_studio: bool) -> N
     from runlab.core.settings import load_settings
     from runlab.execution.targets import stop_agent
 
+    if port is not None and not open_studio:
+        raise click.UsageError("--port is the port of the studio that --open starts: add --open")
     project = Path(directory).resolve()
     console = _console()
     qs = Quickstart(project, console)
@@ -271,4 +275,5 @@ def quickstart(directory: str, images: int, epochs: int, open_studio: bool) -> N
     if open_studio:
         from runlab.cli.studio import studio
 
-        click.get_current_context().invoke(studio, workspace_ref=str(ws.path))
+        options: dict[str, Any] = {"workspace_ref": str(ws.path)} | ({"port": port} if port is not None else {})
+        click.get_current_context().invoke(studio, **options)

@@ -38,9 +38,10 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
 from runlab.core.entities import DatasetFile
-from runlab.core.errors import DatasetChangedError, DatasetPathError, RunlabError
+from runlab.core.errors import DatasetChangedError, DatasetPathError, ObjectNotFoundError, RunlabError
 from runlab.store.copies import copy_file_to
-from runlab.store.datasets import OpenDatastore, describe_file, local_path
+from runlab.store.datasets import OpenDatastore, describe_file
+from runlab.store.objects.local import LocalObjectStore, copy_and_hash
 
 READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 READ_ONLY_DIR = READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
@@ -210,7 +211,7 @@ class DataCache:
                              f"({_mb(done.bytes)} of {_mb(todo_bytes)})")
 
         stores = {name for i in todo if (name := files[i].datastore) is not None}
-        remote = opener is not None and any(opener(s).local_path("x") is None for s in stores)
+        remote = opener is not None and any(not isinstance(opener(s), LocalObjectStore) for s in stores)
         small = todo_bytes / len(todo) < SMALL_AVERAGE
         # small local files: one thread is fastest (the work is system calls under the GIL); S3: many
         threads = (max(opener(s).max_workers for s in stores) if remote and opener is not None
@@ -226,17 +227,24 @@ class DataCache:
 
     def _store_object(self, file: DatasetFile, opener: OpenDatastore | None) -> tuple[int, str]:
         """Copy ``file`` into ``objects`` under its sha256: (size, sha256) of the bytes stored."""
-        tmp = self.tmp / f"object-{os.getpid()}-{uuid.uuid4().hex}"
-        source = local_path(file, opener)
+        tmp = f"{self.tmp}/object-{os.getpid()}-{uuid.uuid4().hex}"
+        source = _open_source(file, opener)
         try:
-            if source is not None and file.size <= SMALL_FILE:
-                size, digest = _copy_small(str(source), str(tmp), file)
+            if source is None:  # not on this machine (S3): the store writes it
+                size, digest = copy_file_to(file, opener, Path(tmp))
+                os.chmod(tmp, READ_ONLY_FILE)
             else:
-                size, digest = copy_file_to(file, opener, tmp)
-                tmp.chmod(READ_ONLY_FILE)
-            os.replace(tmp, self.object_path(digest))
+                size, digest = _copy_fd(source, tmp)
+            os.replace(tmp, f"{self.objects}/{digest[:2]}/{digest}")
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
         finally:
-            tmp.unlink(missing_ok=True)
+            if source is not None:
+                os.close(source)
         return size, digest
 
     # -- the tree --------------------------------------------------------------------------------------
@@ -244,26 +252,26 @@ class DataCache:
     def _link(self, tree: Path, names: Sequence[PurePosixPath], digests: Sequence[str],
               cancel: threading.Event | None) -> None:
         tree.mkdir()
-        folders = {tree}
+        root, objects = str(tree), str(self.objects)
+        folders = {""}
         for n, (name, digest) in enumerate(zip(names, digests)):
             if n % 1024 == 0 and cancel is not None and cancel.is_set():
                 raise CacheCanceled("preparing the run's inputs was canceled")
-            target = tree / name
-            parent = target.parent
+            rel = str(name)
+            parent = rel.rpartition("/")[0]
             if parent not in folders:
-                parent.mkdir(parents=True, exist_ok=True)
-                folders.update(p for p in (parent, *parent.parents) if p.is_relative_to(tree))
-            source = self.object_path(digest)
+                os.makedirs(f"{root}/{parent}", exist_ok=True)
+                folders.update("/".join(parent.split("/")[:k]) for k in range(1, parent.count("/") + 2))
+            source, target = f"{objects}/{digest[:2]}/{digest}", f"{root}/{rel}"
             try:
                 os.link(source, target)
             except OSError as exc:
                 if exc.errno != errno.EMLINK:
                     raise
                 shutil.copyfile(source, target)  # as many links as the file system allows: this one is a copy
-                target.chmod(READ_ONLY_FILE)
-        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-            folder.chmod(READ_ONLY_DIR)
-
+                os.chmod(target, READ_ONLY_FILE)
+        for folder in sorted(folders, key=lambda f: f.count("/") + bool(f), reverse=True):
+            os.chmod(f"{root}/{folder}" if folder else root, READ_ONLY_DIR)
 
 def _alive(pid: int) -> bool:
     try:
@@ -275,24 +283,43 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _copy_small(source: str, dest: str, file: DatasetFile) -> tuple[int, str]:
-    """A small file of this machine, in one read and one write (most of the cost is opening files)."""
+def _open_source(file: DatasetFile, opener: OpenDatastore | None) -> int | None:
+    """A read-only descriptor of ``file`` when it lies on this machine, else None."""
     try:
-        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+        if file.datastore is None:
+            return os.open(file.path, os.O_RDONLY | os.O_CLOEXEC)
+        if opener is None:
+            raise DatasetPathError(f"{describe_file(file)} is on a datastore, and this dataset has no workspace",
+                                   path=file.path)
+        store = opener(file.datastore)
+        if not isinstance(store, LocalObjectStore):
+            return None
+        return store.open_fd(file.path)
     except OSError as exc:
         raise DatasetPathError(f"cannot read {describe_file(file)}: {exc.strerror or exc}", path=file.path) from exc
-    try:
-        data = os.read(fd, SMALL_FILE + 1)
-    finally:
-        os.close(fd)
+    except ObjectNotFoundError as exc:
+        raise DatasetPathError(f"cannot read {describe_file(file)}: {exc}", path=file.path) from exc
+
+
+def _copy_fd(source: int, dest: str) -> tuple[int, str]:
+    """Copy the open file ``source`` to the new read-only file ``dest``: (size, sha256). A small file
+    goes in one read and one write (most of the cost is opening files); a large one through the
+    kernel's copy while another thread hashes it."""
+    size = os.fstat(source).st_size
     out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, READ_ONLY_FILE)
     try:
+        if size > SMALL_FILE:
+            return copy_and_hash(source, out, size)
+        chunks = []
+        while chunk := os.read(source, max(size + 1, 1 << 16)):  # to the end, if the file grew meanwhile
+            chunks.append(chunk)
+        data = b"".join(chunks)
         view = memoryview(data)
         while view:
             view = view[os.write(out, view):]
+        return len(data), hashlib.sha256(data).hexdigest()
     finally:
         os.close(out)
-    return len(data), hashlib.sha256(data).hexdigest()
 
 
 def remove_tree(root: Path) -> None:

@@ -370,6 +370,28 @@ class LocalObjectStore:
         """The file's path on this machine (checked: inside the root, through no link leading out)."""
         return Path(self._path(self._name(name), writing=False))
 
+    def open_fd(self, name: str) -> int:
+        """A read-only file descriptor of object ``name``, checked as :meth:`local_path` checks, with
+        fewer system calls for many files of a few folders: each folder is checked once, and the file
+        is opened without following a link (a link inside the root is then checked as usual)."""
+        rel = self._name(name)
+        folder = rel.rpartition("/")[0]
+        if folder and folder not in self._safe_folders:
+            if leads_out(self._root, folder):
+                raise ObjectNotFoundError(
+                    f"{self.description} has no file {rel!r}: a folder on the way is a link that leads outside "
+                    "the folder, and runlab does not follow such links", name=rel)
+            self._folder_is_safe(rel)
+        try:
+            return os.open(os.path.join(self._root, rel), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise self._os_error(exc, rel, writing=False) from exc
+        try:  # the file is a link: allowed when it leads to a file inside the root
+            return os.open(self._path(rel, writing=False), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise self._os_error(exc, rel, writing=False) from exc
+
     def open(self, name: str) -> BinaryIO:
         """Object ``name``, open for reading."""
         rel, path, _st = self._regular(name)

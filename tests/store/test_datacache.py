@@ -145,10 +145,10 @@ def test_what_a_killed_agent_left_in_tmp_is_swept(tmp_path: Path) -> None:
     dead.wait()
     cache = DataCache(tmp_path / "cache")
     cache.tmp.mkdir(parents=True)
-    (cache.tmp / f"object-{dead.pid}-abc").write_bytes(b"half")
-    (cache.tmp / f"view-{dead.pid}-def" / "sub").mkdir(parents=True)
-    (cache.tmp / f"view-{dead.pid}-def").chmod(0o555)
-    mine = cache.tmp / f"object-{os.getpid()}-ghi"  # a live process's copy in progress stays
+    (cache.tmp / f"object-{dead.pid}-?-abc").write_bytes(b"half")
+    (cache.tmp / f"view-{dead.pid}-?-def" / "sub").mkdir(parents=True)
+    (cache.tmp / f"view-{dead.pid}-?-def").chmod(0o555)
+    mine = cache.tmp / f"object-{datacache._owner()}-ghi"  # a live process's copy in progress stays
     mine.write_bytes(b"going")
     cache.view(_files(tmp_path / "src", {"a": b"1"}), None, verify=False)
     assert sorted(p.name for p in cache.tmp.iterdir()) == [mine.name]

@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 
 from runlab.core.entities import DatasetFile
 from runlab.core.errors import DatasetChangedError, DatasetPathError, ObjectNotFoundError, RunlabError
+from runlab.core.process import current_identity, hostname, is_local_process_dead
 from runlab.store.copies import copy_file_to
 from runlab.store.datasets import OpenDatastore, describe_file
 from runlab.store.objects.local import LocalObjectStore, copy_and_hash
@@ -138,7 +139,7 @@ class DataCache:
             folder.mkdir(parents=True, exist_ok=True)
         self.sweep()
         digests, fetched, fetched_bytes = self._fill(files, opener, verify=verify, cancel=cancel, progress=progress)
-        tree = self.tmp / f"view-{os.getpid()}-{uuid.uuid4().hex}"
+        tree = self.tmp / f"view-{_owner()}-{uuid.uuid4().hex}"
         try:
             self._link(tree, names, digests, cancel)
             try:
@@ -161,8 +162,8 @@ class DataCache:
         except FileNotFoundError:
             return 0
         for entry in entries:
-            parts = entry.name.split("-")
-            if len(parts) < 3 or not parts[1].isdigit() or _alive(int(parts[1])):
+            parts = entry.name.split("-")  # <kind>-<pid>-<start ticks>-<uuid>: see _owner
+            if len(parts) != 4 or not is_local_process_dead(f"{hostname()}:{parts[1]}:{parts[2]}"):
                 continue
             try:
                 if entry.is_dir(follow_symlinks=False):
@@ -227,7 +228,7 @@ class DataCache:
 
     def _store_object(self, file: DatasetFile, opener: OpenDatastore | None) -> tuple[int, str]:
         """Copy ``file`` into ``objects`` under its sha256: (size, sha256) of the bytes stored."""
-        tmp = f"{self.tmp}/object-{os.getpid()}-{uuid.uuid4().hex}"
+        tmp = f"{self.tmp}/object-{_owner()}-{uuid.uuid4().hex}"
         source = _open_source(file, opener)
         try:
             if source is None:  # not on this machine (S3): the store writes it
@@ -273,14 +274,17 @@ class DataCache:
         for folder in sorted(folders, key=lambda f: f.count("/") + bool(f), reverse=True):
             os.chmod(f"{root}/{folder}" if folder else root, READ_ONLY_DIR)
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
+def _owner() -> str:
+    """``<pid>-<start ticks>`` of this process, as its temporary names in the cache carry it, so that a
+    later sweep can tell a dead owner from a live one (whose pid may have been reused)."""
+    pid = os.getpid()
+    if pid not in _OWNERS:  # once per process: it reads /proc, and a view may take 100,000 names
+        _host, _pid, start = current_identity().rsplit(":", 2)
+        _OWNERS[pid] = f"{pid}-{start}"
+    return _OWNERS[pid]
+
+
+_OWNERS: dict[int, str] = {}
 
 
 def _open_source(file: DatasetFile, opener: OpenDatastore | None) -> int | None:

@@ -17,8 +17,10 @@ datastore's own files, so a script cannot change them; the objects and views are
 (0444 files, 0555 folders) to anyone but root.
 
 Two agents preparing the same data at once both build; the first rename wins and the other's tree
-is removed. A file whose content is in the cache is linked again, not copied (except where its
-object has as many links as the file system allows: then that one file is copied).
+is removed (it uses the winner's view). An object once in place is never replaced (a second copy of
+its content is dropped), so an agent can always link what it found there. A file whose content is
+in the cache is linked again, not copied (except where its object has as many links as the file
+system allows: then that one file is copied).
 """
 
 from __future__ import annotations
@@ -236,7 +238,11 @@ class DataCache:
                 os.chmod(tmp, READ_ONLY_FILE)
             else:
                 size, digest = _copy_fd(source, tmp)
-            os.replace(tmp, f"{self.objects}/{digest[:2]}/{digest}")
+            try:  # never over an object in place: an agent linking it would get ENOENT (its inode unlinked)
+                os.link(tmp, f"{self.objects}/{digest[:2]}/{digest}")
+            except FileExistsError:
+                pass  # the same content, stored by another agent meanwhile: this copy goes
+            os.unlink(tmp)
         except BaseException:
             try:
                 os.unlink(tmp)

@@ -12,8 +12,8 @@ import pytest
 import runlab
 from runlab.sdk import run as sdk_run
 
-# a real S3 server (moto) and a datastore fixture over the three kinds, for every test module
-pytest_plugins = ["datastore_fixtures"]
+# a real S3 server (moto), a datastore fixture over the three kinds, and a real PostgreSQL, for every test module
+pytest_plugins = ["datastore_fixtures", "pg_support"]
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +29,23 @@ def runlab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
 @pytest.fixture
 def ws(tmp_path: Path) -> "runlab.Workspace":
     return runlab.Workspace.create("test-ws", path=tmp_path / "ws")
+
+
+@pytest.fixture(params=["embedded", "server"])
+def any_ws(request: pytest.FixtureRequest, tmp_path: Path, subprocess_env: dict[str, str]) -> Iterator["runlab.Workspace"]:
+    """One test, two kinds of workspace: the embedded folder, and a live `runlab server` (SQLite store,
+    loopback, a process of its own) reached over HTTP. The test cannot tell which it has."""
+    if request.param == "embedded":
+        yield runlab.Workspace.create("test-ws", path=tmp_path / "ws")
+        return
+    from server_support import ServerProcess
+
+    server = ServerProcess(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-files", subprocess_env)
+    server.start()
+    try:
+        yield runlab.Workspace.get("default", server=server.url)
+    finally:
+        server.stop()
 
 
 @pytest.fixture

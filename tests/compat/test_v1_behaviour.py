@@ -283,5 +283,7 @@ def test_migration_0008_keeps_experiments_and_their_runs(tmp_path: Path) -> None
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT name, tags, archived_at FROM experiments")).all() == [("old", None, None)]
         assert conn.execute(sa.text("SELECT run_id FROM runs")).scalars().all() == ["old_1_abcd1234"]
-    assert current_revision(engine) == "0008_experiment_tags"
+    from runlab.store.sql.schema import SCHEMA_REVISION
+
+    assert current_revision(engine) == SCHEMA_REVISION  # the newest: 0008 and every migration after it
     engine.dispose()

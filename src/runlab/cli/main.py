@@ -367,10 +367,13 @@ def _register_commands() -> None:
     from runlab.cli.env import env
     from runlab.cli.model import model
     from runlab.cli.quickstart import quickstart
+    from runlab.cli.server import server
     from runlab.cli.studio import studio
     from runlab.cli.submission import cancel, logs, submit
+    from runlab.cli.token import token
 
-    for command in (compute, dataset, datastore, env, model, submit, logs, cancel, studio, quickstart):
+    for command in (compute, dataset, datastore, env, model, submit, logs, cancel, studio, quickstart, server,
+                    token):
         cli.add_command(command)
 
 

@@ -61,8 +61,9 @@ def studio(port: int, host: str, workspace_ref: str | None) -> None:
     import uvicorn
 
     from runlab.server.app import create_app
+    from runlab.server.auth import studio_config
 
-    app = create_app(folder)
+    app = create_app(folder, auth=studio_config(host))  # no tokens; Host names of --host
 
     class StudioServer(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:

@@ -31,6 +31,8 @@
     │   ├── SecretNotFoundError        ``run.get_secret``: in neither the environment nor the secrets file (names both)
     │   └── ComputeTargetException     (Azure ML's name, kept so tutorial code catches it)
     ├── WorkspaceExistsError           ``Workspace.create`` on an existing name without ``exist_ok``
+    ├── AuthenticationError            (server) no token, or one that is unknown, wrong, expired or revoked (401)
+    ├── PermissionDeniedError          (server) a valid token whose role may not do this (403)
     ├── StoreError                     the metadata or artifact store failed (``temporary`` False: a retry fails alike)
     │   └── StoreUnavailableError      the store cannot take it now (locked, disk full, server down); ``temporary``
     │       └── StoreBusyError         another writer holds the lock (SQLite busy/locked); clears within seconds
@@ -155,6 +157,16 @@ class NotSupportedError(RunlabError, NotImplementedError):
 
 class WorkspaceExistsError(RunlabError):
     pass
+
+
+class AuthenticationError(RunlabError):
+    """A server request without a usable token (none, unknown, wrong, expired, revoked): HTTP 401;
+    the message says how to get one (``runlab token create``)."""
+
+
+class PermissionDeniedError(RunlabError):
+    """A valid token whose role does not allow the request (a read-only token writing, a run's token
+    touching another run, a write without the studio's CSRF token): HTTP 403."""
 
 
 class StoreError(RunlabError):

@@ -68,6 +68,9 @@ RUNLAB_HOME = EnvVar("RUNLAB_HOME", _path, Path("~/.runlab").expanduser(),
                      "where workspaces, the workspace registry and offline runs live")
 RUNLAB_WORKSPACE = EnvVar[str | None]("RUNLAB_WORKSPACE", _optional_str, None,
                                       "folder of the workspace of a submitted run (set by the agent)")
+RUNLAB_SERVER = EnvVar[str | None]("RUNLAB_SERVER", _optional_str, None,
+                                   "URL of the runlab server a submitted run reports to (set by the agent; "
+                                   "RUNLAB_WORKSPACE is then the workspace's id, RUNLAB_TOKEN the run's own token)")
 RUNLAB_RUN_ID = EnvVar[str | None]("RUNLAB_RUN_ID", _optional_str, None,
                                    "id of the submitted run that Run.get_context() returns (set by the agent)")
 RUNLAB_RUN_OWNER = EnvVar("RUNLAB_RUN_OWNER", str, "",
@@ -95,7 +98,7 @@ RUNLAB_SYSTEM_METRICS_INTERVAL = EnvVar("RUNLAB_SYSTEM_METRICS_INTERVAL", _non_n
                                         "seconds between two samples of a run's system metrics (sys/...); 0: none")
 
 ALL_ENV_VARS: tuple[EnvVar[object], ...] = (
-    RUNLAB_HOME, RUNLAB_WORKSPACE, RUNLAB_RUN_ID, RUNLAB_RUN_OWNER, RUNLAB_OFFLINE_DIR,  # type: ignore[assignment]
+    RUNLAB_HOME, RUNLAB_WORKSPACE, RUNLAB_SERVER, RUNLAB_RUN_ID, RUNLAB_RUN_OWNER, RUNLAB_OFFLINE_DIR,  # type: ignore[assignment]
     RUNLAB_FLUSH_INTERVAL, RUNLAB_HEARTBEAT_TIMEOUT, RUNLAB_SQLITE_BUSY_TIMEOUT, RUNLAB_STORE_RETRY_TIMEOUT,
     RUNLAB_STUDIO_URL, RUNLAB_SYSTEM_METRICS_INTERVAL, RUNLAB_SECRETS_FILE,
 )

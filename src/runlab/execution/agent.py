@@ -249,6 +249,7 @@ class Agent:
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("VIRTUAL_ENV", None)
+        env.update(self._server_variables(record.run_id, env))
         python = str(built.python_path)
         bin_dir = str(Path(python).parent)
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
@@ -392,6 +393,10 @@ class Agent:
         self._stop_monitor(slot)
         slot.pump_stop.set()
         self.store.set_status(slot.run_id, status, error=error, only_if_active=True)
+        if getattr(self.folder, "server_url", None):  # the run's own token ends with the run
+            from runlab.store.sql.tokens import revoke_run_tokens
+
+            revoke_run_tokens(self.store.engine, slot.run_id)
         self._run_log(slot, f"run {status}" + (f": {error['message']}" if error else ""))
         self.slots.pop(slot.run_id, None)
         if slot.inputs is not None:
@@ -401,6 +406,20 @@ class Agent:
         self._write_state()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _server_variables(self, run_id: str, env: dict[str, str]) -> dict[str, str]:
+        """For a workspace of runlab server: the script reports over HTTP, with a token that can write only
+        its run; the store's URL (and its password) and the server's own settings never reach it."""
+        server_url = getattr(self.folder, "server_url", None)
+        if not server_url:
+            return {}
+        from runlab.store.hosted import STORE_URL_ENV
+        from runlab.store.sql.tokens import issue_run_token
+
+        for private in (STORE_URL_ENV, "RUNLAB_SERVER_CONFIG", "RUNLAB_SERVER_URL"):
+            env.pop(private, None)
+        return {"RUNLAB_SERVER": str(server_url), "RUNLAB_WORKSPACE": self.folder.workspace_id,
+                "RUNLAB_TOKEN": issue_run_token(self.store.engine, run_id, None)}
 
     def _status(self, slot: Slot) -> RunStatus:
         return self.store.get_run(slot.run_id).status
@@ -512,7 +531,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m runlab.execution.agent WORKSPACE_FOLDER TARGET", file=sys.stderr)
         return 2
-    folder = WorkspaceFolder(args[0])
+    from runlab.store.hosted import open_folder
+
+    folder = open_folder(args[0])  # RUNLAB_STORE_URL set: the workspace of the runlab server that started it
     try:
         return Agent(folder, args[1]).serve()
     except RunlabError as exc:

@@ -520,6 +520,13 @@ def _has_size(path: Path, size: int) -> bool:
         return False
 
 
+def _has_any(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _snapshot_id(files: list[dict[str, Any]]) -> str:
     canonical = json.dumps([[f["path"], f["sha256"], f["mode"]] for f in files], separators=(",", ":"))
     return hashlib.sha256(_ID_PREFIX + canonical.encode("ascii")).hexdigest()
@@ -659,6 +666,51 @@ class SnapshotStore:
                                  snapshot_id=snapshot_id, path=target) from exc
             written.append(target)
         return written
+
+    # -- between stores (a client and runlab server) --------------------------------------------
+
+    def has_object(self, sha256: str) -> bool:
+        return _has_any(self.object_path(sha256))
+
+    def import_object(self, source: io.BufferedIOBase, sha256: str) -> None:
+        """Store the bytes of ``source`` as object ``sha256``; :class:`UserError` when they are not those bytes."""
+        self.object_path(sha256)  # StoreError for anything but a sha256
+        expected = sha256
+        try:
+            got, _size, _new = self._copy_object(source, expected)
+        except OSError as exc:
+            raise StoreError(f"cannot write to the snapshot store {self.root}: {exc}", path=self.root) from exc
+        if got != expected:
+            with suppress(OSError):
+                os.unlink(self._object_path(got))
+            raise UserError(f"the bytes sent for snapshot object {expected} have sha256 {got}: not stored")
+
+    def import_manifest(self, snapshot_id: str, manifest: object) -> None:
+        """Record a manifest another store made. Refused unless its id is the hash of its file list, its
+        paths are safe and every object it names is here (send the objects first)."""
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
+            raise UserError("a snapshot manifest is an object with a 'files' list")
+        files = manifest["files"]
+        for item in files:
+            if not isinstance(item, dict) or item.get("mode") not in ("644", "755") or not isinstance(item.get("size"), int):
+                raise UserError(f"snapshot manifest entry {str(item)[:120]!r} is malformed")
+            try:
+                _safe_relpath(item.get("path"))
+                obj = self.object_path(item.get("sha256"))
+            except StoreError as exc:
+                raise UserError(str(exc)) from exc
+            if not _has_size(obj, item["size"]):
+                raise UserError(f"snapshot object {item['sha256']} ({item['path']}) has not been sent: send it first")
+        if _snapshot_id(files) != snapshot_id or manifest.get("snapshot_id") != snapshot_id:
+            raise UserError(f"snapshot manifest {snapshot_id} does not match its file list")
+        path = self._manifests / f"{snapshot_id}.json"
+        if path.exists():
+            return
+        data = json.dumps(manifest, indent=1).encode("utf-8")
+        try:
+            self._write_atomic(path, lambda out: out.write(data), mode=0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot write to the snapshot store {self.root}: {exc}", path=path) from exc
 
     def stats(self) -> SnapshotStoreStats:
         """How many snapshots and distinct file contents the store holds."""

@@ -186,6 +186,10 @@ def ensure_agent(folder: WorkspaceFolder, target: str, python: str | None = None
 
     "Starting": one was started moments ago and has not taken the lock yet (a burst of submits
     starts one agent, not one each)."""
+    if getattr(folder, "remote", False):  # a workspace of runlab server: its agents run beside it
+        client = folder.client  # type: ignore[attr-defined]
+        path = f"/api/remote/targets/{check_id(target, 'compute target name', repr('cpu-cluster'))}/agent"
+        return bool(client.post_json(path, {}).get("agent_started"))
     if agent_is_running(folder, target) or _is_starting(folder, target):
         return False
     log_path = _agent_file(folder, target, ".log")
@@ -200,12 +204,19 @@ def ensure_agent(folder: WorkspaceFolder, target: str, python: str | None = None
             check=True,
             start_new_session=True,
             close_fds=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "RUNLAB_AGENT_LOG": str(log_path)},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "RUNLAB_AGENT_LOG": str(log_path),
+                 **_agent_environment(folder)},
         )
     except BaseException:
         starting.unlink(missing_ok=True)
         raise
     return True
+
+
+def _agent_environment(folder: WorkspaceFolder) -> dict[str, str]:
+    """What an agent needs besides the folder: a server's workspace names its store (store.hosted)."""
+    extra = getattr(folder, "agent_environment", None)
+    return dict(extra()) if callable(extra) else {}
 
 
 _last_checks: dict[tuple[Path, str | None], float] = {}
@@ -222,6 +233,8 @@ def restart_dead_agents(folder: WorkspaceFolder, targets: Iterable[str] | None =
     a query only where an agent is gone. A deleted target gets no agent. Returns the targets whose
     agent was started. The store being busy, or the start failing, is left to the next reader.
     """
+    if getattr(folder, "remote", False):
+        return []  # runlab server watches its own agents
     wanted: list[str | None] = [None] if targets is None else [*sorted(set(targets))]
     now = time.monotonic()
     with _checks_lock:

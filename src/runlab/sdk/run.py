@@ -20,6 +20,7 @@ from runlab.core.process import current_identity, current_user
 from runlab.core.settings import (
     RUNLAB_RUN_ID,
     RUNLAB_RUN_OWNER,
+    RUNLAB_SERVER,
     RUNLAB_WORKSPACE,
     load_settings,
 )
@@ -43,8 +44,8 @@ class Run(TrackedRun):
     ``Run.get_context()`` returns the run it belongs to."""
 
     def __init__(self, experiment: "Experiment | WorkspaceFolder", run_id: str, **kwargs: Any) -> None:
-        if isinstance(experiment, WorkspaceFolder):
-            super().__init__(experiment, run_id, **kwargs)
+        if isinstance(experiment, WorkspaceFolder) or getattr(experiment, "remote", False):
+            super().__init__(experiment, run_id, **kwargs)  # type: ignore[arg-type]
             return
         folder = experiment.workspace.folder
         record = folder.store.get_run(check_run_id(run_id))  # raises RunNotFoundError with a clear message
@@ -54,7 +55,8 @@ class Run(TrackedRun):
     def get_context(cls, allow_offline: bool = True, used_for_context_manager: bool = False, **_: Any) -> "Run":
         """The run this code runs in.
 
-        In a submitted run (the agent sets ``RUNLAB_WORKSPACE`` and ``RUNLAB_RUN_ID``), that run.
+        In a submitted run (the agent sets ``RUNLAB_WORKSPACE`` and ``RUNLAB_RUN_ID``, and for a workspace
+        of ``runlab server`` ``RUNLAB_SERVER`` and the run's own token ``RUNLAB_TOKEN``), that run.
         Elsewhere, an *offline run* recorded to a local workspace folder
         (``$RUNLAB_HOME/offline``), with the full API; upload it later with ``runlab sync``.
         The same object is returned for every call in a process.
@@ -66,9 +68,16 @@ class Run(TrackedRun):
             if _context_run is not None:
                 return _context_run
             workspace_path, run_id = RUNLAB_WORKSPACE.read(), RUNLAB_RUN_ID.read()
+            server = RUNLAB_SERVER.read()
             if workspace_path and run_id:
                 owned = RUNLAB_RUN_OWNER.read() != "agent"
-                _context_run = cls(WorkspaceFolder(workspace_path), run_id, owned=owned)
+                if server:
+                    from runlab.store.remote.workspace import RemoteWorkspace
+
+                    backend: Any = RemoteWorkspace(server, workspace_id=workspace_path)
+                else:
+                    backend = WorkspaceFolder(workspace_path)
+                _context_run = cls(backend, run_id, owned=owned)
             elif not allow_offline:
                 raise RunlabError(
                     "Run.get_context(allow_offline=False): this process is not a submitted run "
@@ -211,8 +220,9 @@ class Run(TrackedRun):
         return Workspace(_folder=self._backend)
 
     def get_portal_url(self) -> str:
-        """The run's page in the studio (``runlab studio``; base URL from RUNLAB_STUDIO_URL)."""
-        base = load_settings().studio_url
+        """The run's page in the studio (``runlab studio``; base URL from RUNLAB_STUDIO_URL), or on the
+        runlab server of the run's workspace."""
+        base = getattr(self._backend, "server_url", None) or load_settings().studio_url
         return f"{base}/runs/{self._run_id}"
 
     def cancel(self) -> None:

@@ -102,7 +102,12 @@ def submit_script_run(
                                                           **{str(k): str(v) for k, v in run_variables.items()}})
     env_def = env_def.normalized()
     limits = snapshot_limits(workspace, snapshot_max_bytes, snapshot_max_files)
-    snapshot = SnapshotStore(folder.snapshots_dir).take(definition["sourceDirectory"], limits)
+    snapshots = SnapshotStore(folder.snapshots_dir)
+    snapshot = snapshots.take(definition["sourceDirectory"], limits)
+    if getattr(folder, "remote", False):  # a server's workspace: send it the files it does not have
+        from runlab.execution.remote import push_snapshot
+
+        push_snapshot(folder.client, snapshots, snapshot.snapshot_id)  # type: ignore[attr-defined]
     left_out = snapshot.skipped_line()  # links out of the folder, broken links...: say so, on one line
     if left_out is not None:
         print(left_out, file=sys.stderr, flush=True)

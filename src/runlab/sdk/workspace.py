@@ -123,8 +123,13 @@ class Workspace:
         return ws
 
     @classmethod
-    def get(cls, name: str, **_azure: Any) -> "Workspace":
-        """The registered workspace called ``name``."""
+    def get(cls, name: str, server: str | None = None, token: str | None = None, **_azure: Any) -> "Workspace":
+        """The registered workspace called ``name``; with ``server=URL``, the workspace that runlab server
+        serves (its token: ``token``, else ``RUNLAB_TOKEN``, else ``$RUNLAB_HOME/credentials.json``)."""
+        if server is not None:
+            from runlab.store.remote.workspace import RemoteWorkspace
+
+            return cls(_folder=RemoteWorkspace(server, token, name=name))  # type: ignore[arg-type]
         return cls(_folder=_open_registered(name))
 
     @classmethod
@@ -291,12 +296,15 @@ class Workspace:
             "resource_group": self.resource_group,
             **({"location": self.location} if self.location != "local" else {}),
             "workspace_name": self.name,
-            "path": str(self.path),
+            **({"server": self._folder.server_url} if getattr(self._folder, "remote", False)  # type: ignore[attr-defined]
+               else {"path": str(self.path)}),
         }
         target.write_text(json.dumps(config, indent=4) + "\n")
         return target
 
     def __repr__(self) -> str:
+        if getattr(self._folder, "remote", False):
+            return f"Workspace.get(name={self.name!r}, server={self._folder.server_url!r})"  # type: ignore[attr-defined]
         return f"Workspace.get(name={self.name!r}) at {self.path}"
 
     def __eq__(self, other: object) -> bool:
@@ -342,6 +350,15 @@ def _open_config(config_path: Path) -> WorkspaceFolder:
         ) from exc
     if not isinstance(config, dict):
         raise ConfigError(f"{config_path} must hold a JSON object, got {type(config).__name__}", path=config_path)
+    server = config.get("server", config.get("server_url"))
+    if server is not None:
+        if not isinstance(server, str) or not server:
+            raise ConfigError(f"{config_path}: \"server\" must be the server's URL, for example "
+                              '"http://127.0.0.1:8765"', path=config_path)
+        from runlab.store.remote.workspace import RemoteWorkspace
+
+        name = config.get("workspace_name")
+        return RemoteWorkspace(server, name=name if isinstance(name, str) and name else None)  # type: ignore[return-value]
     folder = config.get("path")
     if isinstance(folder, str) and folder:
         candidate = Path(folder)
@@ -358,12 +375,6 @@ def _open_config(config_path: Path) -> WorkspaceFolder:
                 f"create it with Workspace.create({name!r}) or add \"path\" to the config",
                 path=config_path,
             ) from exc
-    if config.get("server_url"):
-        raise ConfigError(
-            f"{config_path} points to a runlab server ({config['server_url']}); server mode is not "
-            "available in this version: use an embedded workspace",
-            path=config_path,
-        )
     raise ConfigError(
         f"{config_path} has neither 'path' nor 'workspace_name': write it with ws.write_config()",
         path=config_path,

@@ -14,7 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runlab.core.errors import RunlabError
 from runlab.server import data_pages, errors, pages
-from runlab.server.api import catalog, data, events, experiments, files, logs, metrics, runs, workspace
+from runlab.server.api import catalog, data, events, experiments, files, logs, metrics, mlflow, remote, runs, workspace
+from runlab.server.auth import AuthConfig, install_auth, studio_config
+from runlab.server.ops import install_ops
 from runlab.server.state import DEFAULT_POLL_INTERVAL_S, DEFAULT_STREAM_MAX_S, StudioState
 from runlab.store.folder import WorkspaceFolder
 
@@ -47,6 +49,7 @@ def create_app(
     *,
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
     stream_max_s: float = DEFAULT_STREAM_MAX_S,
+    auth: AuthConfig | None = None,
 ) -> FastAPI:
     """The studio app for the workspace in ``folder``.
 
@@ -92,8 +95,9 @@ def create_app(
             return pages.html_error(request, app.state.studio, errors.status_for(exc), exc.message)
         return await errors.runlab_error(request, exc)
 
-    for module in (workspace, experiments, runs, metrics, files, logs, events, catalog, data):
+    for module in (workspace, experiments, runs, metrics, files, logs, events, catalog, data, mlflow):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(remote.router, prefix=API_PREFIX)  # runlab's client protocol (runlab.store.remote)
 
     swagger = _swagger_assets()
     if swagger is not None:
@@ -119,4 +123,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     app.include_router(pages.router)
     app.include_router(data_pages.router)
+    # tokens, roles, sessions, the Host check, body limits (runlab.server.auth); auth None: runlab studio's
+    install_auth(app, auth or studio_config())
+    install_ops(app)  # /healthz, /readyz, /metrics, request ids and access logs (runlab.server.ops)
     return app

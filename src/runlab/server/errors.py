@@ -1,14 +1,15 @@
 """Errors as HTTP: runlab's exception classes mapped to status codes in one table.
 
 Every error the API returns is JSON ``{"error": {"message": ..., "type": ...}}`` with a message a
-person understands; validation errors add ``"details"`` (which parameter, what was wrong). An
+person understands, and the request's id (``"request_id"``, also in the ``X-Request-Id`` header)
+where the app has the ops middleware (:mod:`runlab.server.ops`), so a user can quote it; validation errors add ``"details"`` (which parameter, what was wrong). An
 unexpected exception is a 500 with the same shape (and is logged), never an HTML page.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,8 +17,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runlab.core.errors import (
+    AuthenticationError,
     ConfigError,
     NotFoundError,
+    PermissionDeniedError,
     RunFailedError,
     RunlabError,
     StoreError,
@@ -31,6 +34,8 @@ log = logging.getLogger("runlab.server")
 # The one table: the first class in this list that the exception is an instance of decides.
 # Order matters where classes inherit from one another (StoreUnavailableError is a StoreError).
 STATUS_BY_ERROR: tuple[tuple[type[RunlabError], int], ...] = (
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
     (NotFoundError, 404),
     (ConfigError, 500),  # the server's own configuration is broken, not the request
     (UserError, 400),
@@ -58,6 +63,17 @@ def error_body(message: str, type_: str, details: Sequence[Any] | None = None) -
     return {"error": error}
 
 
+def _with_request_id(request: Request, body: dict[str, Any], status_code: int,
+                     headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The error response, quoting the request's id when the ops middleware gave it one."""
+    state = request.scope.get("state")
+    request_id = state.get("request_id") if isinstance(state, dict) else None
+    if isinstance(request_id, str):
+        body["error"]["request_id"] = request_id
+        headers = {**(headers or {}), "X-Request-Id": request_id}
+    return JSONResponse(body, status_code=status_code, headers=dict(headers) if headers else None)
+
+
 def _describe_validation(errors: Sequence[Any]) -> tuple[str, list[dict[str, Any]]]:
     details = []
     parts = []
@@ -78,21 +94,21 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> JSONRespo
         message = f"{request.method} is not allowed on {request.url.path}"
     else:
         message = str(exc.detail)
-    return JSONResponse(error_body(message, "HTTPError"), status_code=exc.status_code,
-                        headers=getattr(exc, "headers", None))
+    return _with_request_id(request, error_body(message, "HTTPError"), exc.status_code,
+                            getattr(exc, "headers", None))
 
 
-async def runlab_error(_request: Request, exc: RunlabError) -> JSONResponse:
+async def runlab_error(request: Request, exc: RunlabError) -> JSONResponse:
     code = status_for(exc)
     if code >= 500 and code != 503:
         log.error("runlab error: %s", exc.message, exc_info=exc)
-    headers = {"Retry-After": "1"} if code == 503 else None
-    return JSONResponse(error_body(exc.message, type(exc).__name__), status_code=code, headers=headers)
+    headers = {"Retry-After": "1"} if code == 503 else ({"WWW-Authenticate": 'Bearer realm="runlab"'} if code == 401 else None)
+    return _with_request_id(request, error_body(exc.message, type(exc).__name__), code, headers)
 
 
-async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     message, details = _describe_validation(exc.errors())
-    return JSONResponse(error_body(message, "ValidationError", details), status_code=422)
+    return _with_request_id(request, error_body(message, "ValidationError", details), 422)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -103,10 +119,11 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error in the studio server", exc_info=exc)
-        return JSONResponse(
+        return _with_request_id(
+            request,
             error_body(f"internal error ({type(exc).__name__}): this is a bug in runlab; the server log "
                        "has the details", "InternalError"),
-            status_code=500,
+            500,
         )

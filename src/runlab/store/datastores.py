@@ -78,12 +78,21 @@ def s3_config(bucket: str, prefix: str | None = None, endpoint_url: str | None =
             "region": store.region}
 
 
-def open_object_store(record: DatastoreRecord, datastores_dir: Path) -> ObjectStore:
+def open_object_store(record: DatastoreRecord, datastores_dir: Path | None) -> ObjectStore:
     """The object store of datastore ``record``; ``datastores_dir`` is the workspace's
-    ``files/datastores`` folder (where ``workspaceblob`` datastores keep their files)."""
+    ``files/datastores`` folder (where ``workspaceblob`` datastores keep their files), None for a workspace
+    of runlab server seen from a client (its own datastore is the server's folder)."""
     config: Mapping[str, Any] = record.config
     if record.kind == WORKSPACE_BLOB:
         from runlab.store.objects.local import LocalObjectStore
+
+        if datastores_dir is None:
+            from runlab.core.errors import NotSupportedError
+
+            raise NotSupportedError(
+                f"datastore {record.name!r} is the server's own folder, which clients of runlab server cannot reach in "
+                "this version: register an S3 datastore (Datastore.register_s3), which clients and runs reach "
+                "directly, or upload from the server's machine", name=record.name)
 
         return LocalObjectStore(Path(datastores_dir) / check_datastore_name(record.name))
     if record.kind == LOCAL:

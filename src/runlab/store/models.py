@@ -53,14 +53,25 @@ class ModelSource:
     open: Callable[[], int]
 
 
+def _models_root(folder: WorkspaceFolder) -> Path:
+    if getattr(folder, "remote", False):
+        from runlab.core.errors import NotSupportedError
+
+        raise NotSupportedError(
+            "registered models of a runlab server's workspace are not reachable over HTTP in this version: "
+            "register and download models on the server's machine (a workspace whose config.json names its "
+            "folder), or from the run itself with run.register_model in a run the server's agent runs")
+    return Path(folder.path) / "files" / "models"
+
+
 def model_blobs(folder: WorkspaceFolder) -> BlobStore:
-    return BlobStore(folder.path / "files" / "models" / "objects")
+    return BlobStore(_models_root(folder) / "objects")
 
 
 def _lock(folder: WorkspaceFolder) -> Any:
     from filelock import FileLock
 
-    root = folder.path / "files" / "models"
+    root = _models_root(folder)
     root.mkdir(parents=True, exist_ok=True)
     return FileLock(str(root / ".lock"))
 

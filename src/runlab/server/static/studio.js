@@ -21,12 +21,36 @@
     } catch (err) {
       throw new ApiError("the studio server cannot be reached: is `runlab studio` still running?", 0, "NetworkError");
     }
+    if (response.status === 401 && location.pathname !== "/login") {  // a server's session ended: log in again
+      location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+    }
     if (!response.ok) {
       let message = `${response.status} ${response.statusText}`, type = "HTTPError";
       try { const body = await response.json(); message = body.error.message; type = body.error.type; } catch (e) { /* not JSON */ }
       throw new ApiError(message, response.status, type);
     }
     return response.json();
+  }
+
+  /* POST/PUT/PATCH/DELETE /api/...: JSON in and out, with the session's CSRF token (the runlab_csrf
+     cookie, which only this server's pages can read) in X-CSRF-Token, as a runlab server requires. */
+  async function send(method, path, body) {
+    const csrf = (document.cookie.split("; ").find((c) => c.startsWith("runlab_csrf=")) || "").slice(12);
+    const headers = { Accept: "application/json", "X-CSRF-Token": decodeURIComponent(csrf) };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(new URL(path, location.origin), { method, headers, credentials: "same-origin",
+        body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch (err) {
+      throw new ApiError("the studio server cannot be reached: is `runlab studio` still running?", 0, "NetworkError");
+    }
+    if (!response.ok) {
+      let message = `${response.status} ${response.statusText}`, type = "HTTPError";
+      try { const b = await response.json(); message = b.error.message; type = b.error.type; } catch (e) { /* not JSON */ }
+      throw new ApiError(message, response.status, type);
+    }
+    return response.status === 204 ? null : response.json();
   }
 
   /* el("a", {href: "/x", class: "y"}, "text", child, ...) */
@@ -179,7 +203,7 @@
   }
 
   window.Studio = {
-    pageData, api, ApiError, el, fmtTime, fmtAgo, fmtDuration, fmtValue, fmtBytes, timeEl, statusBadge, runLink,
+    pageData, api, send, ApiError, el, fmtTime, fmtAgo, fmtDuration, fmtValue, fmtBytes, timeEl, statusBadge, runLink,
     tagChips, tagValue, isNumericSummary, valueAxis, emptyState, errorNotice, kvTable, setQuery, debounce, colour, plotConfig, plotLayout, plotText,
   };
 })();

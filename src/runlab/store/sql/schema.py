@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 # The Alembic revision this code expects; a test pins it to the newest migration file.
-SCHEMA_REVISION = "0008_experiment_tags"
+SCHEMA_REVISION = "0009_tokens"
 
 metadata = MetaData()
 
@@ -306,4 +306,26 @@ model_datasets = Table(
     Column("dataset_name", String(255), nullable=True),
     Column("dataset_version", Integer, nullable=True),
     PrimaryKeyConstraint("model_pk", "seq"),
+)
+
+
+# -- tokens (0009_tokens) --------------------------------------------------------------------------
+# The server's access tokens (runlab.store.sql.tokens): a public id, a role, and a PBKDF2 hash of the
+# secret, never the secret itself. A run's token (role "run") names the one run it may write.
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_id", String(32), nullable=False, unique=True),
+    Column("name", String(400), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("run_id", String(320), nullable=True),
+    Column("secret_hash", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("revoked_at", Float, nullable=True),
+    Column("last_used_at", Float, nullable=True),
+    Index("ix_tokens_name", "name"),
+    Index("ix_tokens_run", "run_id"),
 )

@@ -1,0 +1,360 @@
+"""What clients of ``runlab server`` call: the store interface, run files and snapshots over HTTP.
+
+- ``POST /api/store/<method>``: one method of the store (:mod:`runlab.store.remote.protocol` lists them
+  and who may call each); ``POST /api/store/append_metrics``: a binary metric batch.
+- ``/api/remote/runs/<id>/files[/<name>]``: run files, streamed both ways (PUT, POST ``?append=1``,
+  GET, HEAD, DELETE of the whole run's files).
+- ``/api/remote/snapshots/...``: a submit sends the objects the server lacks, then the manifest; both
+  are checked (an object's bytes against its sha256, a manifest's id against its file list).
+- ``POST /api/remote/runs/<id>/queued``: a client submitted a run; the server starts its target's agent.
+
+Each handler checks the caller's token (``request.state.principal``, set by the auth middleware):
+writers write anything, readers read, and a run's own token reads and writes only its run.
+These routes are not in the OpenAPI document: they are runlab's client protocol, not the studio's
+REST API, and are described here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+from typing import Any, BinaryIO
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from runlab.core.errors import NotFoundError, PermissionDeniedError, RunlabError, StoreError, UserError
+from runlab.core.names import check_run_id
+from runlab.execution.snapshot import SnapshotStore
+from runlab.server.api.files import _file_response, _iterate
+from runlab.server.state import StudioState, get_state
+from runlab.store.artifacts import check_file_name
+from runlab.store.remote import codec
+from runlab.store.remote.protocol import METHODS, PRIVATE_META_PREFIX, Access
+
+router = APIRouter(include_in_schema=False)
+SPOOL_BYTES = 8 << 20
+MAX_RPC_BODY = 64 << 20
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _forbidden(message: str) -> RunlabError:
+    return PermissionDeniedError(message)
+
+
+class _Caller:
+    """Who calls: the principal the auth middleware set, or the local admin when auth is off."""
+
+    def __init__(self, request: Request) -> None:
+        principal = getattr(request.state, "principal", None)
+        self.role: str = getattr(principal, "role", "admin")
+        self.run_id: str | None = getattr(principal, "run_id", None)
+        self.name: str = getattr(principal, "name", "local")
+
+    @property
+    def writes_anything(self) -> bool:
+        return self.role in ("admin", "writer")
+
+
+def _run_of(args: list[Any], kwargs: dict[str, Any]) -> str | None:
+    run_id = kwargs.get("run_id", args[0] if args else None)
+    return run_id if isinstance(run_id, str) else None
+
+
+def _owns_run(state: StudioState, caller: _Caller, run_id: str | None) -> bool:
+    """A run token owns its run and the child runs it made."""
+    if caller.run_id is None or run_id is None:
+        return False
+    if run_id == caller.run_id:
+        return True
+    try:
+        return state.store.get_run(run_id).parent_run_id == caller.run_id
+    except NotFoundError:
+        return False
+
+
+def authorize(state: StudioState, caller: _Caller, method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Raise the 403 error unless ``caller`` may call store method ``method`` with these arguments."""
+    access = METHODS[method]
+    if method in ("get_meta", "set_meta"):
+        key = kwargs.get("key", args[0] if args else None)
+        if not isinstance(key, str) or key.startswith(PRIVATE_META_PREFIX):
+            raise _forbidden(f"workspace setting {key!r} is the server's own: no token can read or write it")
+    if caller.writes_anything:
+        return
+    if caller.role == "reader":
+        if access in (Access.READ, Access.LIST, Access.RUN_READ):
+            return
+        raise _forbidden(f"{caller.name} has a read-only token: {method} writes; ask an admin for a writer token")
+    if caller.role == "run":
+        if access == Access.READ:
+            return
+        if access in (Access.RUN_READ, Access.RUN_WRITE) and _owns_run(state, caller, _run_of(args, kwargs)):
+            return
+        if method == "create_run" and kwargs.get("parent_run_id") == caller.run_id:
+            return
+        if method == "register_model" and kwargs.get("run_id") == caller.run_id:
+            return
+        if method == "get_or_create_experiment" and caller.run_id is not None:
+            own = state.store.get_run(caller.run_id)
+            if (kwargs.get("name", args[0] if args else None)) == own.experiment_name:
+                return
+        raise _forbidden(f"the token of run {caller.run_id} can read and write only that run (and its child runs): "
+                         f"{method} is not allowed with it")
+    raise _forbidden(f"a token with role {caller.role!r} cannot call {method}")
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise UserError(f"request body over {limit >> 20} MiB: send fewer points or files per request")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _result(value: Any) -> Response:
+    return Response(codec.dumps({"result": value}), media_type="application/json")
+
+
+@router.post("/store/append_metrics")
+async def append_metrics(request: Request) -> Response:
+    state = get_state(request)
+    body = await _body(request, MAX_RPC_BODY)
+    run_id, batches, batch_id = codec.decode_batches(body)
+    authorize(state, _Caller(request), "append_metrics", [run_id], {})
+    await run_in_threadpool(state.store.append_metrics, check_run_id(run_id), batches, batch_id)
+    return _result(None)
+
+
+@router.post("/store/{method}")
+async def call_store(method: str, request: Request) -> Response:
+    if method not in METHODS:
+        raise NotFoundError(f"the store has no method {method!r} that clients may call")
+    state = get_state(request)
+    payload = codec.loads(await _body(request, MAX_RPC_BODY))
+    if not isinstance(payload, dict):
+        raise codec.WireError("a store call's body is {\"args\": [...], \"kwargs\": {...}}")
+    args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise codec.WireError("a store call's body is {\"args\": [...], \"kwargs\": {...}}")
+    caller = _Caller(request)
+    await run_in_threadpool(authorize, state, caller, method, args, kwargs)
+    target = getattr(state.store, method)
+    if method == "reap_stale_runs":
+        kwargs.pop("throttle", None)
+    try:
+        result = await run_in_threadpool(lambda: target(*args, **kwargs))
+    except TypeError as exc:  # wrong arguments for the method: the client's mistake, said plainly
+        raise UserError(f"{method}: {exc}") from exc
+    return _result(result)
+
+
+# -- run files ----------------------------------------------------------------------------------------
+
+
+def _check_run_access(state: StudioState, caller: _Caller, run_id: str, writing: bool) -> None:
+    if caller.writes_anything or (caller.role == "reader" and not writing):
+        return
+    if caller.role == "run" and _owns_run(state, caller, run_id):
+        return
+    if caller.role == "reader":
+        raise _forbidden(f"{caller.name} has a read-only token: it cannot write files of run {run_id}")
+    raise _forbidden(f"the token of run {caller.run_id} cannot reach the files of run {run_id}")
+
+
+async def _spool(request: Request) -> BinaryIO:
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    async for chunk in request.stream():
+        spool.write(chunk)
+    spool.seek(0)
+    return spool  # type: ignore[return-value]
+
+
+@router.put("/remote/runs/{run_id}/files/{name:path}")
+async def put_file(run_id: str, name: str, request: Request) -> Response:
+    state = get_state(request)
+    run_id, name = check_run_id(run_id), check_file_name(name)
+    await run_in_threadpool(_check_run_access, state, _Caller(request), run_id, True)
+    await run_in_threadpool(state.store.get_run, run_id)
+    spool = await _spool(request)
+    try:
+        await run_in_threadpool(state.artifacts.put_stream, run_id, name, spool)
+    finally:
+        spool.close()
+    return Response(status_code=204)
+
+
+@router.post("/remote/runs/{run_id}/files/{name:path}")
+async def append_file(run_id: str, name: str, request: Request, append: int = 0) -> Response:
+    if append != 1:
+        raise UserError("POST to a run file appends: add ?append=1 (PUT replaces the file)")
+    state = get_state(request)
+    run_id, name = check_run_id(run_id), check_file_name(name)
+    await run_in_threadpool(_check_run_access, state, _Caller(request), run_id, True)
+    data = await _body(request, MAX_RPC_BODY)
+    await run_in_threadpool(state.artifacts.append_bytes, run_id, name, data)
+    return Response(status_code=204)
+
+
+@router.get("/remote/runs/{run_id}/files")
+def list_files(run_id: str, request: Request, prefix: str = "") -> JSONResponse:
+    state = get_state(request)
+    run_id = check_run_id(run_id)
+    _check_run_access(state, _Caller(request), run_id, False)
+    out = []
+    for name in state.artifacts.list(run_id, prefix):
+        try:
+            out.append({"name": name, "size": state.artifacts.size(run_id, name)})
+        except NotFoundError:
+            continue
+    return JSONResponse(out)
+
+
+@router.api_route("/remote/runs/{run_id}/files/{name:path}", methods=["GET", "HEAD"])
+def get_file(run_id: str, name: str, request: Request, offset: int = 0) -> Response:
+    """The file's bytes from ``offset`` on (a client following a growing log asks for what is new)."""
+    state = get_state(request)
+    run_id, name = check_run_id(run_id), check_file_name(name)
+    _check_run_access(state, _Caller(request), run_id, False)
+    size = state.artifacts.size(run_id, name)
+    if request.method == "HEAD":
+        return Response(headers={"Content-Length": str(size)})
+    if offset < 0:
+        raise UserError(f"offset {offset} is negative")
+    stream = state.artifacts.open(run_id, name)
+    offset = min(offset, size)
+    if offset:
+        stream.seek(offset)
+    return _file_response(stream, name, size - offset, download=True)
+
+
+@router.delete("/remote/runs/{run_id}/files")
+def delete_files(run_id: str, request: Request) -> Response:
+    state = get_state(request)
+    run_id = check_run_id(run_id)
+    caller = _Caller(request)
+    if not caller.writes_anything:
+        raise _forbidden("deleting a run's files needs a writer token")
+    state.artifacts.delete_run(run_id)
+    return Response(status_code=204)
+
+
+# -- snapshots ----------------------------------------------------------------------------------------
+
+
+def _snapshots(state: StudioState) -> SnapshotStore:
+    return SnapshotStore(state.folder.snapshots_dir)
+
+
+def _sha(value: str) -> str:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise UserError(f"{str(value)[:80]!r} is not a sha256 (64 lowercase hex digits)")
+    return value
+
+
+def _require_writer(request: Request, doing: str) -> None:
+    if not _Caller(request).writes_anything:
+        raise _forbidden(f"{doing} needs a writer token")
+
+
+def _run_may_read_snapshot(state: StudioState, caller: _Caller, snapshot_id: str) -> bool:
+    if caller.role in ("admin", "writer", "reader"):
+        return True
+    if caller.role == "run" and caller.run_id:
+        definition = state.store.get_run(caller.run_id).definition or {}
+        return definition.get("snapshotId") == snapshot_id
+    return False
+
+
+@router.post("/remote/snapshots/missing")
+async def missing_objects(request: Request) -> JSONResponse:
+    """Of the sha256s in the body (``{"objects": [...]}``), those the server does not hold."""
+    _require_writer(request, "sending a snapshot")
+    state = get_state(request)
+    payload = json.loads(await _body(request, MAX_RPC_BODY) or b"{}")
+    shas = payload.get("objects") if isinstance(payload, dict) else None
+    if not isinstance(shas, list):
+        raise UserError('the body is {"objects": [sha256, ...]}')
+    store = _snapshots(state)
+    missing = [sha for sha in map(_sha, shas) if not store.object_path(sha).is_file()]
+    return JSONResponse({"missing": missing})
+
+
+@router.put("/remote/snapshots/objects/{sha256}")
+async def put_object(sha256: str, request: Request) -> Response:
+    _require_writer(request, "sending a snapshot")
+    state = get_state(request)
+    expected = _sha(sha256)
+    spool = await _spool(request)
+    try:
+        digest = hashlib.sha256()
+        while block := spool.read(1 << 20):
+            digest.update(block)
+        if digest.hexdigest() != expected:
+            raise UserError(f"the bytes sent for object {expected} have sha256 {digest.hexdigest()}: nothing stored")
+        spool.seek(0)
+        await run_in_threadpool(_snapshots(state).import_object, spool, expected)  # type: ignore[arg-type]
+    finally:
+        spool.close()
+    return Response(status_code=204)
+
+
+@router.put("/remote/snapshots/manifests/{snapshot_id}")
+async def put_manifest(snapshot_id: str, request: Request) -> Response:
+    _require_writer(request, "sending a snapshot")
+    state = get_state(request)
+    manifest = json.loads(await _body(request, MAX_RPC_BODY))
+    await run_in_threadpool(_snapshots(state).import_manifest, _sha(snapshot_id), manifest)
+    return Response(status_code=204)
+
+
+@router.get("/remote/snapshots/manifests/{snapshot_id}")
+def get_manifest(snapshot_id: str, request: Request) -> JSONResponse:
+    state = get_state(request)
+    if not _run_may_read_snapshot(state, _Caller(request), _sha(snapshot_id)):
+        raise _forbidden("a run's token reads only its own run's snapshot")
+    return JSONResponse(_snapshots(state).manifest(snapshot_id))
+
+
+@router.get("/remote/snapshots/{snapshot_id}/objects/{sha256}")
+def get_object(snapshot_id: str, sha256: str, request: Request) -> Response:
+    state = get_state(request)
+    if not _run_may_read_snapshot(state, _Caller(request), _sha(snapshot_id)):
+        raise _forbidden("a run's token reads only its own run's snapshot")
+    store = _snapshots(state)
+    if not any(isinstance(f, dict) and f.get("sha256") == _sha(sha256) for f in store.manifest(snapshot_id)["files"]):
+        raise NotFoundError(f"snapshot {snapshot_id} holds no object {sha256}")
+    path = store.object_path(sha256)
+    try:
+        stream = open(path, "rb")
+    except OSError as exc:
+        raise StoreError(f"snapshot object {sha256} cannot be read: {exc}") from exc
+    return StreamingResponse(_iterate(stream), media_type="application/octet-stream",
+                             headers={"Content-Length": str(path.stat().st_size)})
+
+
+# -- submitted runs -----------------------------------------------------------------------------------
+
+
+@router.post("/remote/targets/{target}/agent")
+def start_agent(target: str, request: Request) -> JSONResponse:
+    """A client queued a run on ``target``: start the target's agent beside this server unless one runs."""
+    _require_writer(request, "submitting a run")
+    state = get_state(request)
+    from runlab.execution.targets import TargetSettings, ensure_agent
+
+    TargetSettings.load(state.folder, target)  # ComputeTargetException (404) for an unknown target
+    return JSONResponse({"target": target, "agent_started": ensure_agent(state.folder, target)})
+
+
+@router.get("/remote/workspace")
+def workspace(request: Request) -> JSONResponse:
+    """Who this server is: any valid token may ask (a run's own token too)."""
+    folder = get_state(request).folder
+    return JSONResponse({"name": folder.name, "id": folder.workspace_id})

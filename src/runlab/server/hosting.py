@@ -1,0 +1,105 @@
+"""``runlab server``'s app: the studio's app over a hosted workspace, with auth, and a watcher.
+
+:class:`ServerConfig` is what the command line says; :func:`create_server_app` builds the app from it.
+With ``--workers N`` uvicorn starts N processes that each import :func:`app_from_environment`, which
+reads the config from ``RUNLAB_SERVER_CONFIG`` (JSON; the store URL is in ``RUNLAB_STORE_URL``, never in
+a file). Several processes, on one machine or several, can serve one store: everything they share is
+in the store and the artifacts folder.
+
+The watcher (a thread per process): every few seconds, runs whose process stopped heartbeating are
+marked Failed, and a target whose agent died while runs wait gets a new agent (the same checks the
+studio makes when it is viewed, without anyone viewing it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from runlab.store.hosted import STORE_URL_ENV, HostedWorkspace
+
+CONFIG_ENV = "RUNLAB_SERVER_CONFIG"
+WATCH_INTERVAL_S = 5.0
+log = logging.getLogger("runlab.server")
+
+
+@dataclass
+class ServerConfig:
+    artifacts: str
+    name: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8765
+    auth: bool = True
+    allowed_hosts: list[str] = field(default_factory=list)
+    https: bool = False
+    url: str | None = None  # how agents and runs reach this server (default: from host and port)
+    watch: bool = True
+
+    @property
+    def public_url(self) -> str:
+        if self.url:
+            return self.url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{'https' if self.https else 'http'}://{host}:{self.port}"
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> "ServerConfig":
+        return cls(**json.loads(os.environ[CONFIG_ENV]))
+
+
+def open_hosted(store_url: str, config: ServerConfig, *, create: bool = True) -> HostedWorkspace:
+    return HostedWorkspace(store_url, Path(config.artifacts), name=config.name, create=create,
+                           server_url=config.public_url)
+
+
+def auth_config(folder: HostedWorkspace, config: ServerConfig) -> Any:
+    from runlab.server.auth import AuthConfig, allowed_hosts_for
+    from runlab.store.sql.tokens import TokenStore
+
+    return AuthConfig(enabled=config.auth, tokens=TokenStore(folder.store.engine) if config.auth else None,
+                      allowed_hosts=allowed_hosts_for(config.host, config.allowed_hosts), https=config.https)
+
+
+def create_server_app(store_url: str, config: ServerConfig) -> FastAPI:
+    from runlab.server.app import create_app
+
+    folder = open_hosted(store_url, config)
+    app = create_app(folder, auth=auth_config(folder, config))
+    if config.watch:
+        start_watcher(app)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process (``uvicorn --factory``): config from the environment."""
+    return create_server_app(os.environ[STORE_URL_ENV], ServerConfig.from_env())
+
+
+def start_watcher(app: FastAPI, interval_s: float = WATCH_INTERVAL_S) -> threading.Thread:
+    state = app.state.studio
+
+    def watch() -> None:
+        while not state.stopping.wait(interval_s):
+            try:
+                state.reap()
+            except Exception as exc:  # noqa: BLE001 - a store that is down now is tried again next time
+                log.warning("runlab server: watching runs and agents failed this time: %s", exc)
+
+    thread = threading.Thread(target=watch, name="runlab-server-watcher", daemon=True)
+    thread.start()
+    return thread
+
+
+__all__ = ["CONFIG_ENV", "ServerConfig", "app_from_environment", "create_server_app", "open_hosted", "start_watcher"]

@@ -267,19 +267,22 @@ class MetricLogger:
 
     def _write_direct(self, batches: list[MetricBatch]) -> None:
         points = sum(len(b.values) for b in batches)
+        # the id goes with the first attempt: a server may apply the batch and die before it answers;
+        # the journal keeps the same id, so its replay is applied once
+        batch_id = uuid.uuid4().hex
         try:
-            rejected = self._delivery.write(self.run_id, batches)
+            rejected = self._delivery.write(self.run_id, batches, batch_id)
         except Exception as exc:  # temporary: the store is busy or unavailable
             self._count_failure(exc)
-            self._journal_batches(batches)
+            self._journal_batches(batches, batch_id)
             return
         self.points_written += points - rejected
         self.points_rejected += rejected
 
-    def _journal_batches(self, batches: list[MetricBatch]) -> None:
+    def _journal_batches(self, batches: list[MetricBatch], batch_id: str | None = None) -> None:
         points = sum(len(b.values) for b in batches)
         try:
-            self._journal.append_metrics(uuid.uuid4().hex, self.run_id, batches)
+            self._journal.append_metrics(batch_id or uuid.uuid4().hex, self.run_id, batches)
         except OSError as exc:  # the disk is full too: keep the points in memory for a later cycle
             self._count_failure(exc)
             self._retain(batches)

@@ -65,6 +65,7 @@ class WorkspaceFolder:
                 path=marker,
             ) from exc
         self._store: SqlStore | None = None
+        self.store_url: str | None = None  # another store than the folder's SQLite file (store.hosted)
         self._lock = threading.Lock()
         self._identity = _identity(self.path)
         self._db_identity: tuple[int, int] | None = None
@@ -101,9 +102,11 @@ class WorkspaceFolder:
                     from runlab.store.sql.store import SqlStore, sqlite_url
 
                     settings = load_settings()
-                    store = SqlStore(sqlite_url(self.db_path), busy_timeout_s=settings.sqlite_busy_timeout_s)
+                    url = self.store_url or sqlite_url(self.db_path)
+                    store = SqlStore(url, busy_timeout_s=settings.sqlite_busy_timeout_s)
                     store.set_heartbeat_timeout(settings.heartbeat_timeout_s)
-                    self._db_identity = _identity(self.db_path)
+                    if self.store_url is None:
+                        self._db_identity = _identity(self.db_path)
                     self._store = store
         return self._store
 

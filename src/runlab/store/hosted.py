@@ -52,9 +52,11 @@ class HostedWorkspace(WorkspaceFolder):
     new; otherwise both must exist and belong to the same workspace.
     """
 
+    store_url: str  # always set here: WorkspaceFolder opens this store instead of its SQLite file
+
     def __init__(self, store_url: str, artifacts: Path | str, *, name: str | None = None, create: bool = True,
                  server_url: str | None = None) -> None:
-        self.store_url = check_store_url(store_url)
+        check_store_url(store_url)
         root = Path(artifacts).expanduser().resolve()
         marker = root / MARKER
         if not marker.is_file():
@@ -72,6 +74,7 @@ class HostedWorkspace(WorkspaceFolder):
         for sub in _SUBFOLDERS:
             (root / sub).mkdir(parents=True, exist_ok=True)
         super().__init__(root)
+        self.store_url = store_url
         self.server_url = server_url
         self._pair_with_store(name)
 
@@ -89,20 +92,6 @@ class HostedWorkspace(WorkspaceFolder):
         if name is not None and name != self.name:
             raise ConfigError(f"the artifacts folder {self.path} holds workspace {self.name!r}, not {name!r}: "
                               "drop --name or give its folder", path=self.path)
-
-    @property
-    def store(self) -> Any:
-        if self._store is None:
-            with self._lock:
-                if self._store is None:
-                    from runlab.core.settings import load_settings
-                    from runlab.store.sql.store import SqlStore
-
-                    settings = load_settings()
-                    store = SqlStore(self.store_url, busy_timeout_s=settings.sqlite_busy_timeout_s)
-                    store.set_heartbeat_timeout(settings.heartbeat_timeout_s)
-                    self._store = store
-        return self._store
 
     def is_gone(self) -> bool:
         return False  # the store is a server's, not a file this process could see deleted

@@ -77,13 +77,18 @@ def list_files(
     prefix: Annotated[str, Query(max_length=1024, description="only names that start with this")] = "",
 ) -> list[models.FileInfo]:
     state.store.get_run(run_id)  # 404 for an unknown run
+    return [models.FileInfo(name=name, size=size, content_type=content_type_of(name))
+            for name, size in files_with_sizes(state, run_id, prefix)]
+
+
+def files_with_sizes(state: StudioState, run_id: str, prefix: str = "") -> list[tuple[str, int]]:
+    """(name, size) of the run's files under ``prefix``; a file removed while listed is left out."""
     out = []
     for name in state.artifacts.list(run_id, prefix):
         try:
-            size = state.artifacts.size(run_id, name)
+            out.append((name, state.artifacts.size(run_id, name)))
         except FileNotFoundInRunError:
-            continue  # removed meanwhile
-        out.append(models.FileInfo(name=name, size=size, content_type=content_type_of(name)))
+            continue
     return out
 
 

@@ -8,7 +8,7 @@
   are checked (an object's bytes against its sha256, a manifest's id against its file list).
 - ``POST /api/remote/runs/<id>/queued``: a client submitted a run; the server starts its target's agent.
 
-Each handler checks the caller's token (``request.state.principal``, set by the auth middleware):
+Each handler checks the caller's token (the :class:`~runlab.server.auth.Principal` the auth middleware set):
 writers write anything, readers read, and a run's own token reads and writes only its run.
 These routes are not in the OpenAPI document: they are runlab's client protocol, not the studio's
 REST API, and are described here.
@@ -29,7 +29,8 @@ from starlette.concurrency import run_in_threadpool
 from runlab.core.errors import NotFoundError, PermissionDeniedError, RunlabError, StoreError, UserError
 from runlab.core.names import check_run_id
 from runlab.execution.snapshot import SnapshotStore
-from runlab.server.api.files import _file_response, _iterate
+from runlab.server.api.files import _file_response, _iterate, files_with_sizes
+from runlab.server.auth import Principal, current_principal
 from runlab.server.state import StudioState, get_state
 from runlab.store.artifacts import check_file_name
 from runlab.store.remote import codec
@@ -45,50 +46,38 @@ def _forbidden(message: str) -> RunlabError:
     return PermissionDeniedError(message)
 
 
-class _Caller:
-    """Who calls: the principal the auth middleware set, or the local admin when auth is off."""
-
-    def __init__(self, request: Request) -> None:
-        principal = getattr(request.state, "principal", None)
-        self.role: str = getattr(principal, "role", "admin")
-        self.run_id: str | None = getattr(principal, "run_id", None)
-        self.name: str = getattr(principal, "name", "local")
-
-    @property
-    def writes_anything(self) -> bool:
-        return self.role in ("admin", "writer")
-
-
 def _run_of(args: list[Any], kwargs: dict[str, Any]) -> str | None:
     run_id = kwargs.get("run_id", args[0] if args else None)
     return run_id if isinstance(run_id, str) else None
 
 
-def _owns_run(state: StudioState, caller: _Caller, run_id: str | None) -> bool:
-    """A run token owns its run and the child runs it made."""
-    if caller.run_id is None or run_id is None:
+def _owns_run(state: StudioState, caller: Principal, run_id: str | None) -> bool:
+    """A run token owns its run and the child runs it made (writers and admins: every run)."""
+    if run_id is None:
         return False
-    if run_id == caller.run_id:
+    if caller.may_write_run(run_id):
         return True
+    if caller.role != "run":
+        return False
     try:
         return state.store.get_run(run_id).parent_run_id == caller.run_id
     except NotFoundError:
         return False
 
 
-def authorize(state: StudioState, caller: _Caller, method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+def authorize(state: StudioState, caller: Principal, method: str, args: list[Any], kwargs: dict[str, Any]) -> None:
     """Raise the 403 error unless ``caller`` may call store method ``method`` with these arguments."""
     access = METHODS[method]
     if method in ("get_meta", "set_meta"):
         key = kwargs.get("key", args[0] if args else None)
         if not isinstance(key, str) or key.startswith(PRIVATE_META_PREFIX):
             raise _forbidden(f"workspace setting {key!r} is the server's own: no token can read or write it")
-    if caller.writes_anything:
+    if caller.can_write:
         return
-    if caller.role == "reader":
+    if caller.can_read:
         if access in (Access.READ, Access.LIST, Access.RUN_READ):
             return
-        raise _forbidden(f"{caller.name} has a read-only token: {method} writes; ask an admin for a writer token")
+        raise _forbidden(f"{caller.describe()} is a read-only token: {method} writes; ask an admin for a writer token")
     if caller.role == "run":
         if access == Access.READ:
             return
@@ -127,7 +116,7 @@ async def append_metrics(request: Request) -> Response:
     state = get_state(request)
     body = await _body(request, MAX_RPC_BODY)
     run_id, batches, batch_id = codec.decode_batches(body)
-    authorize(state, _Caller(request), "append_metrics", [run_id], {})
+    authorize(state, current_principal(request), "append_metrics", [run_id], {})
     await run_in_threadpool(state.store.append_metrics, check_run_id(run_id), batches, batch_id)
     return _result(None)
 
@@ -143,7 +132,7 @@ async def call_store(method: str, request: Request) -> Response:
     args, kwargs = payload.get("args", []), payload.get("kwargs", {})
     if not isinstance(args, list) or not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         raise codec.WireError("a store call's body is {\"args\": [...], \"kwargs\": {...}}")
-    caller = _Caller(request)
+    caller = current_principal(request)
     await run_in_threadpool(authorize, state, caller, method, args, kwargs)
     target = getattr(state.store, method)
     if method == "reap_stale_runs":
@@ -158,13 +147,11 @@ async def call_store(method: str, request: Request) -> Response:
 # -- run files ----------------------------------------------------------------------------------------
 
 
-def _check_run_access(state: StudioState, caller: _Caller, run_id: str, writing: bool) -> None:
-    if caller.writes_anything or (caller.role == "reader" and not writing):
+def _check_run_access(state: StudioState, caller: Principal, run_id: str, writing: bool) -> None:
+    if (caller.can_read and not writing) or _owns_run(state, caller, run_id):
         return
-    if caller.role == "run" and _owns_run(state, caller, run_id):
-        return
-    if caller.role == "reader":
-        raise _forbidden(f"{caller.name} has a read-only token: it cannot write files of run {run_id}")
+    if caller.can_read:
+        raise _forbidden(f"{caller.describe()} is a read-only token: it cannot write files of run {run_id}")
     raise _forbidden(f"the token of run {caller.run_id} cannot reach the files of run {run_id}")
 
 
@@ -180,7 +167,7 @@ async def _spool(request: Request) -> BinaryIO:
 async def put_file(run_id: str, name: str, request: Request) -> Response:
     state = get_state(request)
     run_id, name = check_run_id(run_id), check_file_name(name)
-    await run_in_threadpool(_check_run_access, state, _Caller(request), run_id, True)
+    await run_in_threadpool(_check_run_access, state, current_principal(request), run_id, True)
     await run_in_threadpool(state.store.get_run, run_id)
     spool = await _spool(request)
     try:
@@ -196,7 +183,7 @@ async def append_file(run_id: str, name: str, request: Request, append: int = 0)
         raise UserError("POST to a run file appends: add ?append=1 (PUT replaces the file)")
     state = get_state(request)
     run_id, name = check_run_id(run_id), check_file_name(name)
-    await run_in_threadpool(_check_run_access, state, _Caller(request), run_id, True)
+    await run_in_threadpool(_check_run_access, state, current_principal(request), run_id, True)
     data = await _body(request, MAX_RPC_BODY)
     await run_in_threadpool(state.artifacts.append_bytes, run_id, name, data)
     return Response(status_code=204)
@@ -206,14 +193,8 @@ async def append_file(run_id: str, name: str, request: Request, append: int = 0)
 def list_files(run_id: str, request: Request, prefix: str = "") -> JSONResponse:
     state = get_state(request)
     run_id = check_run_id(run_id)
-    _check_run_access(state, _Caller(request), run_id, False)
-    out = []
-    for name in state.artifacts.list(run_id, prefix):
-        try:
-            out.append({"name": name, "size": state.artifacts.size(run_id, name)})
-        except NotFoundError:
-            continue
-    return JSONResponse(out)
+    _check_run_access(state, current_principal(request), run_id, False)
+    return JSONResponse([{"name": name, "size": size} for name, size in files_with_sizes(state, run_id, prefix)])
 
 
 @router.api_route("/remote/runs/{run_id}/files/{name:path}", methods=["GET", "HEAD"])
@@ -221,7 +202,7 @@ def get_file(run_id: str, name: str, request: Request, offset: int = 0) -> Respo
     """The file's bytes from ``offset`` on (a client following a growing log asks for what is new)."""
     state = get_state(request)
     run_id, name = check_run_id(run_id), check_file_name(name)
-    _check_run_access(state, _Caller(request), run_id, False)
+    _check_run_access(state, current_principal(request), run_id, False)
     size = state.artifacts.size(run_id, name)
     if request.method == "HEAD":
         return Response(headers={"Content-Length": str(size)})
@@ -238,8 +219,7 @@ def get_file(run_id: str, name: str, request: Request, offset: int = 0) -> Respo
 def delete_files(run_id: str, request: Request) -> Response:
     state = get_state(request)
     run_id = check_run_id(run_id)
-    caller = _Caller(request)
-    if not caller.writes_anything:
+    if not current_principal(request).can_write:
         raise _forbidden("deleting a run's files needs a writer token")
     state.artifacts.delete_run(run_id)
     return Response(status_code=204)
@@ -259,12 +239,12 @@ def _sha(value: str) -> str:
 
 
 def _require_writer(request: Request, doing: str) -> None:
-    if not _Caller(request).writes_anything:
+    if not current_principal(request).can_write:
         raise _forbidden(f"{doing} needs a writer token")
 
 
-def _run_may_read_snapshot(state: StudioState, caller: _Caller, snapshot_id: str) -> bool:
-    if caller.role in ("admin", "writer", "reader"):
+def _run_may_read_snapshot(state: StudioState, caller: Principal, snapshot_id: str) -> bool:
+    if caller.can_read:
         return True
     if caller.role == "run" and caller.run_id:
         definition = state.store.get_run(caller.run_id).definition or {}
@@ -317,7 +297,7 @@ async def put_manifest(snapshot_id: str, request: Request) -> Response:
 @router.get("/remote/snapshots/manifests/{snapshot_id}")
 def get_manifest(snapshot_id: str, request: Request) -> JSONResponse:
     state = get_state(request)
-    if not _run_may_read_snapshot(state, _Caller(request), _sha(snapshot_id)):
+    if not _run_may_read_snapshot(state, current_principal(request), _sha(snapshot_id)):
         raise _forbidden("a run's token reads only its own run's snapshot")
     return JSONResponse(_snapshots(state).manifest(snapshot_id))
 
@@ -325,7 +305,7 @@ def get_manifest(snapshot_id: str, request: Request) -> JSONResponse:
 @router.get("/remote/snapshots/{snapshot_id}/objects/{sha256}")
 def get_object(snapshot_id: str, sha256: str, request: Request) -> Response:
     state = get_state(request)
-    if not _run_may_read_snapshot(state, _Caller(request), _sha(snapshot_id)):
+    if not _run_may_read_snapshot(state, current_principal(request), _sha(snapshot_id)):
         raise _forbidden("a run's token reads only its own run's snapshot")
     store = _snapshots(state)
     if not any(isinstance(f, dict) and f.get("sha256") == _sha(sha256) for f in store.manifest(snapshot_id)["files"]):

@@ -11,6 +11,7 @@ folder, ``$RUNLAB_HOME/servers/<workspace id>``.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from pathlib import Path
@@ -44,8 +45,9 @@ class RemoteWorkspace:
         self._store: HttpStore | None = None
         self._lock = threading.Lock()
 
-    @property
+    @functools.cached_property
     def path(self) -> Path:
+        """This machine's folder for the workspace (made once, on first use)."""
         from runlab.core.settings import load_settings
 
         path = load_settings().home / "servers" / self.workspace_id

@@ -258,3 +258,22 @@ def test_run_handle_from_experiment_and_workspace(run: runlab.Run, ws: runlab.Wo
     with pytest.raises(runlab.RunNotFoundError, match="does not exist"):
         ws.get_run("exp_1_deadbeef")
     assert run.get_portal_url().endswith(f"/runs/{run.id}")
+
+
+def test_a_completed_run_is_not_heartbeaten_when_the_process_exits(ws: runlab.Workspace,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """At exit every logger is closed once more; a run that ended must not be heartbeaten then (with its
+    server gone, that heartbeat failed and printed that the run's metrics could not be written)."""
+    from runlab.tracking import lifecycle
+
+    run = runlab.Experiment(ws, "exit").start_logging()
+    run.log("loss", 1.0)
+    run.complete()
+    logger = run._logger_obj
+    assert logger is not None and logger.heartbeat_owner
+    beats: list[str] = []
+    monkeypatch.setattr(logger._delivery.store, "heartbeat", lambda run_id, *a, **k: beats.append(run_id))
+    logger._last_heartbeat = 0.0  # long ago: a heartbeat would be due now
+    lifecycle._flush_all()
+    assert beats == []
+    assert run.get_metrics() == {"loss": 1.0}

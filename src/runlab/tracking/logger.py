@@ -262,7 +262,9 @@ class MetricLogger:
             self._replay_own(None if self._closing else self.flush_interval_s / 2)
         if self._pending_changes:
             self._settle_changes(store_ready)
-        if store_ready and self.heartbeat_owner and time.time() - self._last_heartbeat >= self.heartbeat_interval_s:
+        # a closed logger's run has ended: no heartbeat (at exit, lifecycle closes every logger once more)
+        if (store_ready and self.heartbeat_owner and not self._closed
+                and time.time() - self._last_heartbeat >= self.heartbeat_interval_s):
             self._heartbeat()
 
     def _write_direct(self, batches: list[MetricBatch]) -> None:

@@ -6,6 +6,8 @@ the embedded folder and a live server."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -22,7 +24,6 @@ from runlab.core.entities import MetricBatch
 from runlab.core.errors import (
     AuthenticationError,
     ConfigError,
-    NotSupportedError,
     PermissionDeniedError,
     RunNotFoundError,
     StoreUnavailableError,
@@ -181,12 +182,6 @@ def test_config_json_names_the_server(server: ServerProcess, tmp_path: Path) -> 
     (project / ".azureml" / "config.json").write_text(json.dumps({"server": server.url, "workspace_name": "nope"}))
     with pytest.raises(ConfigError, match="serves workspace 'default', not 'nope'"):
         runlab.Workspace.from_config(path=str(project))
-
-
-def test_what_the_server_does_not_serve_yet_says_so(server: ServerProcess) -> None:
-    ws = runlab.Workspace.get("default", server=server.url)
-    with pytest.raises(NotSupportedError, match="register an S3 datastore"):
-        ws.get_default_datastore().upload_files([__file__], target_path="x")
 
 
 def test_upgrade_says_which_migrations_ran_and_the_server_refuses_an_old_schema(tmp_path: Path) -> None:
@@ -386,3 +381,73 @@ def test_mlflow_client_logs_into_a_secured_server_with_a_token(secured: tuple[Se
     ws = runlab.Workspace.get("default", server=server.url, token=writer)
     assert ws.get_run(run.info.run_id).get_metrics() == {"loss": 0.25}
 
+
+
+def test_an_agent_on_another_machine_runs_the_server_s_runs(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """`runlab agent --server URL` with its own RUNLAB_HOME (another machine, as far as it can tell) claims
+    the run through the API, fetches the snapshot, runs the script, ships its logs; the server starts no
+    agent of its own (--no-agents)."""
+    url = f"sqlite:///{tmp_path / 'server.db'}"
+    store = SqlStore(url)
+    tokens = TokenStore(store.engine)
+    writer, _ = tokens.create("agent-machine", "writer")
+    server = ServerProcess(url, tmp_path / "artifacts", subprocess_env, auth=True, extra=["--no-agents"])
+    server.start()
+    other_home = tmp_path / "other-machine"
+    agent_env = {**subprocess_env, "RUNLAB_HOME": str(other_home), "RUNLAB_TOKEN": writer}
+    agent: subprocess.Popen[bytes] | None = None
+    try:
+        ws = runlab.Workspace.get("default", server=server.url, token=writer)
+        from runlab.sdk.compute import AmlCompute
+
+        runlab.ComputeTarget.create(ws, "pool", AmlCompute.provisioning_configuration(max_nodes=1))
+        agent = subprocess.Popen([sys.executable, "-m", "runlab.cli", "agent", "--server", server.url, "--target", "pool"],
+                                 env=agent_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "job.py").write_text(textwrap.dedent("""
+            import os
+            from runlab import Run
+            run = Run.get_context()
+            print("running on the other machine, home", os.environ["RUNLAB_HOME"])
+            print("token is the run's own:", os.environ["RUNLAB_TOKEN"] != os.environ.get("AGENT_TOKEN"))
+            for i in range(5):
+                run.log("loss", 1.0 / (i + 1))
+            os.makedirs("outputs", exist_ok=True)
+            open("outputs/result.txt", "w").write("done")
+        """))
+        run = runlab.Experiment(ws, "remote").submit(runlab.ScriptRunConfig(source_directory=str(src), script="job.py",
+                                                                           compute_target="pool"))
+        run.wait_for_completion(timeout_seconds=240)
+        assert run.get_status() == "Completed", run.get_details()
+        assert run.get_metrics()["loss"] == [1.0, 0.5, 1.0 / 3, 0.25, 0.2]
+        with run.open_file("azureml-logs/70_driver_log.txt") as f:
+            driver = f.read().decode()
+        assert f"running on the other machine, home {other_home}" in driver
+        with run.open_file("azureml-logs/55_agent_log.txt") as f:
+            assert "claimed by agent" in f.read().decode()
+        with run.open_file("outputs/result.txt") as f:
+            assert f.read() == b"done"
+        assert not (tmp_path / "artifacts" / "agents" / "pool.lock").exists()  # the server started no agent
+        assert [t for t in TokenStore(store.engine).list() if t.role == "run"] == []  # revoked at the end
+    finally:
+        if agent is not None:
+            os.killpg(agent.pid, signal.SIGTERM)
+            try:
+                agent.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(agent.pid, signal.SIGKILL)
+                agent.wait()
+            if agent.stdout is not None:
+                agent.stdout.close()
+        server.stop()
+        store.close()
+
+
+def test_a_server_s_files_folder_is_not_opened_as_a_workspace(tmp_path: Path) -> None:
+    from runlab.store.hosted import HostedWorkspace
+
+    HostedWorkspace(f"sqlite:///{tmp_path / 's.db'}", tmp_path / "files").close()
+    with pytest.raises(ConfigError, match="connect to the server"):
+        runlab.Workspace.from_path(tmp_path / "files").experiments
+    assert not (tmp_path / "files" / "workspace.db").exists()

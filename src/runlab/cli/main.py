@@ -361,6 +361,7 @@ def sync(workspace_ref: str | None, offline_dir: str | None) -> None:
 
 
 def _register_commands() -> None:
+    from runlab.cli.agent import agent
     from runlab.cli.compute import compute
     from runlab.cli.dataset import dataset
     from runlab.cli.datastore import datastore
@@ -373,7 +374,7 @@ def _register_commands() -> None:
     from runlab.cli.token import token
 
     for command in (compute, dataset, datastore, env, model, submit, logs, cancel, studio, quickstart, server,
-                    token):
+                    token, agent):
         cli.add_command(command)
 
 

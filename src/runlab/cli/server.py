@@ -34,13 +34,16 @@ ARTIFACTS_HELP = "Folder of the workspace's files (snapshots, run files, logs, d
               "(default: http://HOST:PORT, or https with --certfile).")
 @click.option("--no-auth", is_flag=True, help="Serve without tokens (loopback only): anyone on this machine can "
               "read and write the workspace.")
+@click.option("--agents/--no-agents", default=True, show_default=True,
+              help="Start the agent of a compute target beside the server when runs are submitted to it. "
+                   "--no-agents: runs wait for agents started on other machines (runlab agent --server URL).")
 @click.option("--certfile", type=click.Path(dir_okay=False, exists=True), help="TLS certificate (PEM): serve HTTPS.")
 @click.option("--keyfile", type=click.Path(dir_okay=False, exists=True), help="TLS private key (PEM) of --certfile.")
 @click.pass_context
 @friendly_errors
 def server(ctx: click.Context, store_url: str | None, artifacts: str | None, name: str | None, host: str, port: int,
-           workers: int, allowed_hosts: tuple[str, ...], url: str | None, no_auth: bool, certfile: str | None,
-           keyfile: str | None) -> None:
+           workers: int, allowed_hosts: tuple[str, ...], url: str | None, no_auth: bool, agents: bool,
+           certfile: str | None, keyfile: str | None) -> None:
     """Serve a workspace to a team: the studio, the REST API, runlab's client protocol and MLflow's
     tracking API, over a SQL store and a files folder, with tokens.
 
@@ -66,7 +69,7 @@ def server(ctx: click.Context, store_url: str | None, artifacts: str | None, nam
     check_bind(host, not no_auth)
     _check_schema(store_url, creating=True)
     config = ServerConfig(artifacts=str(artifacts), name=name, host=host, port=port, auth=not no_auth,
-                          allowed_hosts=list(allowed_hosts), https=bool(certfile), url=url)
+                          allowed_hosts=list(allowed_hosts), https=bool(certfile), url=url, agents=agents)
     folder = open_hosted(store_url, config)  # made (and checked) once, before any worker starts
     if config.auth and not _has_admin(folder):
         click.echo("runlab server: no token exists yet; create one with\n"

@@ -35,7 +35,7 @@ from typing import IO, Any
 from filelock import Timeout
 
 from runlab.core.entities import RunRecord
-from runlab.core.errors import ComputeTargetException, RunlabError
+from runlab.core.errors import ComputeTargetException, RunlabError, StoreError
 from runlab.core.layout import AGENT_LOG, BUILD_LOG, DRIVER_LOG
 from runlab.core.names import id_problem
 from runlab.core.process import current_identity
@@ -56,6 +56,7 @@ from runlab.execution.targets import (
 )
 from runlab.store.folder import WorkspaceFolder
 
+LOG_SHIP_MAX = 4 << 20  # bytes of one log sent to a server in one request
 POLL_S = 0.05
 IDLE_AFTER_S = 5.0  # with no run for this long, the agent looks at its queue once a second, not 20 times
 IDLE_POLL_S = 1.0
@@ -109,8 +110,13 @@ class Slot:
 
 
 class Agent:
-    def __init__(self, folder: WorkspaceFolder, target: str) -> None:
+    def __init__(self, folder: WorkspaceFolder, target: str, *, stay: bool = False) -> None:
+        """``stay``: serve until SIGTERM, never scaling down (an agent a person started on a machine
+        that joins a runlab server, ``runlab agent --server``)."""
         self.folder = folder
+        self.remote = bool(getattr(folder, "remote", False))  # a server's workspace, reached over HTTP
+        self.stay = stay
+        self._shipped: dict[tuple[str, str], int] = {}  # remote: local log file -> bytes sent to the server
         self.target = target
         self.store = folder.store
         self.artifacts = folder.artifacts
@@ -153,7 +159,7 @@ class Agent:
                     break
                 if busy:
                     self._idle_since = time.monotonic()
-                elif time.monotonic() - self._idle_since > self.settings.idle_seconds:
+                elif not self.stay and time.monotonic() - self._idle_since > self.settings.idle_seconds:
                     self._say(f"idle for {self.settings.idle_seconds} s: scaling down")
                     scaled_down = True
                     break
@@ -162,7 +168,7 @@ class Agent:
             agent_state_path(self.folder, self.target).unlink(missing_ok=True)
             lock.release()
         # a submit that saw this agent alive just before it let go of the lock: serve it
-        if scaled_down and self.store.count_runs_by_status(self.target).get(RunStatus.QUEUED):
+        if scaled_down and not self.stay and self.store.count_runs_by_status(self.target).get(RunStatus.QUEUED):
             ensure_agent(self.folder, self.target)
         return 0
 
@@ -176,6 +182,7 @@ class Agent:
                 self._fail(slot, f"the agent failed while handling the run: {exc}", "AgentError", exc)
         if time.time() - self._last_heartbeat >= self._heartbeat_s:
             self._heartbeat()
+        self._ship_logs()
         while len(self.slots) < self.settings.max_nodes:
             record = self.store.claim_queued_run(self.target, self.identity)
             if record is None:
@@ -208,7 +215,7 @@ class Agent:
         record = slot.record
         definition = dict(record.definition or {})
         env_def = EnvironmentDefinition.from_dict(definition["environment"])
-        log_path = self.artifacts.local_path(record.run_id, BUILD_LOG)
+        log_path = self._log_path(record.run_id, BUILD_LOG)
         with open(log_path, "a", encoding="utf-8") as build_log:
             def progress(line: str) -> None:
                 build_log.write(f"{_stamp()} {line}\n")
@@ -233,7 +240,12 @@ class Agent:
                               run_id=record.run_id)
         if slot.workdir.exists():
             shutil.rmtree(slot.workdir)
-        SnapshotStore(self.folder.snapshots_dir).restore(definition["snapshotId"], slot.workdir)
+        snapshots = SnapshotStore(self.folder.snapshots_dir)
+        if self.remote:  # fetched from the server: the files this machine does not have yet
+            from runlab.execution.remote import pull_snapshot
+
+            pull_snapshot(self.folder.client, snapshots, definition["snapshotId"])  # type: ignore[attr-defined]
+        snapshots.restore(definition["snapshotId"], slot.workdir)
         (slot.workdir / "outputs").mkdir(exist_ok=True)
         (slot.workdir / "logs").mkdir(exist_ok=True)
         self._run_log(slot, f"snapshot {definition['snapshotId'][:12]} unpacked into {slot.workdir}")
@@ -262,7 +274,7 @@ class Agent:
         env.update(inputs.variables(env))
         arguments = inputs.expand(definition)
         if inputs.values:
-            with open(self.artifacts.local_path(record.run_id, DRIVER_LOG), "a", encoding="utf-8") as driver:
+            with open(self._log_path(record.run_id, DRIVER_LOG), "a", encoding="utf-8") as driver:
                 driver.write("".join(f"runlab: {line}\n" for line in inputs.driver_lines()))
                 driver.write(f"runlab: arguments as submitted: {json.dumps(definition.get('arguments', []))}\n"
                              f"runlab: arguments after expansion: {json.dumps(arguments)}\n")
@@ -280,7 +292,7 @@ class Agent:
 
     def _launch(self, slot: Slot) -> None:
         assert slot.plan is not None
-        driver_path = self.artifacts.local_path(slot.run_id, DRIVER_LOG)
+        driver_path = self._log_path(slot.run_id, DRIVER_LOG)
         stdout = open(driver_path, "ab")
         try:
             slot.proc = ProcessGroup(
@@ -392,8 +404,11 @@ class Agent:
             slot.proc.kill()  # nothing of the run outlives it
         self._stop_monitor(slot)
         slot.pump_stop.set()
+        self._ship_logs(slot.run_id, final=True)
         self.store.set_status(slot.run_id, status, error=error, only_if_active=True)
-        if getattr(self.folder, "server_url", None):  # the run's own token ends with the run
+        if self.remote:  # the run's own token ends with the run
+            self.folder.client.request("DELETE", f"/api/remote/runs/{slot.run_id}/token")  # type: ignore[attr-defined]
+        elif getattr(self.folder, "server_url", None):
             from runlab.store.sql.tokens import revoke_run_tokens
 
             revoke_run_tokens(self.store.engine, slot.run_id)
@@ -414,12 +429,51 @@ class Agent:
         if not server_url:
             return {}
         from runlab.store.hosted import STORE_URL_ENV
-        from runlab.store.sql.tokens import issue_run_token
 
-        for private in (STORE_URL_ENV, "RUNLAB_SERVER_CONFIG", "RUNLAB_SERVER_URL"):
+        for private in (STORE_URL_ENV, "RUNLAB_SERVER_CONFIG", "RUNLAB_SERVER_URL", "RUNLAB_TOKEN"):
             env.pop(private, None)
-        return {"RUNLAB_SERVER": str(server_url), "RUNLAB_WORKSPACE": self.folder.workspace_id,
-                "RUNLAB_TOKEN": issue_run_token(self.store.engine, run_id, None)}
+        if self.remote:  # this agent's own token stays its own: the server issues the run's
+            token = str(self.folder.client.post_json(f"/api/remote/runs/{run_id}/token", {})["token"])  # type: ignore[attr-defined]
+        else:
+            from runlab.store.sql.tokens import issue_run_token
+
+            token = issue_run_token(self.store.engine, run_id, None)
+        return {"RUNLAB_SERVER": str(server_url), "RUNLAB_WORKSPACE": self.folder.workspace_id, "RUNLAB_TOKEN": token}
+
+    def _log_path(self, run_id: str, name: str) -> Path:
+        """Where the agent appends run log ``name`` live: the run's file itself in a folder on this
+        machine; for a server's workspace a file here whose new bytes :meth:`_ship_logs` sends on."""
+        if not self.remote:
+            return Path(self.artifacts.local_path(run_id, name))
+        path = self.folder.path / "logs" / run_id / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._shipped.setdefault((run_id, name), 0)
+        return path
+
+    def _ship_logs(self, run_id: str | None = None, final: bool = False) -> None:
+        """Send the server what its runs' logs gained since the last turn (all of it when ``final``,
+        then forget them). A server that is away keeps the bytes here for a later turn."""
+        for (rid, name), sent in list(self._shipped.items()):
+            if run_id is not None and rid != run_id:
+                continue
+            try:
+                with open(self.folder.path / "logs" / rid / name, "rb") as f:
+                    f.seek(sent)
+                    while data := f.read(LOG_SHIP_MAX):
+                        self.artifacts.append_bytes(rid, name, data)
+                        sent += len(data)
+                        self._shipped[(rid, name)] = sent
+                        if not final:
+                            break  # the rest at the next turns: a turn stays short
+            except OSError:
+                continue  # not written yet
+            except StoreError as exc:
+                self._say(f"could not send {name} of run {rid} to the server now: {exc}")
+                return
+        if final:
+            for key in [k for k in self._shipped if k[0] == run_id]:
+                del self._shipped[key]
+            shutil.rmtree(self.folder.path / "logs" / str(run_id), ignore_errors=True)
 
     def _status(self, slot: Slot) -> RunStatus:
         return self.store.get_run(slot.run_id).status

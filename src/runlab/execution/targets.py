@@ -190,8 +190,8 @@ def ensure_agent(folder: WorkspaceFolder, target: str, python: str | None = None
         client = folder.client  # type: ignore[attr-defined]
         path = f"/api/remote/targets/{check_id(target, 'compute target name', repr('cpu-cluster'))}/agent"
         return bool(client.post_json(path, {}).get("agent_started"))
-    if agent_is_running(folder, target) or _is_starting(folder, target):
-        return False
+    if not getattr(folder, "starts_agents", True) or agent_is_running(folder, target) or _is_starting(folder, target):
+        return False  # a server run with --no-agents: the agents of other machines claim its runs
     log_path = _agent_file(folder, target, ".log")
     starting = agent_starting_path(folder, target)
     starting.touch()
@@ -233,8 +233,8 @@ def restart_dead_agents(folder: WorkspaceFolder, targets: Iterable[str] | None =
     a query only where an agent is gone. A deleted target gets no agent. Returns the targets whose
     agent was started. The store being busy, or the start failing, is left to the next reader.
     """
-    if getattr(folder, "remote", False):
-        return []  # runlab server watches its own agents
+    if getattr(folder, "remote", False) or not getattr(folder, "starts_agents", True):
+        return []  # runlab server watches its own agents; with --no-agents, agents elsewhere serve
     wanted: list[str | None] = [None] if targets is None else [*sorted(set(targets))]
     now = time.monotonic()
     with _checks_lock:

@@ -193,15 +193,16 @@ def _object_store(workspace: "Workspace", name: str) -> ObjectStore:
     store = workspace.folder.store
     record = ensure_workspace_blobstore(store) if name == DEFAULT_DATASTORE else store.get_datastore(name)
     config = json.dumps(dict(record.config), sort_keys=True)
-    return _opened_store(record.name, record.kind, config, str(workspace.folder.datastores_dir))
+    where = workspace.folder.datastores_dir  # a folder, or the server's datastores (hashable: same server, same key)
+    return _opened_store(record.name, record.kind, config, Path(where) if isinstance(where, (str, Path)) else where)
 
 
 @functools.lru_cache(maxsize=64)
-def _opened_store(name: str, kind: str, config: str, datastores_dir: str) -> ObjectStore:
+def _opened_store(name: str, kind: str, config: str, datastores_dir: Any) -> ObjectStore:
     """One object store per datastore as registered (an S3 client takes a while to make)."""
     from runlab.store.datastores import open_object_store
 
-    return open_object_store(DatastoreRecord(name, kind, json.loads(config), 0.0), Path(datastores_dir))
+    return open_object_store(DatastoreRecord(name, kind, json.loads(config), 0.0), datastores_dir)
 
 
 # -- the facade ----------------------------------------------------------------------------------------

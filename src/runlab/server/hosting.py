@@ -41,6 +41,7 @@ class ServerConfig:
     https: bool = False
     url: str | None = None  # how agents and runs reach this server (default: from host and port)
     watch: bool = True
+    agents: bool = True  # start the agents of submitted runs beside the server (False: agents elsewhere)
 
     @property
     def public_url(self) -> str:
@@ -60,8 +61,10 @@ class ServerConfig:
 
 
 def open_hosted(store_url: str, config: ServerConfig, *, create: bool = True) -> HostedWorkspace:
-    return HostedWorkspace(store_url, Path(config.artifacts), name=config.name, create=create,
-                           server_url=config.public_url)
+    folder = HostedWorkspace(store_url, Path(config.artifacts), name=config.name, create=create,
+                             server_url=config.public_url)
+    folder.starts_agents = config.agents
+    return folder
 
 
 def auth_config(folder: HostedWorkspace, config: ServerConfig) -> Any:

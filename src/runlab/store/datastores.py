@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol, TypeAlias, runtime_checkable
 
 from runlab.core.entities import DatastoreFileRecord, DatastoreRecord
 from runlab.core.errors import DatastoreNotFoundError, UserError
@@ -32,10 +32,12 @@ from runlab.store.objects import ObjectInfo, ObjectStore, check_object_name, che
 __all__ = [
     "DEFAULT_DATASTORE",
     "DEFAULT_DATASTORE_KEY",
+    "DatastoresDir",
     "KINDS",
     "LOCAL",
     "S3",
     "WORKSPACE_BLOB",
+    "ServedDatastores",
     "datastore_location",
     "datastore_opener",
     "default_datastore_name",
@@ -78,14 +80,29 @@ def s3_config(bucket: str, prefix: str | None = None, endpoint_url: str | None =
             "region": store.region}
 
 
-def open_object_store(record: DatastoreRecord, datastores_dir: Path | None) -> ObjectStore:
+@runtime_checkable
+class ServedDatastores(Protocol):
+    """The workspace's own datastores of a ``runlab server``, seen from a client
+    (:class:`runlab.store.remote.objects.RemoteDatastores`): opened by name, over HTTP."""
+
+    def open_datastore(self, name: str) -> ObjectStore: ...
+
+
+DatastoresDir: TypeAlias = "Path | ServedDatastores | None"
+"""Where a workspace's ``workspaceblob`` datastores are: its ``files/datastores`` folder; for a client of
+``runlab server``, the server (:class:`ServedDatastores`); None where they cannot be reached."""
+
+
+def open_object_store(record: DatastoreRecord, datastores_dir: DatastoresDir) -> ObjectStore:
     """The object store of datastore ``record``; ``datastores_dir`` is the workspace's
-    ``files/datastores`` folder (where ``workspaceblob`` datastores keep their files), None for a workspace
-    of runlab server seen from a client (its own datastore is the server's folder)."""
+    ``files/datastores`` folder (where ``workspaceblob`` datastores keep their files), or, for a workspace
+    of runlab server seen from a client, the server's datastores (:class:`ServedDatastores`)."""
     config: Mapping[str, Any] = record.config
     if record.kind == WORKSPACE_BLOB:
         from runlab.store.objects.local import LocalObjectStore
 
+        if isinstance(datastores_dir, ServedDatastores):
+            return datastores_dir.open_datastore(check_datastore_name(record.name))
         if datastores_dir is None:
             from runlab.core.errors import NotSupportedError
 
@@ -108,7 +125,7 @@ def open_object_store(record: DatastoreRecord, datastores_dir: Path | None) -> O
                     f"(it knows {', '.join(KINDS)}): upgrade runlab", name=record.name)
 
 
-def datastore_location(record: DatastoreRecord, datastores_dir: Path) -> str:
+def datastore_location(record: DatastoreRecord, datastores_dir: DatastoresDir) -> str:
     """Where datastore ``record`` keeps its files, in words (no connection made)."""
     return open_object_store(record, datastores_dir).description
 
@@ -190,7 +207,7 @@ def _sha256_of(objects: ObjectStore, info: ObjectInfo) -> str:
     return digest.hexdigest()
 
 
-def datastore_opener(store: Store, datastores_dir: Path) -> "Callable[[str], ObjectStore]":
+def datastore_opener(store: Store, datastores_dir: DatastoresDir) -> "Callable[[str], ObjectStore]":
     """Datastore name -> its object store, each opened once (``DatastoreNotFoundError`` for a name
     that is not registered); what the agent reads datasets through."""
     opened: dict[str, ObjectStore] = {}

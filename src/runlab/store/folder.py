@@ -64,6 +64,7 @@ class WorkspaceFolder:
                 "restore it from a backup or create the workspace again",
                 path=marker,
             ) from exc
+        self._hosted = "store" in meta  # the files folder of runlab server's workspace (store.hosted)
         self._store: SqlStore | None = None
         self.store_url: str | None = None  # another store than the folder's SQLite file (store.hosted)
         self._lock = threading.Lock()
@@ -101,6 +102,11 @@ class WorkspaceFolder:
                     from runlab.core.settings import load_settings
                     from runlab.store.sql.store import SqlStore, sqlite_url
 
+                    if self._hosted and self.store_url is None:
+                        raise ConfigError(
+                            f"{self.path} holds the files of a runlab server's workspace, whose store is a database "
+                            "of its own: connect to the server (config.json {\"server\": URL}, or Workspace.get(name, "
+                            "server=URL)) rather than opening its folder", path=self.path)
                     settings = load_settings()
                     url = self.store_url or sqlite_url(self.db_path)
                     store = SqlStore(url, busy_timeout_s=settings.sqlite_busy_timeout_s)

@@ -76,6 +76,7 @@ class HostedWorkspace(WorkspaceFolder):
         super().__init__(root)
         self.store_url = store_url
         self.server_url = server_url
+        self.starts_agents = True  # False: runs wait for agents on other machines (runlab agent --server)
         self._pair_with_store(name)
 
     def _pair_with_store(self, name: str | None) -> None:

@@ -59,8 +59,7 @@ def _models_root(folder: WorkspaceFolder) -> Path:
 
         raise NotSupportedError(
             "registered models of a runlab server's workspace are not reachable over HTTP in this version: "
-            "register and download models on the server's machine (a workspace whose config.json names its "
-            "folder), or from the run itself with run.register_model in a run the server's agent runs")
+            "keep the model as a run output (run.upload_file / ./outputs) and download it with run.download_file")
     return Path(folder.path) / "files" / "models"
 
 

@@ -7,6 +7,8 @@
 - ``/api/remote/snapshots/...``: a submit sends the objects the server lacks, then the manifest; both
   are checked (an object's bytes against its sha256, a manifest's id against its file list).
 - ``POST /api/remote/runs/<id>/queued``: a client submitted a run; the server starts its target's agent.
+- ``/api/remote/datastores/<name>[/objects[/<object>]|/stat/<object>]``: the files of the workspace's own
+  datastores (:mod:`runlab.store.remote.objects`): writers write, readers and a run's own token read.
 
 Each handler checks the caller's token (the :class:`~runlab.server.auth.Principal` the auth middleware set):
 writers write anything, readers read, and a run's own token reads and writes only its run.
@@ -17,7 +19,9 @@ REST API, and are described here.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import re
 import tempfile
 from typing import Any, BinaryIO
@@ -33,7 +37,9 @@ from runlab.server.api.files import _file_response, _iterate, files_with_sizes
 from runlab.server.auth import Principal, current_principal
 from runlab.server.state import StudioState, get_state
 from runlab.store.artifacts import check_file_name
+from runlab.store.objects import ObjectStore, check_object_name, check_prefix
 from runlab.store.remote import codec
+from runlab.store.remote.objects import SHA256_HEADER, info_to_json
 from runlab.store.remote.protocol import METHODS, PRIVATE_META_PREFIX, Access
 
 router = APIRouter(include_in_schema=False)
@@ -319,6 +325,115 @@ def get_object(snapshot_id: str, sha256: str, request: Request) -> Response:
                              headers={"Content-Length": str(path.stat().st_size)})
 
 
+# -- the workspace's own datastores ------------------------------------------------------------------
+
+
+def _served_store(state: StudioState, name: str) -> ObjectStore:
+    """The server's object store of datastore ``name``: only the workspace's own (``workspaceblob``) ones
+    are served; a client opens S3 and local datastores itself."""
+    from runlab.store import datastores as stores
+
+    record = stores.get_datastore(state.store, name)
+    if record.kind != stores.WORKSPACE_BLOB:
+        raise UserError(f"datastore {name!r} has kind {record.kind!r}: the server serves only the workspace's own "
+                        f"datastores (kind {stores.WORKSPACE_BLOB!r}); clients open {record.kind} datastores "
+                        "themselves (an S3 bucket directly, a local datastore's folder on their own machine)",
+                        name=name)
+    return stores.open_object_store(record, state.folder.datastores_dir)
+
+
+def _check_datastore_read(request: Request, name: str) -> None:
+    caller = current_principal(request)
+    if not (caller.can_read or caller.role == "run"):  # a run reads its inputs with its own token
+        raise _forbidden(f"a token with role {caller.role!r} cannot read datastore {name!r}")
+
+
+async def _spool_hashed(request: Request) -> tuple[BinaryIO, int, str]:
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        async for chunk in request.stream():
+            digest.update(chunk)
+            size += len(chunk)
+            spool.write(chunk)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool, size, digest.hexdigest()  # type: ignore[return-value]
+
+
+@router.get("/remote/datastores/{name}")
+def datastore_info(name: str, request: Request) -> JSONResponse:
+    _check_datastore_read(request, name)
+    objects = _served_store(get_state(request), name)
+    objects.check()
+    return JSONResponse({"name": name, "kind": objects.kind, "description": objects.description})
+
+
+@router.get("/remote/datastores/{name}/objects")
+def list_datastore_objects(name: str, request: Request, prefix: str = "") -> JSONResponse:
+    _check_datastore_read(request, name)
+    objects = _served_store(get_state(request), name)
+    return JSONResponse([info_to_json(info) for info in objects.list(check_prefix(prefix, objects.description))])
+
+
+@router.get("/remote/datastores/{name}/stat/{obj:path}")
+def stat_datastore_object(name: str, obj: str, request: Request) -> JSONResponse:
+    _check_datastore_read(request, name)
+    objects = _served_store(get_state(request), name)
+    return JSONResponse(info_to_json(objects.stat(check_object_name(obj, objects.description))))
+
+
+@router.get("/remote/datastores/{name}/objects/{obj:path}")
+def get_datastore_object(name: str, obj: str, request: Request) -> Response:
+    _check_datastore_read(request, name)
+    objects = _served_store(get_state(request), name)
+    rel = check_object_name(obj, objects.description)
+    info = objects.stat(rel)
+    stream = objects.open(rel)
+    try:
+        size = os.fstat(stream.fileno()).st_size
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        size = info.size
+    headers = {"Content-Length": str(size)}
+    if size == info.size and info.etag:
+        headers["ETag"] = f'"{info.etag}"'
+    return StreamingResponse(_iterate(stream), media_type="application/octet-stream", headers=headers)
+
+
+@router.put("/remote/datastores/{name}/objects/{obj:path}")
+async def put_datastore_object(name: str, obj: str, request: Request) -> JSONResponse:
+    """Store the body as object ``obj``, once its length and sha256 (``X-Content-SHA256``) are checked."""
+    _require_writer(request, f"writing to datastore {name!r}")
+    state = get_state(request)
+    objects = await run_in_threadpool(_served_store, state, name)
+    rel = check_object_name(obj, objects.description)
+    expected = request.headers.get(SHA256_HEADER)
+    if expected is not None:
+        _sha(expected)
+    spool, size, sha256 = await _spool_hashed(request)
+    try:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) != size:
+            raise UserError(f"{rel!r}: {size} bytes arrived of the {length} announced: nothing stored")
+        if expected is not None and expected != sha256:
+            raise UserError(f"the bytes sent for {rel!r} have sha256 {sha256}, not {expected}: nothing stored")
+        info = await run_in_threadpool(objects.put_stream, rel, spool)
+    finally:
+        spool.close()
+    return JSONResponse(info_to_json(info))
+
+
+@router.delete("/remote/datastores/{name}/objects/{obj:path}")
+def delete_datastore_object(name: str, obj: str, request: Request) -> Response:
+    _require_writer(request, f"deleting from datastore {name!r}")
+    objects = _served_store(get_state(request), name)
+    objects.delete(check_object_name(obj, objects.description))
+    return Response(status_code=204)
+
+
 # -- submitted runs -----------------------------------------------------------------------------------
 
 
@@ -331,6 +446,29 @@ def start_agent(target: str, request: Request) -> JSONResponse:
 
     TargetSettings.load(state.folder, target)  # ComputeTargetException (404) for an unknown target
     return JSONResponse({"target": target, "agent_started": ensure_agent(state.folder, target)})
+
+
+@router.post("/remote/runs/{run_id}/token")
+def issue_token(run_id: str, request: Request) -> JSONResponse:
+    """An agent starts run ``run_id``: a token that can write only that run, for its script."""
+    _require_writer(request, "starting a run")
+    state = get_state(request)
+    record = state.store.get_run(check_run_id(run_id))
+    if record.status.is_terminal:
+        raise UserError(f"run {record.run_id} has ended ({record.status}): it gets no token")
+    from runlab.store.sql.tokens import issue_run_token
+
+    return JSONResponse({"token": issue_run_token(state.store.engine, record.run_id, None)})
+
+
+@router.delete("/remote/runs/{run_id}/token")
+def revoke_token(run_id: str, request: Request) -> Response:
+    """Run ``run_id`` ended: its own tokens stop working."""
+    _require_writer(request, "ending a run")
+    from runlab.store.sql.tokens import revoke_run_tokens
+
+    revoke_run_tokens(get_state(request).store.engine, check_run_id(run_id))
+    return Response(status_code=204)
 
 
 @router.get("/remote/workspace")

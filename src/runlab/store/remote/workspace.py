@@ -20,6 +20,7 @@ from typing import Any
 from runlab.core.errors import ConfigError, StoreUnavailableError
 from runlab.store.remote.artifacts import HttpArtifactStore
 from runlab.store.remote.client import ServerClient, normalize_url
+from runlab.store.remote.objects import RemoteDatastores
 from runlab.store.remote.store import HttpStore
 
 
@@ -75,8 +76,9 @@ class RemoteWorkspace:
         return self.path / "snapshots"
 
     @property
-    def datastores_dir(self) -> None:
-        return None  # the workspace's own datastore is the server's folder (store.datastores says so when used)
+    def datastores_dir(self) -> RemoteDatastores:
+        """The workspace's own datastores: the server's folder, reached over HTTP (store.datastores opens them)."""
+        return RemoteDatastores(self.client)
 
     def fallback_journal_dir(self) -> Path:
         return self.journal_dir

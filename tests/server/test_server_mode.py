@@ -451,3 +451,38 @@ def test_a_server_s_files_folder_is_not_opened_as_a_workspace(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="connect to the server"):
         runlab.Workspace.from_path(tmp_path / "files").experiments
     assert not (tmp_path / "files" / "workspace.db").exists()
+
+
+def test_sync_uploads_offline_runs_and_finishes_a_copy_that_was_cut_short(
+        any_ws: runlab.Workspace, tmp_path: Path, subprocess_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`runlab sync` into either kind of workspace; a sync that stops half-way (the server went away
+    while files were copied) leaves the run active there, and the next sync completes it once."""
+    from runlab.core.settings import load_settings
+    from runlab.sdk.sync import sync_offline_runs
+    from runlab.store.folder import WorkspaceFolder
+
+    script = tmp_path / "offline.py"
+    script.write_text("from runlab import Run\nrun = Run.get_context()\nfor i in range(20):\n    run.log('loss', float(i))\n"
+                      "run.log('acc', 0.5)\nrun.upload_file('outputs/a.txt', __file__)\nprint(run.id)\n")
+    out = subprocess.run([sys.executable, str(script)], env=subprocess_env, capture_output=True, text=True, check=True)
+    run_id = out.stdout.strip().splitlines()[-1]
+    source = WorkspaceFolder(load_settings().offline_root)
+    target = any_ws.folder
+
+    real_put = type(target.artifacts).put_stream
+
+    def failing_put(self: object, *args: object) -> None:
+        raise StoreUnavailableError("the server went away (test)")
+
+    monkeypatch.setattr(type(target.artifacts), "put_stream", failing_put)
+    with pytest.raises(StoreUnavailableError):
+        sync_offline_runs(source, target)
+    assert any_ws.get_run(run_id).get_status() == "Running"  # begun, not ended
+    monkeypatch.setattr(type(target.artifacts), "put_stream", real_put)
+    synced = sync_offline_runs(source, target)
+    assert [s.run_id for s in synced] == [run_id] and synced[0].points == 0  # its metrics were there already
+    run = any_ws.get_run(run_id)
+    assert run.get_status() == "Completed"
+    assert run.get_metrics() == {"loss": [float(i) for i in range(20)], "acc": 0.5}  # once each
+    assert "outputs/a.txt" in run.get_file_names()
+    assert sync_offline_runs(source, target) == []  # nothing left to do

@@ -357,7 +357,8 @@ def sync(workspace_ref: str | None, offline_dir: str | None) -> None:
         console.print(f"no offline runs in {source}")
         return
     synced = sync_offline_runs(WorkspaceFolder(source), ws.folder, progress=console.print)
-    console.print(f"{len(synced)} offline run(s) synced to workspace {ws.name} ({ws.path})")
+    where = getattr(ws.folder, "server_url", None) or ws.path
+    console.print(f"{len(synced)} offline run(s) synced to workspace {ws.name} ({where})")
 
 
 def _register_commands() -> None:

@@ -13,6 +13,8 @@ from runlab.core.status import RunStatus
 from runlab.store.folder import WorkspaceFolder
 from runlab.tracking.delivery import Delivery
 
+SYNCED_FROM = "runlab.synced_from"  # property of a synced run: where it was recorded
+
 
 @dataclass(frozen=True)
 class SyncedRun:
@@ -55,11 +57,13 @@ def sync_offline_runs(
                 progress(f"skipped {record.run_id}: still {record.status} (sync it when it ends)")
             continue
         try:
-            target.store.get_run(record.run_id)
-            continue  # already there
+            existing: RunRecord | None = target.store.get_run(record.run_id)
         except RunNotFoundError:
-            pass
-        done.append(_copy_run(source, target, record))
+            existing = None
+        if existing is not None and (existing.status.is_terminal or SYNCED_FROM not in existing.properties):
+            continue  # already there
+        # absent, or a copy that an earlier sync began and did not end (a server that went away): go on with it
+        done.append(_copy_run(source, target, record, resume=existing is not None))
         source.store.set_meta(f"synced:{record.run_id}", f"{target.workspace_id} {time.time()}")
         if progress:
             s = done[-1]
@@ -67,24 +71,31 @@ def sync_offline_runs(
     return done
 
 
-def _copy_run(source: WorkspaceFolder, target: WorkspaceFolder, record: RunRecord) -> SyncedRun:
+def _copy_run(source: WorkspaceFolder, target: WorkspaceFolder, record: RunRecord, resume: bool = False) -> SyncedRun:
+    """Copy one run. The run's end is written last, so a copy that stops half-way stays active in the
+    target and the next sync finishes it (``resume``): metrics already there (each one is written in one
+    batch, all or nothing) are not written again; files are rewritten."""
     store = target.store
-    store.create_run(
-        record.run_id,
-        record.experiment_name,
-        run_type=record.run_type,
-        status=RunStatus.RUNNING,
-        display_name=record.display_name,
-        parent_run_id=record.parent_run_id,
-        target=record.target,
-        definition=record.definition,
-        tags=record.tags,
-        properties={**record.properties, "runlab.synced_from": str(source.path)},
-        created_at=record.created_at,
-    )
+    present = {m.name for m in store.get_metric_summaries(record.run_id)} if resume else set()
+    if not resume:
+        store.create_run(
+            record.run_id,
+            record.experiment_name,
+            run_type=record.run_type,
+            status=RunStatus.RUNNING,
+            display_name=record.display_name,
+            parent_run_id=record.parent_run_id,
+            target=record.target,
+            definition=record.definition,
+            tags=record.tags,
+            properties={**record.properties, SYNCED_FROM: str(source.path)},
+            created_at=record.created_at,
+        )
     points = 0
     summaries = source.store.get_metric_summaries(record.run_id)
     for summary in summaries:
+        if summary.name in present:
+            continue
         series = source.store.get_metric_series(record.run_id, summary.name)
         values = series.values.tolist() if hasattr(series.values, "tolist") else list(series.values)
         batch = MetricBatch(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from runlab.core.entities import ModelDatasetRecord, ModelRecord
 from runlab.core.errors import InvalidValueError, ModelNotFoundError, NotSupportedError, UserError
 from runlab.core.names import check_model_name, shown, storable_text
-from runlab.core.settings import RUNLAB_WORKSPACE, load_settings
+from runlab.core.settings import RUNLAB_SERVER, RUNLAB_WORKSPACE, load_settings
 from runlab.store import models as files
 
 if TYPE_CHECKING:
@@ -215,7 +215,12 @@ class Model:
         workspace = _workspace
         if workspace is None:
             in_run = RUNLAB_WORKSPACE.read()
-            if in_run:
+            server = RUNLAB_SERVER.read()
+            if in_run and server:  # a submitted run of a runlab server: its workspace, with the run's token
+                from runlab.store.remote.workspace import RemoteWorkspace
+
+                workspace = Workspace(_folder=RemoteWorkspace(server, workspace_id=in_run))  # type: ignore[arg-type]
+            elif in_run:
                 workspace = Workspace(_folder=WorkspaceFolder(in_run))
             else:
                 try:

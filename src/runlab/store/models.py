@@ -14,6 +14,13 @@ nothing and reads no byte. A file whose identity differs is copied and hashed in
 
 Registrations and deletes of one workspace take turns (a file lock): a delete removes the contents
 no version holds any more, and must not remove one that a registration is about to record.
+
+**A workspace of a runlab server** (a remote folder) keeps the contents in the server's store, reached
+through :class:`~runlab.store.remote.blobs.HttpBlobStore`: a client sends the files of this machine the
+server lacks (each checked against its sha256 before it appears), and has the server copy run files
+into its store itself. The lock is then the server's: it records a registration
+(:func:`record_model`) only once every content named is there, and deletes (:func:`delete_version`)
+under the same lock.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ import shutil
 import stat
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from runlab.core.entities import ModelDatasetRecord, ModelFile, ModelRecord
 from runlab.core.errors import ModelPathError, StoreError, UserError
@@ -36,8 +44,11 @@ from runlab.store.folder import WorkspaceFolder
 from runlab.store.objects.local import SMALL_FILE, _temp_name, fill_then_rename
 from runlab.store.paths import check_relative_name
 
-__all__ = ["ModelSource", "delete_model", "download_model", "local_sources", "model_blobs", "run_sources",
-           "store_model"]
+if TYPE_CHECKING:
+    from runlab.store.remote.blobs import HttpBlobStore
+
+__all__ = ["ModelSource", "blobs_of", "copy_run_files", "delete_model", "delete_version", "download_model", "local_sources",
+           "model_blobs", "record_model", "run_sources", "store_model"]
 
 COPY_THREADS = 2  # large files at once: the kernel copies while another thread hashes (2 cores here)
 _LISTED = 20  # run files named in the error for a model path that names none
@@ -51,23 +62,39 @@ class ModelSource:
     path: str
     source: str
     open: Callable[[], int]
+    run_file: tuple[str, str] | None = None  # (run id, file name) for a run's file: a server copies it itself
+
+
+def _is_remote(folder: WorkspaceFolder) -> bool:
+    return bool(getattr(folder, "remote", False))
 
 
 def _models_root(folder: WorkspaceFolder) -> Path:
-    if getattr(folder, "remote", False):
+    if _is_remote(folder):
         from runlab.core.errors import NotSupportedError
 
-        raise NotSupportedError(
-            "registered models of a runlab server's workspace are not reachable over HTTP in this version: "
-            "keep the model as a run output (run.upload_file / ./outputs) and download it with run.download_file")
+        raise NotSupportedError("the model files of a runlab server's workspace are the server's: this machine "
+                                "reaches them over HTTP (blobs_of), not as a folder")
     return Path(folder.path) / "files" / "models"
 
 
 def model_blobs(folder: WorkspaceFolder) -> BlobStore:
+    """The content store of a workspace folder of this machine (a server's own, too)."""
     return BlobStore(_models_root(folder) / "objects")
 
 
+def blobs_of(folder: WorkspaceFolder) -> "BlobStore | HttpBlobStore":
+    """Where the workspace's model contents are: its folder here, or its server's store over HTTP."""
+    if _is_remote(folder):
+        from runlab.store.remote.blobs import HttpBlobStore
+
+        return HttpBlobStore(folder.client)  # type: ignore[attr-defined]
+    return model_blobs(folder)
+
+
 def _lock(folder: WorkspaceFolder) -> Any:
+    if _is_remote(folder):
+        return nullcontext()  # the server's: it records and deletes under its own lock (record_model, delete_version)
     from filelock import FileLock
 
     root = _models_root(folder)
@@ -100,13 +127,15 @@ def run_sources(folder: WorkspaceFolder, run_id: str, model_path: str) -> tuple[
         raise ModelPathError(f"model path {shown(model_path)} is neither a file nor a folder of run {run_id}: "
                              f"{there}", run_id=run_id, model_path=model_path, files=names)
 
-    def opener(name: str) -> Callable[[], int]:
-        def open_file() -> int:
-            with artifacts.open(run_id, name) as f:  # checked: no link leading out of the run's folder
-                return os.dup(f.fileno())
-        return open_file
+    return root, [ModelSource(path=p, source=f"run:{run_id}/{n}", open=_run_opener(folder, run_id, n),
+                              run_file=(run_id, n)) for p, n in picked]
 
-    return root, [ModelSource(path=p, source=f"run:{run_id}/{n}", open=opener(n)) for p, n in picked]
+
+def _run_opener(folder: WorkspaceFolder, run_id: str, name: str) -> Callable[[], int]:
+    def open_file() -> int:
+        with folder.artifacts.open(run_id, name) as f:  # checked: no link leading out of the run's folder
+            return os.dup(f.fileno())
+    return open_file
 
 
 def local_sources(model_path: str | os.PathLike[str]) -> tuple[str, list[ModelSource], list[str]]:
@@ -189,7 +218,47 @@ class StoredFiles:
 
 
 def _store_files(folder: WorkspaceFolder, sources: Sequence[ModelSource]) -> StoredFiles:
-    blobs = model_blobs(folder)
+    if not _is_remote(folder) or not any(s.run_file for s in sources):
+        return _store_opened(folder, sources)
+    # a server's run files: the server copies them into its store itself (nothing comes here and back)
+    from runlab.store.remote.blobs import HttpBlobStore
+
+    blobs = HttpBlobStore(folder.client)  # type: ignore[attr-defined]
+    by_run: dict[str, list[str]] = {}
+    for s in sources:
+        if s.run_file is not None:
+            by_run.setdefault(s.run_file[0], []).append(s.run_file[1])
+    copied: dict[tuple[str, str], ModelFile] = {}
+    new_files = new_bytes = 0
+    for run_id, names in by_run.items():
+        files, n, size = blobs.copy_run_files(run_id, names)
+        copied.update({(run_id, name): f for name, f in files.items()})
+        new_files, new_bytes = new_files + n, new_bytes + size
+    local = _store_opened(folder, [s for s in sources if s.run_file is None])
+    others = iter(local.files)
+    out: list[ModelFile] = []
+    for s in sources:
+        if s.run_file is None:
+            out.append(next(others))
+        else:
+            f = copied[s.run_file]
+            out.append(ModelFile(path=s.path, size=f.size, sha256=f.sha256, source=s.source,
+                                 source_etag=f.source_etag))
+    return StoredFiles(out, new_files + local.new_files, new_bytes + local.new_bytes)
+
+
+def copy_run_files(folder: WorkspaceFolder, run_id: str, names: Sequence[str]) -> StoredFiles:
+    """On a server: store run ``run_id``'s files ``names`` (checked names) in the workspace's model
+    store; each :class:`ModelFile` is named by its run file name."""
+    folder.store.get_run(run_id)  # RunNotFoundError for a run that is not there
+    return _store_opened(folder, [ModelSource(path=n, source=f"run:{run_id}/{n}", open=_run_opener(folder, run_id, n))
+                                  for n in names])
+
+
+def _store_opened(folder: WorkspaceFolder, sources: Sequence[ModelSource]) -> StoredFiles:
+    if not sources:
+        return StoredFiles([], 0, 0)
+    blobs = blobs_of(folder)
     store = folder.store
     opened: list[tuple[ModelSource, int, os.stat_result]] = []
     try:
@@ -272,12 +341,42 @@ def store_model(
 
 def delete_model(folder: WorkspaceFolder, name: str, version: int) -> int:
     """Delete one version and the contents no other version holds; how many contents were removed."""
+    if _is_remote(folder):
+        return len(folder.store.delete_model(name, version))  # the server removes them (delete_version)
+    return len(delete_version(folder, name, version))
+
+
+def delete_version(folder: WorkspaceFolder, name: str, version: int) -> list[str]:
+    """Of a workspace folder here (a server's own too): delete one version and, under the lock, the
+    contents no other version holds; their sha256s."""
     blobs = model_blobs(folder)
     with _lock(folder):
         unused = folder.store.delete_model(name, version)
         for sha256 in unused:
             blobs.delete(sha256)
-    return len(unused)
+    return unused
+
+
+def record_model(folder: WorkspaceFolder, name: str, **fields: Any) -> ModelRecord:
+    """On a server, what a client's ``register_model`` does: under the lock deletes take, check that
+    every file named is a sane name whose content the store holds with its size, then record the
+    version (the files' hash is computed here, not taken from the client)."""
+    files = fields.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, ModelFile) for f in files):
+        raise UserError("register_model: files must be a list of model files")
+    check_relative_name(fields.get("path"), "model name on disk", "the model")
+    for f in files:
+        check_relative_name(f.path, "model file name", "the model")
+    fields["files_hash"] = files_hash(files)
+    blobs = model_blobs(folder)
+    with _lock(folder):
+        missing = [f.path for f in files if not blobs.has(f.sha256, f.size)]
+        if missing:
+            raise UserError(f"model {name!r}: the server holds no content for {', '.join(missing[:5])}"
+                            + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+                            + " (send the files first, or register the model again): nothing was registered",
+                            name=name, missing=missing[:20])
+        return folder.store.register_model(name, **fields)
 
 
 # -- copying out -------------------------------------------------------------------------------------
@@ -295,7 +394,7 @@ def download_model(folder: WorkspaceFolder, record: ModelRecord, target_dir: str
         raise UserError(f"{model_path} already exists: pass exist_ok=True to overwrite it, or another target_dir",
                         path=str(model_path))
     files = folder.store.get_model_files(record.name, record.version)
-    blobs = model_blobs(folder)
+    blobs = blobs_of(folder)
     real_root = os.path.realpath(target_root)
 
     def fetch(file: ModelFile) -> None:

@@ -9,6 +9,9 @@
 - ``POST /api/remote/runs/<id>/queued``: a client submitted a run; the server starts its target's agent.
 - ``/api/remote/datastores/<name>[/objects[/<object>]|/stat/<object>]``: the files of the workspace's own
   datastores (:mod:`runlab.store.remote.objects`): writers write, readers and a run's own token read.
+- ``/api/remote/models/blobs/<sha256>`` (HEAD, GET, PUT) and ``POST .../from-run``: registered models'
+  contents (:mod:`runlab.store.remote.blobs`); ``register_model`` and ``delete_model`` calls run under the
+  model files' lock (:func:`runlab.store.models.record_model`, :func:`~runlab.store.models.delete_version`).
 
 Each handler checks the caller's token (the :class:`~runlab.server.auth.Principal` the auth middleware set):
 writers write anything, readers read, and a run's own token reads and writes only its run.
@@ -141,6 +144,8 @@ async def call_store(method: str, request: Request) -> Response:
     caller = current_principal(request)
     await run_in_threadpool(authorize, state, caller, method, args, kwargs)
     target = getattr(state.store, method)
+    if method in _MODEL_FILE_METHODS:  # under the lock of the server's model files (runlab.store.models)
+        target = _model_file_method(state, method)
     if method == "reap_stale_runs":
         kwargs.pop("throttle", None)
     try:
@@ -432,6 +437,105 @@ def delete_datastore_object(name: str, obj: str, request: Request) -> Response:
     objects = _served_store(get_state(request), name)
     objects.delete(check_object_name(obj, objects.description))
     return Response(status_code=204)
+
+
+# -- registered models' files -------------------------------------------------------------------------
+
+_MODEL_FILE_METHODS = ("register_model", "delete_model")
+
+
+def _model_file_method(state: StudioState, method: str) -> Any:
+    """``register_model`` checks that the contents named are there and records under the model files' lock;
+    ``delete_model`` removes the contents no version holds any more under it (both in store.models)."""
+    from runlab.store import models
+
+    if method == "register_model":
+        return lambda *args, **kwargs: models.record_model(state.folder, *args, **kwargs)
+    return lambda *args, **kwargs: models.delete_version(state.folder, *args, **kwargs)
+
+
+def _model_blob_path(state: StudioState, sha256: str) -> Any:
+    from runlab.store.models import model_blobs
+
+    return model_blobs(state.folder).path(_sha(sha256))
+
+
+@router.api_route("/remote/models/blobs/{sha256}", methods=["GET", "HEAD"])
+def get_model_blob(sha256: str, request: Request) -> Response:
+    """A registered model's content (readers, and a run's own token: a run downloads the models it asks for)."""
+    caller = current_principal(request)
+    if not (caller.can_read or caller.role == "run"):
+        raise _forbidden(f"a token with role {caller.role!r} cannot read model files")
+    path = _model_blob_path(get_state(request), sha256)
+    try:
+        stream = open(path, "rb")
+        size = os.fstat(stream.fileno()).st_size
+    except FileNotFoundError:
+        raise NotFoundError(f"the server holds no model content {sha256}") from None
+    except OSError as exc:
+        raise StoreError(f"model content {sha256} cannot be read: {exc.strerror or exc}") from exc
+    if request.method == "HEAD":
+        stream.close()
+        return Response(headers={"Content-Length": str(size)})
+    return StreamingResponse(_iterate(stream), media_type="application/octet-stream",
+                             headers={"Content-Length": str(size)})
+
+
+@router.put("/remote/models/blobs/{sha256}")
+async def put_model_blob(sha256: str, request: Request) -> JSONResponse:
+    """Store the body as content ``sha256`` once its length and sha256 are checked (writers only)."""
+    _require_writer(request, "sending model files")
+    state = get_state(request)
+    expected = _sha(sha256)
+    spool, size, digest = await _spool_hashed(request)
+    try:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) != size:
+            raise UserError(f"model content {expected}: {size} bytes arrived of the {length} announced: nothing stored")
+        if digest != expected:
+            raise UserError(f"the bytes sent for model content {expected} have sha256 {digest}: nothing stored")
+        fd = spool.fileno()  # on disk from here (a spool in memory is written out)
+        stored, stored_size, new = await run_in_threadpool(_put_model_blob, state, fd, size)
+    finally:
+        spool.close()
+    if stored != expected:
+        raise StoreError(f"model content {expected} was stored as {stored}")
+    return JSONResponse({"sha256": stored, "size": stored_size, "new": new})
+
+
+def _put_model_blob(state: StudioState, fd: int, size: int) -> tuple[str, int, bool]:
+    from runlab.store.blobs import Changed
+    from runlab.store.models import model_blobs
+
+    try:
+        return model_blobs(state.folder).put_fd(fd, size)
+    except Changed:
+        raise StoreError("a model content changed while the server stored it") from None
+
+
+@router.post("/remote/models/blobs/from-run")
+async def model_blobs_from_run(request: Request) -> JSONResponse:
+    """``{"run_id": ..., "names": [...]}``: store run files of this server as model contents (nothing goes
+    through the client); writers, and a run's own token for its own run (to register its model)."""
+    state = get_state(request)
+    payload = json.loads(await _body(request, MAX_RPC_BODY) or b"{}")
+    run_id = payload.get("run_id") if isinstance(payload, dict) else None
+    names = payload.get("names") if isinstance(payload, dict) else None
+    if not isinstance(run_id, str) or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise UserError('the body is {"run_id": "...", "names": ["outputs/model.pt", ...]}')
+    run_id = check_run_id(run_id)
+    caller = current_principal(request)
+    if not (caller.can_write or (caller.role == "run" and caller.run_id == run_id)):
+        if caller.can_read:
+            raise _forbidden(f"{caller.describe()} is a read-only token: registering a model needs a writer token")
+        raise _forbidden(f"{caller.describe()} registers models only of its own run, not of run {run_id}")
+    checked = [check_file_name(n) for n in names]
+    from runlab.store.models import copy_run_files
+
+    stored = await run_in_threadpool(copy_run_files, state.folder, run_id, checked)
+    return JSONResponse({"files": [{"name": f.path, "size": f.size, "sha256": f.sha256, "source_etag": f.source_etag}
+                                   for f in stored.files],
+                         "new_files": stored.new_files, "new_bytes": stored.new_bytes})
 
 
 # -- submitted runs -----------------------------------------------------------------------------------

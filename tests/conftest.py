@@ -42,10 +42,26 @@ def any_ws(request: pytest.FixtureRequest, tmp_path: Path, subprocess_env: dict[
 
     server = ServerProcess(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-files", subprocess_env)
     server.start()
+    ws = runlab.Workspace.get("default", server=server.url)
     try:
-        yield runlab.Workspace.get("default", server=server.url)
+        yield ws
     finally:
+        _end_runs_of(ws)
         server.stop()
+
+
+def _end_runs_of(ws: "runlab.Workspace") -> None:
+    """End the runs this process still owns in ``ws`` while its server is there: at exit they would be
+    ended into a journal under the real home (the test's RUNLAB_HOME is gone by then)."""
+    from runlab.tracking import lifecycle
+
+    with lifecycle._lock:
+        owned = [run for run in lifecycle._owned if getattr(run, "_backend", None) is ws.folder]
+    for run in owned:
+        try:
+            run.complete()
+        except Exception:  # noqa: BLE001 - a test that broke its run: the server's reaper sees to it
+            pass
 
 
 @pytest.fixture

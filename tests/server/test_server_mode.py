@@ -153,6 +153,12 @@ def test_server_killed_while_8_runs_log_loses_and_repeats_nothing(server: Server
             if w.poll() is None:
                 w.kill()
                 w.wait()
+    # a writer that ended before the server was back (a loaded machine restarts it slowly) left the rest in
+    # its journal: `runlab sync` (here its function) writes them, once
+    from runlab.sdk.sync import replay_orphan_journals
+    from runlab.store.remote.workspace import RemoteWorkspace
+
+    replay_orphan_journals(RemoteWorkspace(server.url))  # type: ignore[arg-type]
     store = SqlStore(server.store_url)
     try:
         for run_id in run_ids:

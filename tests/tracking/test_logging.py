@@ -13,6 +13,12 @@ from runlab import InvalidNameError, InvalidValueError, PropertyConflictError
 
 
 @pytest.fixture
+def ws(any_ws: runlab.Workspace) -> runlab.Workspace:
+    """Every test of this module on both kinds of workspace: the embedded folder and a live server."""
+    return any_ws
+
+
+@pytest.fixture
 def run(ws: runlab.Workspace) -> runlab.Run:
     return runlab.Experiment(ws, "exp").start_logging()
 

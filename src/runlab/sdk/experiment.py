@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 from runlab.core.names import check_experiment_name
 from runlab.core.process import current_identity, current_user
 from runlab.core.status import RunStatus, RunType
-from runlab.execution.targets import restart_dead_agents
 from runlab.tracking.retry import retry_while_unavailable
 from runlab.tracking.run import new_run_id
 
@@ -154,6 +153,8 @@ class Experiment:
             properties=_optional_string_map(properties),  # type: ignore[arg-type]
             include_children=include_children,
         )
+        from runlab.execution.targets import restart_dead_agents  # not at import: a client's start-up
+
         restart_dead_agents(self._workspace.folder, {r.target for r in records if r.status == RunStatus.QUEUED})
         for record in records:
             if type is None or str(record.run_type) == type:

@@ -17,7 +17,6 @@ from runlab.core.errors import (
 from runlab.core.names import check_run_id, check_workspace_name
 from runlab.core.settings import load_settings
 from runlab.core.status import RunStatus
-from runlab.execution.targets import restart_dead_agents
 from runlab.store.folder import WorkspaceFolder
 
 if TYPE_CHECKING:
@@ -275,6 +274,8 @@ class Workspace:
 
         record = self._folder.store.get_run(check_run_id(run_id))
         if record.status == RunStatus.QUEUED:  # waiting: for an agent that died?
+            from runlab.execution.targets import restart_dead_agents  # not at import: a client's start-up
+
             restart_dead_agents(self._folder, [record.target])
         return Run(self._folder, run_id, record=record)
 

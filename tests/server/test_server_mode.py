@@ -492,3 +492,40 @@ def test_sync_uploads_offline_runs_and_finishes_a_copy_that_was_cut_short(
     assert run.get_metrics() == {"loss": [float(i) for i in range(20)], "acc": 0.5}  # once each
     assert "outputs/a.txt" in run.get_file_names()
     assert sync_offline_runs(source, target) == []  # nothing left to do
+
+
+def test_two_server_processes_serve_one_store(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """--workers 2: two processes on one port and one store; requests land on either, and a token
+    revoked through one is refused by both (within the verification cache's re-check)."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    store = SqlStore(url)
+    tokens = TokenStore(store.engine)
+    writer, _ = tokens.create("ci", "writer")
+    server = ServerProcess(url, tmp_path / "artifacts", subprocess_env, auth=True, workers=2)
+    server.start()
+    try:
+        ws = runlab.Workspace.get("default", server=server.url, token=writer)
+        runs = []
+        for _ in range(4):  # each run's client opens connections of its own: they land on either process
+            run = runlab.Experiment(ws, "shared").start_logging()
+            for i in range(10):
+                run.log("i", float(i))
+            run.complete()
+            runs.append(run.id)
+        assert [len(ws.get_run(r).get_metrics()["i"]) for r in runs] == [10, 10, 10, 10]
+        tokens.revoke("ci")
+        deadline = time.monotonic() + 30
+        while True:  # each process re-checks a cached token within seconds
+            refused = 0
+            for _ in range(6):
+                try:
+                    HttpStore(ServerClient(server.url, writer)).list_runs()
+                except AuthenticationError:
+                    refused += 1
+            if refused == 6:
+                break
+            assert time.monotonic() < deadline, "a revoked token still worked in one of the processes"
+            time.sleep(1)
+    finally:
+        server.stop()
+        store.close()

@@ -179,3 +179,40 @@ def test_status_history_records_each_transition(store: SqlStore) -> None:
     times = [at for _, at in history]
     assert times == sorted(times)
     assert store.list_runs()[0].status_history == ()  # listings do not load it
+
+
+def test_a_batch_applied_by_another_request_meanwhile_is_not_an_error(store: SqlStore) -> None:
+    """A client timed out and sent a batch again while the first request was still writing it: the second
+    request's insert of the batch id meets the first's (PostgreSQL waits for it, then refuses the
+    duplicate). That batch is in: the second request succeeds and writes nothing more."""
+    if store.is_sqlite:
+        pytest.skip("SQLite serializes writers: the second request sees the first's batch id before inserting")
+    import sqlalchemy as sa
+
+    from runlab.store.sql import schema as t
+
+    store.create_run("r1", "e", run_type=RunType.INTERACTIVE, status=RunStatus.RUNNING)
+    store.append_metrics("r1", [MetricBatch("loss", "scalar", [None], [1.0], [1.0])], batch_id="first")
+    first = store.engine.connect()
+    tx = first.begin()
+    first.execute(t.applied_batches.insert().values(batch_id="B", applied_at=time.time()))  # not committed yet
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            store.append_metrics("r1", [MetricBatch("loss", "scalar", [None], [2.0], [2.0])], batch_id="B")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    deadline = time.monotonic() + 10
+    with store.engine.connect() as probe:  # the second request is waiting on the first's row
+        while not probe.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).scalar():
+            assert time.monotonic() < deadline, "the second request never waited on the first"
+            time.sleep(0.05)
+    tx.commit()
+    first.close()
+    thread.join(30)
+    assert errors == []
+    assert list(store.get_metric_series("r1", "loss").values) == [1.0]

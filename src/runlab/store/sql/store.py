@@ -573,6 +573,22 @@ class SqlStore:
         if not batches:
             return
         encoded = [(b, *_encode_batch(b)) for b in batches]
+        try:
+            self._append_encoded(run_id, batches, encoded, batch_id)
+        except StoreError as exc:
+            # the same batch applied meanwhile by another request (a client that timed out and sent it again
+            # while the first was still being written): it is in, once
+            if batch_id is not None and isinstance(exc.__cause__, IntegrityError) and self._batch_applied(batch_id):
+                return
+            raise
+
+    def _batch_applied(self, batch_id: str) -> bool:
+        with self._engine.connect() as conn:
+            return conn.execute(sa.select(t.applied_batches.c.batch_id)
+                                .where(t.applied_batches.c.batch_id == batch_id)).first() is not None
+
+    def _append_encoded(self, run_id: str, batches: Sequence[MetricBatch], encoded: list[Any],
+                        batch_id: str | None) -> None:
         with self._write(f"writing metrics of run {run_id}") as conn:
             if batch_id is not None:
                 seen = conn.execute(

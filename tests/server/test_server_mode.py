@@ -529,3 +529,34 @@ def test_two_server_processes_serve_one_store(tmp_path: Path, subprocess_env: di
     finally:
         server.stop()
         store.close()
+
+
+def test_a_large_batch_goes_in_parts_and_a_resend_after_a_cut_writes_each_point_once(
+        server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runlab.store.remote import store as remote_store
+
+    monkeypatch.setattr(remote_store, "POINTS_PER_REQUEST", 10)
+    http = HttpStore(ServerClient(server.url))
+    http.create_run("big_1", "e", run_type=RunType.INTERACTIVE, status=RunStatus.RUNNING)
+    batch = [MetricBatch("loss", "scalar", [None] * 35, [1.0] * 35, [float(i) for i in range(35)])]
+    http.append_metrics("big_1", batch, batch_id="X")
+    http.append_metrics("big_1", batch, batch_id="X")  # sent again whole: every part is skipped
+    assert list(http.get_metric_series("big_1", "loss").values) == [float(i) for i in range(35)]
+
+    real = ServerClient.request
+    calls = {"n": 0}
+
+    def cut_at_the_third(self: ServerClient, method: str, path: str, **kwargs: object) -> object:
+        if path == "/api/store/append_metrics":
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise StoreUnavailableError("the connection was cut (test)")
+        return real(self, method, path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ServerClient, "request", cut_at_the_third)
+    with pytest.raises(StoreUnavailableError):
+        http.append_metrics("big_1", batch, batch_id="Y")  # two parts written, then the cut
+    monkeypatch.setattr(ServerClient, "request", real)
+    http.append_metrics("big_1", batch, batch_id="Y")  # the journal's replay: the rest only
+    values = list(http.get_metric_series("big_1", "loss").values)
+    assert values == [float(i) for i in range(35)] * 2

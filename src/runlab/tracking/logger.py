@@ -87,6 +87,7 @@ class MetricLogger:
         self._closing = False
         self._gone = False
         self._delivery_obj: Delivery | None = None
+        self._closing_delivery: Delivery | None = None  # the one writes use once the logger closes
         self._journal = Journal(backend.journal_dir / journal_name(run_id))
         self._journal_pending = False  # records in the journal that are not in the store yet
         self._replay_from = 0  # offset of the first of them
@@ -216,6 +217,13 @@ class MetricLogger:
 
     @property
     def _delivery(self) -> Delivery:
+        """Writes that give up quickly (the flusher's view of the store) while training goes on; once the
+        logger is closing (the run ends, the process exits), the store's own patience: a slow server gets
+        its time rather than the points being left in the journal."""
+        if self._closing:
+            if self._closing_delivery is None:
+                self._closing_delivery = Delivery(self.backend.store, self.backend.journal_dir)
+            return self._closing_delivery
         if self._delivery_obj is None:
             store = self.backend.store
             view = getattr(store, "with_lock_wait", None)

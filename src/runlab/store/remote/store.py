@@ -9,7 +9,7 @@ journal; they are replayed later with the same batch id, which the server applie
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from runlab.core.entities import MetricBatch
 from runlab.store.remote import codec
@@ -19,6 +19,7 @@ from runlab.store.remote.protocol import METHODS
 JSON = {"Content-Type": "application/json"}
 BATCH = {"Content-Type": "application/x-runlab-metrics"}
 MIN_WRITE_TIMEOUT_S = 2.0
+POINTS_PER_REQUEST = 50_000  # about 1.2 MB of binary batch: one request stays well under a second
 
 
 class HttpStore:
@@ -36,10 +37,15 @@ class HttpStore:
         return codec.loads(resp.body or b"{}")["result"]
 
     def append_metrics(self, run_id: str, batches: Sequence[MetricBatch], batch_id: str | None = None) -> None:
-        if not batches:
-            return
-        self.client.request("POST", "/api/store/append_metrics", body=codec.encode_batches(run_id, batches, batch_id),
-                            headers=BATCH)
+        """Send the points in requests of at most :data:`POINTS_PER_REQUEST`, so that each is written well
+        within the flusher's timeout however fast the script logs. A batch sent in several requests has
+        ids derived from its own (``<id>.0``, ``<id>.1``...): sent again (from the journal), the parts the
+        server has are skipped and the rest written."""
+        parts = list(_parts(batches, POINTS_PER_REQUEST))
+        for i, part in enumerate(parts):
+            part_id = batch_id if batch_id is None or len(parts) == 1 else f"{batch_id}.{i}"
+            self.client.request("POST", "/api/store/append_metrics", body=codec.encode_batches(run_id, part, part_id),
+                                headers=BATCH)
 
     def with_lock_wait(self, seconds: float) -> "HttpStore":
         """This store with writes that give up after about ``seconds`` (at least 2 s): the metric
@@ -54,6 +60,27 @@ class HttpStore:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _parts(batches: Sequence[MetricBatch], limit: int) -> Iterator[list[MetricBatch]]:
+    """``batches`` cut into lists of at most ``limit`` points, in order (a metric's points may span lists)."""
+    part: list[MetricBatch] = []
+    room = limit
+    for batch in batches:
+        start, n = 0, len(batch.values)
+        while start < n:
+            take = min(room, n - start)
+            part.append(batch if take == n else MetricBatch(
+                name=batch.name, kind=batch.kind, steps=batch.steps[start:start + take],
+                times=batch.times[start:start + take], values=batch.values[start:start + take],
+                description=batch.description))
+            start += take
+            room -= take
+            if room == 0:
+                yield part
+                part, room = [], limit
+    if part:
+        yield part
 
 
 def _method(name: str) -> Callable[..., Any]:

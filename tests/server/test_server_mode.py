@@ -560,3 +560,25 @@ def test_a_large_batch_goes_in_parts_and_a_resend_after_a_cut_writes_each_point_
     http.append_metrics("big_1", batch, batch_id="Y")  # the journal's replay: the rest only
     values = list(http.get_metric_series("big_1", "loss").values)
     assert values == [float(i) for i in range(35)] * 2
+
+
+def test_series_come_back_as_logged_whatever_their_values(server: ServerProcess) -> None:
+    """get_metric_series over the binary response: floats, ints, strings, inf and NaN, and empty steps."""
+    import math
+
+    http = HttpStore(ServerClient(server.url))
+    http.create_run("s_1", "e", run_type=RunType.INTERACTIVE, status=RunStatus.RUNNING)
+    http.append_metrics("s_1", [
+        MetricBatch("f", "scalar", [None, 5, None], [1.0, 2.0, 3.0], [0.5, math.inf, math.nan]),
+        MetricBatch("i", "scalar", [None] * 3, [1.0, 2.0, 3.0], [1, 2, 3]),
+        MetricBatch("s", "scalar", [None] * 2, [1.0, 2.0], ["a", "b"]),
+    ])
+    f = http.get_metric_series("s_1", "f")
+    assert list(f.steps) == [0, 5, 2] and f.values[0] == 0.5 and math.isinf(f.values[1]) and math.isnan(f.values[2])
+    assert list(http.get_metric_series("s_1", "i").values) == [1, 2, 3]
+    assert list(http.get_metric_series("s_1", "s").values) == ["a", "b"]
+    with pytest.raises(runlab.core.errors.NotFoundError):
+        http.get_metric_series("s_1", "nope")
+    # any other client gets the JSON answer of the store protocol
+    resp = httpx.post(f"{server.url}/api/store/get_metric_series", json={"args": ["s_1", "i"], "kwargs": {}})
+    assert resp.status_code == 200 and codec.loads(resp.content)["result"].name == "i"

@@ -130,6 +130,25 @@ async def append_metrics(request: Request) -> Response:
     return _result(None)
 
 
+@router.post("/store/get_metric_series")
+async def get_metric_series(request: Request) -> Response:
+    """One series as binary arrays (codec.encode_series) for runlab's client; JSON for any other caller."""
+    state = get_state(request)
+    payload = codec.loads(await _body(request, MAX_RPC_BODY))
+    args = payload.get("args", []) if isinstance(payload, dict) else None
+    kwargs = payload.get("kwargs", {}) if isinstance(payload, dict) else None
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise codec.WireError("a store call's body is {\"args\": [...], \"kwargs\": {...}}")
+    await run_in_threadpool(authorize, state, current_principal(request), "get_metric_series", args, kwargs)
+    try:
+        series = await run_in_threadpool(lambda: state.store.get_metric_series(*args, **kwargs))
+    except TypeError as exc:
+        raise UserError(f"get_metric_series: {exc}") from exc
+    if "application/x-runlab-series" in request.headers.get("accept", ""):
+        return Response(codec.encode_series(series), media_type="application/x-runlab-series")
+    return _result(series)
+
+
 @router.post("/store/{method}")
 async def call_store(method: str, request: Request) -> Response:
     if method not in METHODS:

@@ -276,5 +276,59 @@ def decode_batches(body: bytes, max_points: int = 10_000_000) -> tuple[str, list
     return run_id, batches, batch_id
 
 
-__all__ = ["MAGIC", "NO_STEP", "WireError", "decode_batches", "dumps", "encode_batches", "from_wire", "loads",
-           "to_wire"]
+# -- one series, as the server sends it ---------------------------------------------------------
+
+SERIES_MAGIC = b"RLMS1"
+
+
+def encode_series(series: Any) -> bytes:
+    """A :class:`~runlab.store.base.MetricSeries` as bytes: ``b"RLMS1"``, a 4-byte big-endian length, a
+    JSON header (name, kind, count, value encoding), then steps (int64), times (float64) and values
+    (float64 or int64; JSON for anything else), little-endian: 24 bytes a point rather than ~60 of JSON."""
+    import numpy as np
+
+    steps = np.ascontiguousarray(series.steps, dtype="<i8")
+    times = np.ascontiguousarray(series.times, dtype="<f8")
+    values = series.values
+    if isinstance(values, np.ndarray) and values.dtype.kind in "if":
+        encoding = "i8" if values.dtype.kind == "i" else "f8"
+        blob = np.ascontiguousarray(values, dtype="<" + encoding).tobytes()
+    else:
+        encoding = "json"
+        blob = json.dumps([to_wire(v) for v in list(values)], separators=(",", ":"), allow_nan=False).encode()
+    head = json.dumps({"name": series.name, "kind": series.kind, "n": len(steps), "values": encoding}).encode()
+    return SERIES_MAGIC + struct.pack(">I", len(head)) + head + steps.tobytes() + times.tobytes() + blob
+
+
+def decode_series(body: bytes) -> Any:
+    import numpy as np
+
+    from runlab.store.base import MetricSeries
+
+    if body[:5] != SERIES_MAGIC or len(body) < 9:
+        raise WireError("not a runlab metric series (it must start with RLMS1)")
+    (head_len,) = struct.unpack(">I", body[5:9])
+    try:
+        head = json.loads(body[9:9 + head_len])
+        n, encoding = int(head["n"]), head["values"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WireError(f"malformed metric series header: {exc}") from exc
+    pos = 9 + head_len
+    if n < 0 or len(body) < pos + 16 * n:
+        raise WireError("metric series truncated")
+    steps = np.frombuffer(body, dtype="<i8", count=n, offset=pos).astype(np.int64)
+    times = np.frombuffer(body, dtype="<f8", count=n, offset=pos + 8 * n).astype(np.float64)
+    rest = body[pos + 16 * n:]
+    if encoding in ("f8", "i8"):
+        if len(rest) != 8 * n:
+            raise WireError("metric series values truncated")
+        values: Any = np.frombuffer(rest, dtype="<" + encoding).astype(np.float64 if encoding == "f8" else np.int64)
+    elif encoding == "json":
+        values = [from_wire(v) for v in json.loads(rest)]
+    else:
+        raise WireError(f"unknown value encoding {encoding!r}")
+    return MetricSeries(str(head["name"]), str(head["kind"]), steps, times, values)
+
+
+__all__ = ["MAGIC", "NO_STEP", "SERIES_MAGIC", "WireError", "decode_batches", "decode_series", "dumps",
+           "encode_batches", "encode_series", "from_wire", "loads", "to_wire"]

@@ -18,6 +18,7 @@ from runlab.store.remote.protocol import METHODS
 
 JSON = {"Content-Type": "application/json"}
 BATCH = {"Content-Type": "application/x-runlab-metrics"}
+SERIES = "application/x-runlab-series"
 MIN_WRITE_TIMEOUT_S = 2.0
 POINTS_PER_REQUEST = 50_000  # about 1.2 MB of binary batch: one request stays well under a second
 
@@ -46,6 +47,12 @@ class HttpStore:
             part_id = batch_id if batch_id is None or len(parts) == 1 else f"{batch_id}.{i}"
             self.client.request("POST", "/api/store/append_metrics", body=codec.encode_batches(run_id, part, part_id),
                                 headers=BATCH)
+
+    def get_metric_series(self, run_id: str, name: str) -> Any:
+        """One metric's points, sent by the server as binary arrays (24 bytes a point)."""
+        resp = self.client.request("POST", "/api/store/get_metric_series", body=codec.dumps({"args": [run_id, name]}),
+                                   headers={**JSON, "Accept": SERIES})
+        return codec.decode_series(resp.body or b"")
 
     def with_lock_wait(self, seconds: float) -> "HttpStore":
         """This store with writes that give up after about ``seconds`` (at least 2 s): the metric

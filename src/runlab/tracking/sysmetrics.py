@@ -58,6 +58,9 @@ class _Totals:
     cpu_s: float  # CPU seconds of the tree, waited-for children included
 
 
+_READ_TRIES = 3
+
+
 class ProcessTree:
     """Readings of the process tree rooted at ``pid``: the process and all its descendants."""
 
@@ -78,26 +81,43 @@ class ProcessTree:
 
     def start(self) -> None:
         """Take the baseline that the first sample's CPU percent is measured against."""
-        members = self.members()
-        if members is not None:
-            cpu_s = sum(_read_process(p).cpu_s for p in members)
-            self._last = _Totals(time.monotonic(), cpu_s)
+        taken = self._read_tree()
+        if taken is not None:
+            now, readings, consistent = taken
+            self._last = _Totals(now, sum(r.cpu_s for r in readings)) if consistent else None
+
+    def _read_tree(self) -> tuple[float, list[_ProcessReading], bool] | None:
+        """Every member's reading, and whether their CPU sum can be trusted; None once the root is gone.
+
+        Members are listed parents first. A process waited for (reaped) after its parent was read
+        but before it was read itself is in neither reading: its whole CPU time would appear in the
+        next sum as if spent in one interval (8,422 % was seen in CI). Such a read is retried.
+        """
+        for _ in range(_READ_TRIES):
+            members = self.members()
+            if members is None:
+                return None
+            now = time.monotonic()
+            readings = [_read_process(p) for p in members]
+            if not any(r.vanished for r in readings):
+                return now, readings, True
+        return now, readings, False
 
     def read(self) -> dict[str, float] | None:
         """One sample of the tree, or None once its root process is gone."""
-        members = self.members()
-        if members is None:
+        taken = self._read_tree()
+        if taken is None:
             return None
-        now = time.monotonic()
-        readings = [_read_process(p) for p in members]
+        now, readings, consistent = taken
         alive = [r for r in readings if r.alive]
         if not self._root_is_current():  # exited (or its pid was reused) while we read: no sample
             return None
         # a zombie's CPU time and I/O stay its own until it is waited for, then they are its parent's
         cpu_s = sum(r.cpu_s for r in readings)
         sample: dict[str, float] = {}
-        last, self._last = self._last, _Totals(now, cpu_s)
-        if last is not None and now > last.when:
+        # an inconsistent sum gives no CPU percent for the interval it ends or the one it starts
+        last, self._last = self._last, (_Totals(now, cpu_s) if consistent else None)
+        if last is not None and consistent and now > last.when:
             # never below 0: a child that exited and is not waited for yet is out of both sums for a while
             sample[PREFIX + "cpu_percent"] = round(max(0.0, cpu_s - last.cpu_s) / (now - last.when) * 100.0, 2)
         sample[PREFIX + "memory_rss_mb"] = round(sum(r.rss for r in alive) / _MB, 3)
@@ -119,6 +139,7 @@ class ProcessTree:
 @dataclass
 class _ProcessReading:
     alive: bool = False  # running (not a zombie): its memory and files count
+    vanished: bool = False  # listed, then gone (waited for) before it could be read
     cpu_s: float = 0.0
     rss: int = 0
     read_bytes: int = 0
@@ -148,7 +169,7 @@ def _read_process(proc: psutil.Process) -> _ProcessReading:
             except psutil.AccessDenied:
                 pass
     except psutil.NoSuchProcess:  # gone, or a zombie (ZombieProcess is a NoSuchProcess): its time
-        return _ProcessReading()  # is its parent's once waited for
+        return _ProcessReading(vanished=True)  # is its parent's once waited for
     except psutil.AccessDenied:  # running, but not ours to read (a setuid child): counted, adds nothing
         out.alive = True
     return out

@@ -41,6 +41,11 @@ def any_ws(request: pytest.FixtureRequest, tmp_path: Path, subprocess_env: dict[
     from server_support import ServerProcess
 
     server = ServerProcess(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-files", subprocess_env)
+    if os.environ.get("RUNLAB_TEST_SERVER_S3"):  # the same tests with the server's files in S3 (moto)
+        endpoint, bucket = request.getfixturevalue("s3_bucket")
+        server.env.update(request.getfixturevalue("aws_env"))
+        server.extra = ["--state", str(server.artifacts), "--s3-endpoint-url", endpoint]
+        server.artifacts_arg = f"s3://{bucket}/ws"
     server.start()
     ws = runlab.Workspace.get("default", server=server.url)
     try:

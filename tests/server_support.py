@@ -37,11 +37,12 @@ class ServerProcess:
         self.auth = auth
         self.workers = workers
         self.extra = extra or []
+        self.artifacts_arg: str | None = None  # --artifacts s3://...: then self.artifacts is the --state folder
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.artifacts.parent / f"server-{self.port}.log"
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "runlab.cli", "server", "--artifacts", str(self.artifacts), "--port",
+        cmd = [sys.executable, "-m", "runlab.cli", "server", "--artifacts", self.artifacts_arg or str(self.artifacts), "--port",
                str(self.port), "--workers", str(self.workers), *self.extra]
         return cmd if self.auth else [*cmd, "--no-auth"]
 

@@ -1,5 +1,5 @@
-"""Issue 8's acceptance test: the tutorial's parts 1-4 against a live ``runlab server`` (SQLite store,
-tokens on, its agent beside it), the scripts unchanged, only ``.azureml/config.json`` naming the server
+"""Issue 8's acceptance test: the tutorial's parts 1-4 against a live ``runlab server`` (PostgreSQL store,
+files in S3 on moto's server, tokens on, its agent beside it), the scripts unchanged, only ``.azureml/config.json`` naming the server
 and a writer token in ``RUNLAB_TOKEN``.
 
 Script 01 is skipped: it creates a workspace folder on this machine (``Workspace.create``) and writes a
@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,12 +32,28 @@ def _torch_wheel_available() -> bool:  # as tests/test_tutorial.py decides it
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _torch_wheel_available(), reason="needs the local torch 2.13.0 CPU wheel (pip find-links)")
-def test_tutorial_parts_1_to_4_against_a_live_server(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
-    url = f"sqlite:///{tmp_path / 'server.db'}"
+def test_tutorial_parts_1_to_4_against_a_live_server(tmp_path: Path, subprocess_env: dict[str, str],
+                                                     postgres_url: str, s3_bucket: tuple[str, str],
+                                                     aws_env: dict[str, str]) -> None:
+    from datastore_fixtures import boto3_client
+    from pg_support import drop_database, fresh_database
+
+    url = fresh_database(postgres_url)
+    try:
+        _tutorial(tmp_path, subprocess_env, url, s3_bucket, aws_env, boto3_client)
+    finally:
+        drop_database(postgres_url, url)
+
+
+def _tutorial(tmp_path: Path, subprocess_env: dict[str, str], url: str, s3_bucket: tuple[str, str],
+              aws_env: dict[str, str], boto3_client: Any) -> None:
+    endpoint, bucket = s3_bucket
     store = SqlStore(url)
     writer, _ = TokenStore(store.engine).create("tutorial", "writer")
     store.close()
-    server = ServerProcess(url, tmp_path / "server-files", subprocess_env, auth=True)
+    server = ServerProcess(url, tmp_path / "server-state", {**subprocess_env, **aws_env}, auth=True,
+                           extra=["--state", str(tmp_path / "server-state"), "--s3-endpoint-url", endpoint])
+    server.artifacts_arg = f"s3://{bucket}/team"
     project = tmp_path / "runlab-tutorial"
     project.mkdir()
     write_project(project)
@@ -66,8 +83,9 @@ def test_tutorial_parts_1_to_4_against_a_live_server(tmp_path: Path, subprocess_
 
         # part 4: the data uploaded to the server's own datastore, mounted into the run
         uploaded = ws.get_default_datastore().list_files("datasets/cifar10")
-        assert len(uploaded) == 7 and (server.artifacts / "files" / "datastores" / "workspaceblobstore"
-                                       / "datasets" / "cifar10" / "cifar-10-batches-py").is_dir()
+        keys = [o["Key"] for o in boto3_client(endpoint).list_objects_v2(
+            Bucket=bucket, Prefix="team/datastores/workspaceblobstore/datasets/cifar10/").get("Contents", [])]
+        assert len(uploaded) == 7 and len(keys) == 7, keys
         (data_run,) = runlab.Experiment(ws, "day1-experiment-data").get_runs()
         with data_run.open_file("azureml-logs/70_driver_log.txt") as f:
             driver = f.read().decode()

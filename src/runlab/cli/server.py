@@ -14,12 +14,22 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 STORE_HELP = ("Database of the workspace's metadata and metrics: postgresql+psycopg://user:password@host:port/db "
               "or sqlite:////absolute/path.db (env RUNLAB_STORE_URL, which keeps a password out of `ps`).")
-ARTIFACTS_HELP = "Folder of the workspace's files (snapshots, run files, logs, datastore and model files); created when new."
+ARTIFACTS_HELP = ("Where the workspace's files go: a folder (snapshots, run files, logs, datastore and model files; "
+                  "created when new), or s3://bucket/prefix in an S3-compatible store (run files, logs, model files, "
+                  "the workspace's own datastores; credentials from the environment, as boto3 finds them).")
+STATE_HELP = ("With --artifacts s3://...: the server's own folder on this machine (source snapshots, agents' state, "
+              "journals; default $RUNLAB_HOME/server-state/BUCKET/PREFIX). Every server process of the workspace "
+              "on this machine uses the same one.")
 
 
 @click.group(invoke_without_command=True)
 @click.option("--store", "store_url", envvar="RUNLAB_STORE_URL", metavar="URL", help=STORE_HELP)
-@click.option("--artifacts", type=click.Path(file_okay=False), metavar="PATH", help=ARTIFACTS_HELP)
+@click.option("--artifacts", metavar="PATH|s3://BUCKET/PREFIX", help=ARTIFACTS_HELP)
+@click.option("--state", type=click.Path(file_okay=False), metavar="PATH", help=STATE_HELP)
+@click.option("--s3-endpoint-url", metavar="URL", envvar="RUNLAB_S3_ENDPOINT_URL",
+              help="With --artifacts s3://...: the S3 endpoint (MinIO, Ceph, a cloud other than AWS), "
+                   "for example http://127.0.0.1:9000 (env RUNLAB_S3_ENDPOINT_URL; default: AWS).")
+@click.option("--s3-region", metavar="REGION", help="With --artifacts s3://...: the bucket's region.")
 @click.option("--name", help="Workspace name, when the artifacts folder is new (default: 'default').")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Another address than loopback needs authentication (the default).")
@@ -41,7 +51,8 @@ ARTIFACTS_HELP = "Folder of the workspace's files (snapshots, run files, logs, d
 @click.option("--keyfile", type=click.Path(dir_okay=False, exists=True), help="TLS private key (PEM) of --certfile.")
 @click.pass_context
 @friendly_errors
-def server(ctx: click.Context, store_url: str | None, artifacts: str | None, name: str | None, host: str, port: int,
+def server(ctx: click.Context, store_url: str | None, artifacts: str | None, state: str | None,
+           s3_endpoint_url: str | None, s3_region: str | None, name: str | None, host: str, port: int,
            workers: int, allowed_hosts: tuple[str, ...], url: str | None, no_auth: bool, agents: bool,
            certfile: str | None, keyfile: str | None) -> None:
     """Serve a workspace to a team: the studio, the REST API, runlab's client protocol and MLflow's
@@ -51,6 +62,7 @@ def server(ctx: click.Context, store_url: str | None, artifacts: str | None, nam
     First start:  runlab server upgrade --store URL
                   runlab token create --store URL --name admin --role admin
                   runlab server --store URL --artifacts /srv/runlab
+    In S3:        runlab server --store URL --artifacts s3://bucket/runlab [--s3-endpoint-url URL]
     Clients:      config.json {"server": "http://host:8765", "workspace_name": "NAME"}, token in RUNLAB_TOKEN.
     """
     ctx.ensure_object(dict)
@@ -61,6 +73,9 @@ def server(ctx: click.Context, store_url: str | None, artifacts: str | None, nam
         raise click.UsageError("runlab server needs --store URL and --artifacts PATH (see runlab server --help)")
     if bool(certfile) != bool(keyfile):
         raise click.UsageError("--certfile and --keyfile go together")
+    in_s3 = artifacts.startswith("s3://")
+    if not in_s3 and (state or s3_endpoint_url or s3_region):
+        raise click.UsageError("--state, --s3-endpoint-url and --s3-region go with --artifacts s3://bucket/prefix")
     from runlab.cli.studio import _check_port_free
     from runlab.server.auth import check_bind
     from runlab.server.hosting import CONFIG_ENV, ServerConfig, open_hosted
@@ -69,7 +84,8 @@ def server(ctx: click.Context, store_url: str | None, artifacts: str | None, nam
     check_bind(host, not no_auth)
     _check_schema(store_url, creating=True)
     config = ServerConfig(artifacts=str(artifacts), name=name, host=host, port=port, auth=not no_auth,
-                          allowed_hosts=list(allowed_hosts), https=bool(certfile), url=url, agents=agents)
+                          allowed_hosts=list(allowed_hosts), https=bool(certfile), url=url, agents=agents,
+                          state=state, s3_endpoint_url=s3_endpoint_url, s3_region=s3_region)
     folder = open_hosted(store_url, config)  # made (and checked) once, before any worker starts
     if config.auth and not _has_admin(folder):
         click.echo("runlab server: no token exists yet; create one with\n"
@@ -78,7 +94,8 @@ def server(ctx: click.Context, store_url: str | None, artifacts: str | None, nam
     os.environ[STORE_URL_ENV] = store_url
     os.environ[CONFIG_ENV] = config.to_env()
     os.environ.setdefault("RUNLAB_STUDIO_URL", config.public_url)
-    click.echo(f"runlab server: workspace {folder.name} (store {redacted(store_url)}, files {folder.path})")
+    where = (f"files {folder.describe().get('artifacts')}, state {folder.path}" if in_s3 else f"files {folder.path}")
+    click.echo(f"runlab server: workspace {folder.name} (store {redacted(store_url)}, {where})")
     click.echo(f"  serving {config.public_url}  ({workers} worker{'s' if workers > 1 else ''}, "
                f"{'tokens required' if config.auth else 'NO authentication'})   Ctrl+C to stop")
     import uvicorn

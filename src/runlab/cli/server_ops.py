@@ -48,7 +48,8 @@ def _size(n: int) -> str:
               help="A server's store (postgresql+psycopg://user@host:port/db or sqlite:////path/workspace.db); "
                    "with --artifacts. Default: the embedded workspace of --workspace.")
 @click.option("--artifacts", type=click.Path(path_type=Path, file_okay=False), metavar="PATH",
-              help="The server's artifacts folder (with --store).")
+              help="The server's artifacts folder (with --store); for a server with --artifacts s3://..., its "
+                   "--state folder (the bucket's objects are listed in the manifest, not copied).")
 @click.option("--workspace", "-w", "workspace_ref", metavar="NAME|PATH",
               help="An embedded workspace's name or folder (default: config.json found from the current folder).")
 @click.option("--copy", "copy_files", is_flag=True,
@@ -79,6 +80,8 @@ def backup_command(dest: Path, store_url: str | None, artifacts: Path | None, wo
     click.echo(f"backed up workspace {result.workspace_name!r} into {result.dest}: {result.database} database "
                f"(schema {result.schema_revision}), {result.files} files ({_size(result.bytes)}, "
                f"{result.linked} hard-linked)")
+    if result.bucket:
+        click.echo(f"  the server's files in S3: {result.bucket}")
 
 
 @click.command("restore")

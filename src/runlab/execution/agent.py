@@ -443,9 +443,10 @@ class Agent:
     def _log_path(self, run_id: str, name: str) -> Path:
         """Where the agent appends run log ``name`` live: the run's file itself in a folder on this
         machine; for a server's workspace a file here whose new bytes :meth:`_ship_logs` sends on."""
-        if not self.remote:
-            return Path(self.artifacts.local_path(run_id, name))
-        path = self.folder.path / "logs" / run_id / name
+        local = None if self.remote else self.artifacts.local_path(run_id, name)
+        if local is not None:
+            return Path(local)
+        path = self.folder.path / "logs" / run_id / name  # a server's files (over HTTP, or in its bucket)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._shipped.setdefault((run_id, name), 0)
         return path

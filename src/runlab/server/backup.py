@@ -70,6 +70,7 @@ class BackupReport:
     files: int
     bytes: int
     linked: int  # of ``files``, how many are hard links to the workspace's own
+    bucket: str | None = None  # a server whose files are in S3: what the backup lists there (not copied)
 
 
 @dataclass(frozen=True)
@@ -318,6 +319,9 @@ def backup(folder: WorkspaceFolder, dest: Path, *, progress: Progress | None = N
             "workspace": {"name": folder.name, "id": folder.workspace_id, "hosted": hosted},
             "database": database, "files": listed,
         }
+        bucket = _bucket_listing(folder)
+        if bucket is not None:
+            manifest["s3"] = bucket
         tmp = dest / (MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest, indent=1) + "\n")
         os.replace(tmp, dest / MANIFEST)
@@ -329,8 +333,25 @@ def backup(folder: WorkspaceFolder, dest: Path, *, progress: Progress | None = N
         if isinstance(exc, OSError) and not isinstance(exc, RunlabError):
             raise BackupError(f"cannot write the backup into {dest}: {exc}; the partial backup was removed") from exc
         raise
+    described = None
+    if bucket is not None:
+        described = (f"{bucket['objects']:,} objects ({bucket['bytes']:,} bytes) in {bucket['where']} are listed in the "
+                     "manifest, not copied: back the bucket up with its own tools (versioning, replication, "
+                     "`aws s3 sync`)")
     return BackupReport(dest=dest, database=kind, schema_revision=revision, workspace_name=folder.name,
-                        workspace_id=folder.workspace_id, files=len(listed), bytes=total_bytes, linked=linked)
+                        workspace_id=folder.workspace_id, files=len(listed), bytes=total_bytes, linked=linked,
+                        bucket=described)
+
+
+def _bucket_listing(folder: WorkspaceFolder) -> dict[str, Any] | None:
+    """A server whose files are in S3: every object there (name, size, ETag), for a later check."""
+    s3 = getattr(folder, "_s3", None)
+    if s3 is None:
+        return None
+    objects = s3.objects.list("")
+    return {"where": s3.description, "url": s3.url, "endpoint_url": s3.endpoint_url, "objects": len(objects),
+            "bytes": sum(o.size for o in objects),
+            "listing": [{"name": o.name, "size": o.size, "etag": o.etag} for o in objects]}
 
 
 def _remove_partial(dest: Path, created: bool) -> None:

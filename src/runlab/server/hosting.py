@@ -23,7 +23,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from runlab.store.hosted import STORE_URL_ENV, HostedWorkspace
+from runlab.store.hosted import STORE_URL_ENV, HostedWorkspace, S3Location
 
 CONFIG_ENV = "RUNLAB_SERVER_CONFIG"
 WATCH_INTERVAL_S = 5.0
@@ -42,6 +42,30 @@ class ServerConfig:
     url: str | None = None  # how agents and runs reach this server (default: from host and port)
     watch: bool = True
     agents: bool = True  # start the agents of submitted runs beside the server (False: agents elsewhere)
+    state: str | None = None  # with artifacts in S3: the server's folder here (default under $RUNLAB_HOME)
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
+    @property
+    def s3(self) -> S3Location | None:
+        if not self.artifacts.startswith("s3://"):
+            return None
+        from runlab.store.s3_artifacts import parse_s3_url
+
+        bucket, prefix = parse_s3_url(self.artifacts)
+        return S3Location(f"s3://{bucket}/{prefix}".rstrip("/"), self.s3_endpoint_url, self.s3_region)
+
+    @property
+    def folder(self) -> Path:
+        """The server's folder on this machine: the artifacts folder, or the state folder of an S3 server."""
+        s3 = self.s3
+        if s3 is None:
+            return Path(self.artifacts)
+        if self.state:
+            return Path(self.state)
+        from runlab.core.settings import load_settings
+
+        return load_settings().home / "server-state" / s3.url[len("s3://"):]
 
     @property
     def public_url(self) -> str:
@@ -61,8 +85,8 @@ class ServerConfig:
 
 
 def open_hosted(store_url: str, config: ServerConfig, *, create: bool = True) -> HostedWorkspace:
-    folder = HostedWorkspace(store_url, Path(config.artifacts), name=config.name, create=create,
-                             server_url=config.public_url)
+    folder = HostedWorkspace(store_url, config.folder, name=config.name, create=create,
+                             server_url=config.public_url, s3=config.s3)
     folder.starts_agents = config.agents
     return folder
 

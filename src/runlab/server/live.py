@@ -126,8 +126,7 @@ def _size_or_zero(state: StudioState, run_id: str, name: str) -> int:
 
 
 def read_at(state: StudioState, run_id: str, name: str, offset: int, length: int) -> bytes:
-    with state.artifacts.open(run_id, name) as stream:
-        stream.seek(offset)
+    with state.artifacts.open(run_id, name, offset) as stream:
         return stream.read(length)
 
 

@@ -50,9 +50,8 @@ def open_model_file(state: StudioState, name: str, version: int, path: str) -> t
     """The bytes of one file of a version, open, and its size (``NotFoundError`` for a path it does not have)."""
     for file in state.store.get_model_files(name, version):
         if file.path == path:
-            blob = model_blobs(state.folder).path(file.sha256)
             try:
-                return open(blob, "rb"), file.size
+                return model_blobs(state.folder).open(file.sha256)[0], file.size
             except OSError as exc:
                 raise NotFoundError(f"the content of {path} of model {name}:{version} is missing from the "
                                     "workspace's files", name=name, version=version, path=path) from exc

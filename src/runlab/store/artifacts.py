@@ -48,13 +48,15 @@ class ArtifactStore(Protocol):
     def append_bytes(self, run_id: str, name: str, data: bytes) -> None: ...
     def list(self, run_id: str, prefix: str = "") -> list[str]: ...
     def size(self, run_id: str, name: str) -> int: ...
-    def open(self, run_id: str, name: str) -> BinaryIO: ...
+    def open(self, run_id: str, name: str, offset: int = 0) -> BinaryIO: ...
     def get_to_path(self, run_id: str, name: str, dest: Path) -> Path: ...
     def delete_run(self, run_id: str) -> None: ...
 
 
 class LocalArtifactStore:
     """Files under ``<root>/<run_id>/<name>``; writes go through a temp file and a rename."""
+
+    kind = "local"
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -185,12 +187,16 @@ class LocalArtifactStore:
     def size(self, run_id: str, name: str) -> int:
         return self._regular_file(run_id, name)[1].st_size
 
-    def open(self, run_id: str, name: str) -> BinaryIO:
+    def open(self, run_id: str, name: str, offset: int = 0) -> BinaryIO:
+        """The file's bytes from ``offset`` on."""
         path, _st = self._regular_file(run_id, name)
         try:
-            return open(path, "rb")
+            stream = open(path, "rb")
         except OSError as exc:
             raise self._os_error(exc, run_id, name, writing=False) from exc
+        if offset:
+            stream.seek(offset)
+        return stream
 
     def get_to_path(self, run_id: str, name: str, dest: Path) -> Path:
         dest = Path(dest)

@@ -19,6 +19,7 @@ import os
 import re
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from runlab.core.errors import StoreError, StoreUnavailableError
 from runlab.store.objects import TEMP_PREFIX, ProgressCallback
@@ -92,6 +93,11 @@ class BlobStore:
             _unlink(tmp)
             raise
         return sha256, size, True
+
+    def open(self, sha256: str) -> tuple[BinaryIO, int]:
+        """The content, open for reading, and its size; :class:`FileNotFoundError` when it is not kept."""
+        stream = open(self.path(sha256), "rb")
+        return stream, os.fstat(stream.fileno()).st_size
 
     def copy_to(self, sha256: str, size: int, dest_fd: int, progress: ProgressCallback | None = None) -> None:
         """Write the content into open file ``dest_fd``, checked against its sha256 and size

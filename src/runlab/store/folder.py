@@ -28,6 +28,7 @@ from runlab.core.names import shown
 
 if TYPE_CHECKING:
     from runlab.store.artifacts import LocalArtifactStore
+    from runlab.store.blobs import BlobStore
     from runlab.store.sql.store import SqlStore
 
 MARKER = "workspace.json"
@@ -138,6 +139,12 @@ class WorkspaceFolder:
         from runlab.store.artifacts import LocalArtifactStore
 
         return LocalArtifactStore(self.path / "files" / "runs")
+
+    def content_blobs(self) -> "BlobStore":
+        """Where registered models keep their contents (``files/models/objects``)."""
+        from runlab.store.blobs import BlobStore
+
+        return BlobStore(self.path / "files" / "models" / "objects")
 
     @property
     def journal_dir(self) -> Path:

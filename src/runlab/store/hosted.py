@@ -15,12 +15,16 @@ import json
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runlab.core.errors import ConfigError, UserError
 from runlab.core.names import check_id, shown
 from runlab.store.folder import FORMAT_VERSION, MARKER, WorkspaceFolder
+
+if TYPE_CHECKING:
+    from runlab.store.s3_artifacts import S3Artifacts
 
 STORE_URL_ENV = "RUNLAB_STORE_URL"
 _ID_META = "workspace.id"
@@ -55,7 +59,9 @@ class HostedWorkspace(WorkspaceFolder):
     store_url: str  # always set here: WorkspaceFolder opens this store instead of its SQLite file
 
     def __init__(self, store_url: str, artifacts: Path | str, *, name: str | None = None, create: bool = True,
-                 server_url: str | None = None) -> None:
+                 server_url: str | None = None, s3: S3Location | None = None) -> None:
+        """``artifacts`` is the server's folder; with ``s3``, its run files, model contents and own
+        datastores are in that bucket instead and the folder keeps the rest (its state)."""
         check_store_url(store_url)
         root = Path(artifacts).expanduser().resolve()
         marker = root / MARKER
@@ -63,14 +69,23 @@ class HostedWorkspace(WorkspaceFolder):
             if not create:
                 raise ConfigError(f"{root} is not a runlab server's artifacts folder (it has no {MARKER})", path=root)
             if root.exists() and any(p.name != "lost+found" for p in root.iterdir()):
-                raise UserError(f"--artifacts {root} exists and is not empty, and is not a runlab artifacts folder: "
+                raise UserError(f"{root} exists and is not empty, and is not a runlab server's folder: "
                                 "give a new or empty folder")
             root.mkdir(parents=True, exist_ok=True)
-            meta = {"name": check_id(name or "default", "workspace name", "'team'"), "id": uuid.uuid4().hex,
-                    "created_at": time.time(), "format": FORMAT_VERSION, "store": redacted(store_url)}
+            meta: dict[str, Any] = {"name": check_id(name or "default", "workspace name", "'team'"),
+                                    "id": uuid.uuid4().hex, "created_at": time.time(), "format": FORMAT_VERSION,
+                                    "store": redacted(store_url)}
+            if s3 is not None:
+                meta["s3"] = s3.to_json()
             tmp = root / (MARKER + ".tmp")
             tmp.write_text(json.dumps(meta, indent=2) + "\n")
             os.replace(tmp, marker)
+        recorded = _recorded_s3(marker)
+        if s3 is not None and recorded != s3:
+            was = recorded.url if recorded else f"the folder {root / 'files'}"
+            raise ConfigError(f"the server folder {root} keeps its files in {was}, not {s3.url}: give the same "
+                              "--artifacts it was made with, or a new state folder", path=root)
+        self.s3 = recorded
         for sub in _SUBFOLDERS:
             (root / sub).mkdir(parents=True, exist_ok=True)
         super().__init__(root)
@@ -78,6 +93,36 @@ class HostedWorkspace(WorkspaceFolder):
         self.server_url = server_url
         self.starts_agents = True  # False: runs wait for agents on other machines (runlab agent --server)
         self._pair_with_store(name)
+        self._s3: S3Artifacts | None = None
+        if self.s3 is not None:
+            from runlab.store.s3_artifacts import S3Artifacts
+
+            self._s3 = S3Artifacts(self.s3.url, self.s3.endpoint_url, self.s3.region)
+            if create:
+                self._s3.pair(self.workspace_id, self.name)
+
+    @property
+    def artifacts(self) -> Any:
+        if self._s3 is None:
+            return super().artifacts
+        from runlab.store.s3_artifacts import S3ArtifactStore
+
+        return S3ArtifactStore(self._s3.objects)
+
+    @property
+    def datastores_dir(self) -> Any:
+        if self._s3 is None:
+            return super().datastores_dir
+        from runlab.store.s3_artifacts import S3Datastores
+
+        return S3Datastores(self._s3)
+
+    def content_blobs(self) -> Any:
+        if self._s3 is None:
+            return super().content_blobs()
+        from runlab.store.s3_artifacts import S3BlobStore
+
+        return S3BlobStore(self._s3.sub("models"))
 
     def _pair_with_store(self, name: str | None) -> None:
         store = self.store
@@ -105,7 +150,34 @@ class HostedWorkspace(WorkspaceFolder):
         return env
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "store": redacted(self.store_url)}
+        described = {**super().describe(), "store": redacted(self.store_url)}
+        if self._s3 is not None:
+            described["artifacts"] = self._s3.description
+        return described
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """Where a server keeps its files in S3 (``--artifacts s3://bucket/prefix``); no credentials: boto3
+    finds those in the environment."""
+
+    url: str
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "endpoint_url": self.endpoint_url, "region": self.region}
+
+
+def _recorded_s3(marker: Path) -> S3Location | None:
+    try:
+        meta = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None  # WorkspaceFolder reports a damaged marker
+    s3 = meta.get("s3") if isinstance(meta, dict) else None
+    if not isinstance(s3, dict) or not isinstance(s3.get("url"), str):
+        return None
+    return S3Location(s3["url"], s3.get("endpoint_url"), s3.get("region"))
 
 
 def open_folder(path: Path | str) -> WorkspaceFolder:

@@ -79,8 +79,9 @@ def _models_root(folder: WorkspaceFolder) -> Path:
 
 
 def model_blobs(folder: WorkspaceFolder) -> BlobStore:
-    """The content store of a workspace folder of this machine (a server's own, too)."""
-    return BlobStore(_models_root(folder) / "objects")
+    """The content store of a workspace folder of this machine (a server's own, too: its folder or its bucket)."""
+    _models_root(folder)  # refuses a client's view of a server's workspace
+    return folder.content_blobs()
 
 
 def blobs_of(folder: WorkspaceFolder) -> "BlobStore | HttpBlobStore":
@@ -133,7 +134,15 @@ def run_sources(folder: WorkspaceFolder, run_id: str, model_path: str) -> tuple[
 
 def _run_opener(folder: WorkspaceFolder, run_id: str, name: str) -> Callable[[], int]:
     def open_file() -> int:
-        with folder.artifacts.open(run_id, name) as f:  # checked: no link leading out of the run's folder
+        artifacts = folder.artifacts
+        if getattr(artifacts, "kind", "local") != "local":  # a server's bucket: a local copy to hash and store
+            import tempfile
+
+            with tempfile.TemporaryFile(prefix="runlab-model-") as spool, artifacts.open(run_id, name) as f:
+                shutil.copyfileobj(f, spool, 1 << 20)
+                spool.flush()
+                return os.dup(spool.fileno())
+        with artifacts.open(run_id, name) as f:  # checked: no link leading out of the run's folder
             return os.dup(f.fileno())
     return open_file
 

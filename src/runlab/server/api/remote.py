@@ -238,10 +238,8 @@ def get_file(run_id: str, name: str, request: Request, offset: int = 0) -> Respo
         return Response(headers={"Content-Length": str(size)})
     if offset < 0:
         raise UserError(f"offset {offset} is negative")
-    stream = state.artifacts.open(run_id, name)
     offset = min(offset, size)
-    if offset:
-        stream.seek(offset)
+    stream = state.artifacts.open(run_id, name, offset)
     return _file_response(stream, name, size - offset, download=True)
 
 
@@ -473,10 +471,10 @@ def _model_file_method(state: StudioState, method: str) -> Any:
     return lambda *args, **kwargs: models.delete_version(state.folder, *args, **kwargs)
 
 
-def _model_blob_path(state: StudioState, sha256: str) -> Any:
+def _open_model_blob(state: StudioState, sha256: str) -> tuple[Any, int]:
     from runlab.store.models import model_blobs
 
-    return model_blobs(state.folder).path(_sha(sha256))
+    return model_blobs(state.folder).open(_sha(sha256))
 
 
 @router.api_route("/remote/models/blobs/{sha256}", methods=["GET", "HEAD"])
@@ -485,10 +483,8 @@ def get_model_blob(sha256: str, request: Request) -> Response:
     caller = current_principal(request)
     if not (caller.can_read or caller.role == "run"):
         raise _forbidden(f"a token with role {caller.role!r} cannot read model files")
-    path = _model_blob_path(get_state(request), sha256)
     try:
-        stream = open(path, "rb")
-        size = os.fstat(stream.fileno()).st_size
+        stream, size = _open_model_blob(get_state(request), sha256)
     except FileNotFoundError:
         raise NotFoundError(f"the server holds no model content {sha256}") from None
     except OSError as exc:

@@ -300,11 +300,12 @@ class S3ObjectStore:
         self._key(name)
         return None
 
-    def open(self, name: str) -> BinaryIO:
-        """A stream of object ``name``'s bytes (botocore's streaming body)."""
+    def open(self, name: str, offset: int = 0) -> BinaryIO:
+        """A stream of object ``name``'s bytes from ``offset`` on (botocore's streaming body)."""
         rel, key = self._key(name)
+        ranged = {"Range": f"bytes={int(offset)}-"} if offset > 0 else {}
         with self._boundary(f"read {rel!r}", rel):
-            response = self._client().get_object(Bucket=self.bucket, Key=key)
+            response = self._client().get_object(Bucket=self.bucket, Key=key, **ranged)
         body: BinaryIO = response["Body"]
         return body
 

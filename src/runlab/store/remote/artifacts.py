@@ -129,8 +129,11 @@ class HttpArtifactStore:
         resp = self.client.request("HEAD", _path(run_id, name))
         return int(resp.headers.get("content-length") or resp.headers.get("Content-Length") or 0)
 
-    def open(self, run_id: str, name: str) -> BinaryIO:
-        return _RemoteFile(self.client, _path(run_id, name))  # type: ignore[return-value]
+    def open(self, run_id: str, name: str, offset: int = 0) -> BinaryIO:
+        stream = _RemoteFile(self.client, _path(run_id, name))
+        if offset:
+            stream.seek(offset)
+        return stream  # type: ignore[return-value]
 
     def get_to_path(self, run_id: str, name: str, dest: Path) -> Path:
         dest = Path(dest)

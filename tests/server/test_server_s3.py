@@ -1,0 +1,244 @@
+"""``runlab server --artifacts s3://bucket/prefix``: run files, live logs, model contents and the workspace's own
+datastore in an S3 bucket (moto's server on 127.0.0.1), the server's own folder (state) on this machine."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import runlab
+from datastore_fixtures import boto3_client
+from runlab import Dataset, ScriptRunConfig
+from runlab.core.errors import FileNotFoundInRunError
+from runlab.store import s3_artifacts
+from runlab.store.objects.s3 import S3ObjectStore
+from runlab.store.s3_artifacts import S3ArtifactStore, S3BlobStore
+from server_support import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+TRAIN = textwrap.dedent("""
+    import os, sys
+    from runlab import Run
+    run = Run.get_context()
+    for i in range(3):
+        run.log("loss", 1.0 / (i + 1))
+        print("epoch", i, flush=True)
+    os.makedirs("outputs", exist_ok=True)
+    with open("outputs/model.pt", "wb") as f:
+        f.write(bytes(range(256)) * 40000)  # 10 MB: a multipart upload
+    print("saved", flush=True)
+""")
+
+
+def _keys(endpoint: str, bucket: str, prefix: str) -> dict[str, int]:
+    pages = boto3_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", ())}
+
+
+@pytest.fixture
+def s3_server_ws(tmp_path: Path, s3_bucket: tuple[str, str], subprocess_env: dict[str, str],
+                 aws_env: dict[str, str]) -> Iterator[tuple[runlab.Workspace, ServerProcess, str, str]]:
+    endpoint, bucket = s3_bucket
+    env = {**subprocess_env, **aws_env}
+    server = ServerProcess(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "state", env,
+                           extra=["--state", str(tmp_path / "state"), "--s3-endpoint-url", endpoint])
+    server.artifacts_arg = f"s3://{bucket}/team"
+    server.start()
+    ws = runlab.Workspace.get("default", server=server.url)
+    try:
+        yield ws, server, endpoint, bucket
+    finally:
+        server.stop()
+
+
+def test_a_submitted_run_keeps_its_logs_outputs_and_model_in_the_bucket(
+        s3_server_ws: tuple[runlab.Workspace, ServerProcess, str, str], tmp_path: Path) -> None:
+    ws, server, endpoint, bucket = s3_server_ws
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.py").write_text(TRAIN)
+    runlab.ComputeTarget.create(ws, "cpu-cluster", runlab.AmlCompute.provisioning_configuration(max_nodes=1))
+    run = runlab.Experiment(ws, "s3").submit(ScriptRunConfig(source_directory=str(src), script="train.py",
+                                                             compute_target="cpu-cluster"))
+    run.wait_for_completion(show_output=False, timeout_seconds=300)
+    assert run.get_status() == "Completed", run.get_details().get("error")
+    names = run.get_file_names()
+    assert "outputs/model.pt" in names and "azureml-logs/70_driver_log.txt" in names
+    log = tmp_path / "driver.txt"
+    run.download_file("azureml-logs/70_driver_log.txt", str(log))
+    text = log.read_text()
+    assert "epoch 2" in text and "saved" in text
+    assert run.get_metrics()["loss"] == [1.0, 0.5, 1.0 / 3]
+
+    keys = _keys(endpoint, bucket, "team/")
+    assert keys[f"team/runs/{run.id}/outputs/model.pt"] == 10_240_000
+    assert any(k.startswith(f"team/parts/{run.id}/azureml-logs/70_driver_log.txt/") for k in keys)  # shipped live
+    assert not list((tmp_path / "state" / "files" / "runs").rglob("*.pt"))  # nothing of it in the state folder
+
+    model = run.register_model("net", "outputs/model.pt")
+    digest = hashlib.sha256(bytes(range(256)) * 40000).hexdigest()
+    assert _keys(endpoint, bucket, "team/models/") == {f"team/models/{digest[:2]}/{digest[2:]}": 10_240_000}
+    out = Path(runlab.Model(ws, "net", version=model.version).download(str(tmp_path / "dl")))
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == digest
+    again = run.register_model("net", "outputs/model.pt")  # the same content: kept once
+    assert again.version == model.version + 1
+    assert len(_keys(endpoint, bucket, "team/models/")) == 1
+
+
+def test_client_files_and_the_default_datastore(s3_server_ws: tuple[runlab.Workspace, ServerProcess, str, str],
+                                                tmp_path: Path) -> None:
+    ws, _server, endpoint, bucket = s3_server_ws
+    run = runlab.Experiment(ws, "files").start_logging()
+    (tmp_path / "notes.txt").write_text("hello")
+    run.upload_file("outputs/notes.txt", str(tmp_path / "notes.txt"))
+    run.complete()
+    run.download_file("outputs/notes.txt", str(tmp_path / "back.txt"))
+    assert (tmp_path / "back.txt").read_text() == "hello"
+    with pytest.raises(FileNotFoundInRunError):
+        run.download_file("outputs/nope.txt", str(tmp_path / "nope.txt"))
+
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.bin").write_bytes(b"a" * 1000)
+    (data / "sub" / "b.bin").write_bytes(b"b" * 2000)
+    datastore = ws.get_default_datastore()
+    datastore.upload(str(data), target_path="cifar", show_progress=False)
+    keys = _keys(endpoint, bucket, "team/datastores/")
+    assert keys == {"team/datastores/workspaceblobstore/cifar/a.bin": 1000,
+                    "team/datastores/workspaceblobstore/cifar/sub/b.bin": 2000}
+    dataset = Dataset.File.from_files(path=(datastore, "cifar")).register(ws, "cifar")
+    dataset.download(target_path=str(tmp_path / "got"))
+    got = tmp_path / "got"
+    assert sorted(p.relative_to(got).as_posix() for p in got.rglob("*") if p.is_file()) == ["a.bin", "sub/b.bin"]
+
+
+def test_appends_go_to_parts_and_a_whole_write_replaces_them(s3_bucket: tuple[str, str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint, bucket = s3_bucket
+    monkeypatch.setattr(s3_artifacts, "PART_REWRITE_MAX", 10)
+    store = S3ArtifactStore(S3ObjectStore(bucket, "p", endpoint))
+    sent = b""
+    for i in range(12):
+        chunk = f"line {i}\n".encode()
+        store.append_bytes("run_1", "logs/driver.txt", chunk)
+        sent += chunk
+    assert store.size("run_1", "logs/driver.txt") == len(sent)
+    with store.open("run_1", "logs/driver.txt") as f:
+        assert f.read() == sent
+    for offset in (0, 1, 7, 8, 9, 25, len(sent) - 1, len(sent), len(sent) + 5):  # across part boundaries
+        with store.open("run_1", "logs/driver.txt", offset) as f:
+            assert f.read() == sent[offset:], offset
+    parts = [k for k in _keys(endpoint, bucket, "p/parts/")]
+    assert 6 <= len(parts) <= 12  # a part is rewritten while small, then a new one starts
+    assert store.list("run_1") == ["logs/driver.txt"]
+    store.put_bytes("run_1", "logs/driver.txt", b"whole")
+    assert _keys(endpoint, bucket, "p/parts/") == {}
+    store.append_bytes("run_1", "logs/driver.txt", b"+more")  # after a whole write: the file, then its parts
+    with store.open("run_1", "logs/driver.txt") as f:
+        assert f.read() == b"whole+more"
+    store.put_bytes("run_1", "logs/driver.txt.bak", b"x")  # a name that starts like another is its own file
+    assert store.size("run_1", "logs/driver.txt") == 10 and store.list("run_1", "logs/") == [
+        "logs/driver.txt", "logs/driver.txt.bak"]
+    for bad in ("../other/x", "/abs", "a/../../b"):
+        with pytest.raises(runlab.core.errors.InvalidNameError):
+            store.append_bytes("run_1", bad, b"x")
+    with pytest.raises(runlab.core.errors.InvalidNameError):
+        store.put_bytes("../run_2", "x.txt", b"x")
+    store.delete_run("run_1")
+    assert _keys(endpoint, bucket, "p/") == {}
+    with pytest.raises(FileNotFoundInRunError):
+        store.size("run_1", "logs/driver.txt")
+
+
+def test_blob_store_refuses_a_file_that_changes_while_it_is_stored(s3_bucket: tuple[str, str], tmp_path: Path) -> None:
+    endpoint, bucket = s3_bucket
+    blobs = S3BlobStore(S3ObjectStore(bucket, "m", endpoint))
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"x" * 100_000)
+    import os
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        sha, size, new = blobs.put_fd(fd, 100_000)
+        assert new and size == 100_000 and blobs.has(sha, size) and not blobs.has(sha, 99)
+        assert blobs.put_fd(fd, 100_000) == (sha, size, False)
+        with pytest.raises(s3_artifacts.Changed):
+            blobs.put_fd(fd, 200_000)  # the file holds fewer bytes than said
+    finally:
+        os.close(fd)
+    out = tmp_path / "out.bin"
+    with open(out, "wb") as f:
+        blobs.copy_to(sha, size, f.fileno())
+    assert out.read_bytes() == b"x" * 100_000
+    assert blobs.count() == (1, 100_000)
+
+
+def _server_cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runlab.cli", "server", *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_a_prefix_holding_another_workspace_and_a_changed_location_are_refused(
+        tmp_path: Path, s3_bucket: tuple[str, str], subprocess_env: dict[str, str], aws_env: dict[str, str]) -> None:
+    endpoint, bucket = s3_bucket
+    env = {**subprocess_env, **aws_env}
+    first = ServerProcess(f"sqlite:///{tmp_path / 'one.db'}", tmp_path / "one", env,
+                          extra=["--state", str(tmp_path / "one"), "--s3-endpoint-url", endpoint])
+    first.artifacts_arg = f"s3://{bucket}/shared"
+    first.start()
+    first.stop()
+    other = _server_cli(env, "--store", f"sqlite:///{tmp_path / 'two.db'}", "--artifacts", f"s3://{bucket}/shared",
+                        "--state", str(tmp_path / "two"), "--s3-endpoint-url", endpoint, "--no-auth",
+                        "--port", "1")
+    assert other.returncode != 0
+    assert "holds the files of another workspace" in other.stderr, other.stderr
+    moved = _server_cli(env, "--store", f"sqlite:///{tmp_path / 'one.db'}", "--artifacts", f"s3://{bucket}/elsewhere",
+                        "--state", str(tmp_path / "one"), "--s3-endpoint-url", endpoint, "--no-auth", "--port", "1")
+    assert moved.returncode != 0 and "keeps its files in s3://" in moved.stderr, moved.stderr
+    stray = _server_cli(env, "--store", f"sqlite:///{tmp_path / 'one.db'}", "--artifacts", str(tmp_path / "x"),
+                        "--s3-endpoint-url", endpoint, "--no-auth")
+    assert stray.returncode != 0 and "go with --artifacts s3://" in stray.stderr, stray.stderr
+
+
+def test_an_unreachable_or_missing_bucket_stops_the_server_at_start_with_why(
+        tmp_path: Path, s3_server: str, subprocess_env: dict[str, str], aws_env: dict[str, str]) -> None:
+    from server_support import free_port
+
+    env = {**subprocess_env, **aws_env}
+    down = _server_cli(env, "--store", f"sqlite:///{tmp_path / 'a.db'}", "--artifacts", "s3://nobucket/x",
+                       "--state", str(tmp_path / "a"), "--s3-endpoint-url", f"http://127.0.0.1:{free_port()}",
+                       "--no-auth")
+    assert down.returncode != 0 and "cannot reach the S3 endpoint" in down.stderr, down.stderr
+    missing = _server_cli(env, "--store", f"sqlite:///{tmp_path / 'b.db'}", "--artifacts",
+                          f"s3://missing-{uuid.uuid4().hex[:8]}/x", "--state", str(tmp_path / "b"),
+                          "--s3-endpoint-url", s3_server, "--no-auth")
+    assert missing.returncode != 0 and "does not exist" in missing.stderr, missing.stderr
+    assert "Traceback" not in down.stderr + missing.stderr
+
+
+def test_backup_of_an_s3_server_lists_the_bucket(s3_server_ws: tuple[runlab.Workspace, ServerProcess, str, str],
+                                                 tmp_path: Path, subprocess_env: dict[str, str],
+                                                 aws_env: dict[str, str]) -> None:
+    import json
+
+    ws, server, endpoint, bucket = s3_server_ws
+    run = runlab.Experiment(ws, "backed").start_logging()
+    run.upload_file("outputs/a.txt", __file__)
+    run.complete()
+    done = subprocess.run([sys.executable, "-m", "runlab.cli", "server", "backup", str(tmp_path / "bk"), "--store",
+                           server.store_url, "--artifacts", str(server.artifacts)], env={**subprocess_env, **aws_env},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "listed in the manifest, not copied" in done.stdout
+    manifest = json.loads((tmp_path / "bk" / "manifest.json").read_text())
+    names = {o["name"] for o in manifest["s3"]["listing"]}
+    assert f"runs/{run.id}/outputs/a.txt" in names and "workspace.json" in names
+    assert manifest["s3"]["url"] == f"s3://{bucket}/team"

@@ -145,7 +145,12 @@ def test_names_and_tokens_the_datastore_routes_refuse(secured: tuple[ServerProce
     datastore = ws.get_default_datastore()
     folder = _data(tmp_path)
     datastore.upload(src_dir=str(folder), target_path="d", show_progress=False)
-    run = runlab.Experiment(ws, "tokens").start_logging()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "noop.py").write_text("print('ok')\n")
+    meta = Dataset.File.from_files(path=(datastore, "d/cifar-10-batches-py/batches.meta")).register(ws, "meta")
+    run = runlab.Experiment(ws, "tokens").submit(ScriptRunConfig(
+        source_directory=str(src), script="noop.py", arguments=[meta.as_named_input("meta").as_mount()]))
     run_token, _ = tokens.create("run-token", "run", run_id=run.id)
 
     # names: refused here, and by the server when sent anyway
@@ -184,14 +189,23 @@ def test_names_and_tokens_the_datastore_routes_refuse(secured: tuple[ServerProce
         Datastore.get(runlab.Workspace.get("default", server=server.url, token=reader),
                       "workspaceblobstore").upload(src_dir=str(folder), target_path="r", show_progress=False)
 
-    # a run's own token reads its inputs, and writes nothing there
+    # a run's own token reads its inputs, nothing else there, and writes nothing
     as_run = HttpObjectStore(ServerClient(server.url, run_token), "workspaceblobstore")
-    assert len(as_run.list("d/")) == len(FILES)
+    assert [i.name for i in as_run.list("d/")] == ["d/cifar-10-batches-py/batches.meta"]
     assert as_run.stat("d/cifar-10-batches-py/batches.meta").size == 4
+    with as_run.open("d/cifar-10-batches-py/batches.meta") as stream:
+        assert stream.read() == b"meta"
+    for other in ("d/cifar-10-batches-py/data_batch_1", "d/cifar-10-batches-py/readme.html"):
+        with pytest.raises(PermissionDeniedError, match="dataset inputs"):
+            as_run.stat(other)
+        with pytest.raises(PermissionDeniedError, match="dataset inputs"):
+            with as_run.open(other) as stream:
+                stream.read()
     with pytest.raises(PermissionDeniedError, match="writer token"):
         as_run.put_bytes("from-run.txt", b"no")
     with pytest.raises(PermissionDeniedError):
         as_run.delete("d/cifar-10-batches-py/batches.meta")
     assert objects.exists("d/cifar-10-batches-py/batches.meta")
     assert not objects.exists("from-reader.txt") and not objects.exists("from-run.txt")
-    run.complete()
+    run.wait_for_completion(timeout_seconds=300)
+    assert run.get_status() == "Completed"

@@ -364,10 +364,53 @@ def _served_store(state: StudioState, name: str) -> ObjectStore:
     return stores.open_object_store(record, state.folder.datastores_dir)
 
 
-def _check_datastore_read(request: Request, name: str) -> None:
+def _check_datastore_read(request: Request, name: str) -> frozenset[str] | None:
+    """None when the caller may read every object of datastore ``name``; for a run's own token, the
+    paths of that datastore its inputs stand for (the only ones it may read)."""
     caller = current_principal(request)
-    if not (caller.can_read or caller.role == "run"):  # a run reads its inputs with its own token
+    if caller.can_read:
+        return None
+    if caller.role != "run" or caller.run_id is None:
         raise _forbidden(f"a token with role {caller.role!r} cannot read datastore {name!r}")
+    return _input_paths(get_state(request), caller.run_id).get(name, frozenset())
+
+
+_INPUT_PATHS_TTL_S = 30.0
+_input_paths_cache: dict[tuple[int, str], tuple[float, dict[str, frozenset[str]]]] = {}
+
+
+def _input_paths(state: StudioState, run_id: str) -> dict[str, frozenset[str]]:
+    """Datastore name -> the paths run ``run_id``'s dataset inputs stand for (kept 30 s: a run reads many
+    files, and a definition's files are resolved by listing its datastores)."""
+    import time
+
+    from runlab.store.datastores import datastore_opener
+    from runlab.store.inputs import InputSpec, input_files
+
+    key = (id(state), run_id)
+    now = time.monotonic()
+    hit = _input_paths_cache.get(key)
+    if hit is not None and now - hit[0] < _INPUT_PATHS_TTL_S:
+        return hit[1]
+    record = state.store.get_run(run_id)
+    opener = datastore_opener(state.store, state.folder.datastores_dir)
+    paths: dict[str, set[str]] = {}
+    for item in (record.definition or {}).get("inputDatasets") or []:
+        for file in input_files(InputSpec.from_dict(item), state.store, opener):
+            if file.datastore is not None:
+                paths.setdefault(file.datastore, set()).add(file.path)
+    found = {name: frozenset(p) for name, p in paths.items()}
+    if len(_input_paths_cache) > 1000:
+        _input_paths_cache.clear()
+    _input_paths_cache[key] = (now, found)
+    return found
+
+
+def _check_input_path(allowed: frozenset[str] | None, name: str, rel: str, run_id: str | None) -> None:
+    if allowed is not None and rel not in allowed:
+        raise _forbidden(f"the token of run {run_id} reads only the files of the run's dataset inputs, and "
+                         f"{rel!r} of datastore {name!r} is not one: pass the dataset to the run as an input "
+                         "(ScriptRunConfig(arguments=[dataset.as_named_input('data').as_mount()]))")
 
 
 async def _spool_hashed(request: Request) -> tuple[BinaryIO, int, str]:
@@ -396,23 +439,27 @@ def datastore_info(name: str, request: Request) -> JSONResponse:
 
 @router.get("/remote/datastores/{name}/objects")
 def list_datastore_objects(name: str, request: Request, prefix: str = "") -> JSONResponse:
-    _check_datastore_read(request, name)
+    allowed = _check_datastore_read(request, name)
     objects = _served_store(get_state(request), name)
-    return JSONResponse([info_to_json(info) for info in objects.list(check_prefix(prefix, objects.description))])
+    found = objects.list(check_prefix(prefix, objects.description))
+    return JSONResponse([info_to_json(info) for info in found if allowed is None or info.name in allowed])
 
 
 @router.get("/remote/datastores/{name}/stat/{obj:path}")
 def stat_datastore_object(name: str, obj: str, request: Request) -> JSONResponse:
-    _check_datastore_read(request, name)
+    allowed = _check_datastore_read(request, name)
     objects = _served_store(get_state(request), name)
-    return JSONResponse(info_to_json(objects.stat(check_object_name(obj, objects.description))))
+    rel = check_object_name(obj, objects.description)
+    _check_input_path(allowed, name, rel, current_principal(request).run_id)
+    return JSONResponse(info_to_json(objects.stat(rel)))
 
 
 @router.get("/remote/datastores/{name}/objects/{obj:path}")
 def get_datastore_object(name: str, obj: str, request: Request) -> Response:
-    _check_datastore_read(request, name)
+    allowed = _check_datastore_read(request, name)
     objects = _served_store(get_state(request), name)
     rel = check_object_name(obj, objects.description)
+    _check_input_path(allowed, name, rel, current_principal(request).run_id)
     info = objects.stat(rel)
     stream = objects.open(rel)
     try:

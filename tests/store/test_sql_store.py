@@ -209,10 +209,32 @@ def test_a_batch_applied_by_another_request_meanwhile_is_not_an_error(store: Sql
     deadline = time.monotonic() + 10
     with store.engine.connect() as probe:  # the second request is waiting on the first's row
         while not probe.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).scalar():
-            assert time.monotonic() < deadline, "the second request never waited on the first"
+            assert time.monotonic() < deadline, ("the second request never waited on the first", errors)
             time.sleep(0.05)
     tx.commit()
     first.close()
     thread.join(30)
     assert errors == []
     assert list(store.get_metric_series("r1", "loss").values) == [1.0]
+
+
+def test_the_end_a_run_really_had_replaces_a_presumed_loss(store: SqlStore) -> None:
+    """The reaper presumes a run dead when its heartbeats stop; if its process was only starved (a loaded
+    machine), the end that process writes later wins. Any other end stays as it was."""
+    lost = _run(store, "exp_1_lost", owner="elsewhere:1:1")
+    store.heartbeat(lost, when=time.time() - 1000)
+    assert store.reap_stale_runs(120) == [lost]
+    assert store.get_run(lost).error["code"] == "RunLost"  # type: ignore[index]
+    assert not store.set_status(lost, RunStatus.COMPLETED, only_if_active=True)  # a plain compare-and-set
+    assert store.set_status(lost, RunStatus.COMPLETED, only_if_active=True, over_lost=True)
+    record = store.get_run(lost)
+    assert record.status == RunStatus.COMPLETED and record.error is None
+    failed = _run(store, "exp_2_failed")
+    store.set_status(failed, RunStatus.FAILED, error={"message": "boom", "code": "UserError"})
+    canceled = _run(store, "exp_3_canceled")
+    store.set_status(canceled, RunStatus.CANCELED)
+    for run_id in (failed, canceled, lost):  # a real end, Failed or not, is never replaced
+        assert not store.set_status(run_id, RunStatus.FAILED, error={"message": "late"}, only_if_active=True,
+                                    over_lost=True)
+    assert store.get_run(failed).error == {"message": "boom", "code": "UserError"}
+    assert store.get_run(canceled).status == RunStatus.CANCELED

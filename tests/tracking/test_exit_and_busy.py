@@ -152,7 +152,7 @@ def test_sixteen_processes_starting_runs_at_once_all_start_tag_and_complete(
         run_ids[i] = out.split()[0]
     for i, run_id in run_ids.items():
         run = ws.get_run(run_id)
-        assert run.get_status() == "Completed"
+        assert run.get_status() == "Completed", (i, run.get_details().get("error"), results[i][1][-3000:])
         assert run.get_tags() == {f"t{k}": str(k) for k in range(10)}
         assert run.get_properties()["child"] == str(i)
 

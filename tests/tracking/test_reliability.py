@@ -165,3 +165,36 @@ def test_orphan_journal_is_replayed_once(ws: runlab.Workspace, tmp_path: Path, s
     assert replay_orphan_journals(ws.folder) == 2
     assert run.get_metric_history("x").values.tolist() == [1.0, 2.0]
     assert not path.exists()
+
+
+def test_a_run_presumed_lost_while_its_process_lives_ends_as_it_really_did(ws: runlab.Workspace) -> None:
+    """Seen in CI on an overloaded machine: a process's heartbeats could not be written for two minutes,
+    another process's reaper marked its run Failed (RunLost), and the run's own Completed was refused."""
+    run = runlab.Experiment(ws, "starved").start_logging()
+    run.log("x", 1.0)
+    store = ws.folder.store
+    store.heartbeat(run.id, when=time.time() - 10_000)
+    assert run.id in store.reap_stale_runs(120)
+    assert run.get_status() == "Failed"
+    run.log("x", 2.0)
+    run.complete()
+    assert run.get_status() == "Completed" and run.get_details().get("error") is None
+    assert run.get_metrics()["x"] == [1.0, 2.0]
+
+
+def test_an_end_left_in_a_journal_is_written_before_the_run_is_presumed_lost(ws: runlab.Workspace) -> None:
+    """Seen with 16 processes on a 10 ms busy timeout: a process whose final status could not be written
+    (its metrics were journaled, so its end went behind them) exits with its journal left; the next reader
+    found the owner dead and marked the run lost. The reaper replays such journals first."""
+    from runlab.tracking.journal import STATUS, Journal, Record
+
+    run = runlab.Experiment(ws, "journaled-end").start_logging()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path = ws.folder.journal_dir / f"{run.id}@{os.uname().nodename}-{int(dead.stdout)}-1.jrnl"
+    Journal(path).append_change(Record(STATUS, run.id, "end-1", status={"status": "Completed", "error": None,
+                                                                         "when": time.time()}))
+    run._logger_obj.close() if run._logger_obj is not None else None
+    ws.folder.store.heartbeat(run.id, when=time.time() - 10_000)
+    ws.folder.store.reap_stale_runs(120)
+    assert run.get_status() == "Completed" and run.get_details().get("error") is None and not path.exists()
+    runlab.tracking.lifecycle.forget_owned(run)

@@ -55,6 +55,7 @@ from runlab.execution.targets import (
     ensure_agent,
 )
 from runlab.store.folder import WorkspaceFolder
+from runlab.tracking import delivery  # noqa: F401 - installs WorkspaceFolder.journal_replayer (see store.folder)
 
 LOG_SHIP_MAX = 4 << 20  # bytes of one log sent to a server in one request
 POLL_S = 0.05
@@ -405,7 +406,8 @@ class Agent:
         self._stop_monitor(slot)
         slot.pump_stop.set()
         self._ship_logs(slot.run_id, final=True)
-        self.store.set_status(slot.run_id, status, error=error, only_if_active=True)
+        # over_lost: a run presumed dead (its heartbeats starved on a loaded machine) ends as it really did
+        self.store.set_status(slot.run_id, status, error=error, only_if_active=True, over_lost=True)
         if self.remote:  # the run's own token ends with the run
             self.folder.client.request("DELETE", f"/api/remote/runs/{slot.run_id}/token")  # type: ignore[attr-defined]
         elif getattr(self.folder, "server_url", None):

@@ -14,6 +14,7 @@ from runlab.store.artifacts import LocalArtifactStore
 from runlab.store.folder import WorkspaceFolder
 from runlab.store.sql.queries import StudioQueries
 from runlab.store.sql.store import SqlStore
+from runlab.tracking import delivery  # noqa: F401 - installs WorkspaceFolder.journal_replayer: a run is not presumed lost while its end waits in a journal
 
 DEFAULT_POLL_INTERVAL_S = 0.5  # how often live streams look for new metrics, log lines and status
 DEFAULT_STREAM_MAX_S = 1800.0  # a live stream ends after this; the page reconnects where it was

@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from runlab.core.errors import ConfigError, WorkspaceNotFoundError
 from runlab.core.names import shown
@@ -114,8 +114,18 @@ class WorkspaceFolder:
                     store.set_heartbeat_timeout(settings.heartbeat_timeout_s)
                     if self.store_url is None:
                         self._db_identity = _identity(self.db_path)
+                    store.before_marking_lost = self._replay_orphan_journals
                     self._store = store
         return self._store
+
+    journal_replayer: ClassVar[Callable[["WorkspaceFolder"], object] | None] = None
+    """Replays the journals that dead processes left in a folder; set by the tracking layer (which knows
+    their format) when it loads: before a run of a dead process is marked lost, its end may be there."""
+
+    def _replay_orphan_journals(self) -> None:
+        replayer = WorkspaceFolder.journal_replayer
+        if replayer is not None:
+            replayer(self)
 
     def is_gone(self) -> bool:
         """True when the folder or its database was deleted or replaced since this object opened it.

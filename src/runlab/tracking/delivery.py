@@ -117,18 +117,13 @@ class Delivery:
             self.write(record.run_id, record.batches, batch_id=record.batch_id)
 
     def _apply_status(self, record: Record) -> None:
+        """The reaper marks a dead owner's run Failed ("RunLost") as a presumption; the status the process
+        itself journaled before it exited is the truth (apply_change writes it over such a loss)."""
         assert record.status is not None
         try:
-            if apply_change(self.store, record):
-                return
-            current = self.store.get_run(record.run_id)
+            apply_change(self.store, record)
         except RunNotFoundError:
             return
-        # The reaper marks a dead owner's run Failed ("RunLost") as a presumption; the status the
-        # process itself journaled before it exited is the truth.
-        if current.status == RunStatus.FAILED and (current.error or {}).get("code") == LOST_CODE:
-            self.store.set_status(record.run_id, RunStatus(record.status["status"]), error=record.status.get("error"),
-                                  when=record.status.get("when"), only_if_status=[RunStatus.FAILED])
 
     def _apply_update(self, record: Record) -> None:
         try:
@@ -171,7 +166,7 @@ def apply_change(store: Any, record: Record) -> bool:
     if record.kind == STATUS:
         assert record.status is not None
         return bool(store.set_status(record.run_id, RunStatus(record.status["status"]), error=record.status.get("error"),
-                                     when=record.status.get("when"), only_if_active=True))
+                                     when=record.status.get("when"), only_if_active=True, over_lost=True))
     assert record.kind == UPDATE and record.update is not None
     op = record.update.get("op")
     if op not in UPDATE_OPS:
@@ -187,3 +182,19 @@ def _slice(b: MetricBatch, start: int, stop: int) -> MetricBatch:
 
 def _safe(run_id: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in run_id)[:200] or "run"
+
+
+def _replay_orphans_of(folder: Any) -> None:
+    """``WorkspaceFolder.journal_replayer``: the journals dead processes left in ``folder``, written."""
+    journal_dir = Path(folder.journal_dir)
+    if orphan_journals(journal_dir):
+        Delivery(folder.store, journal_dir).replay_orphans()
+
+
+def _install() -> None:
+    from runlab.store.folder import WorkspaceFolder
+
+    WorkspaceFolder.journal_replayer = _replay_orphans_of
+
+
+_install()

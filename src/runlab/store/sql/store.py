@@ -9,7 +9,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import sqlalchemy as sa
@@ -107,6 +107,10 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+LOST_CODE = "RunLost"  # the error code of a run the reaper presumed dead (set_status over_lost)
+_replaying = threading.local()
+
+
 class SqlStore:
     """Runs, experiments and metric series in one SQL database.
 
@@ -138,6 +142,8 @@ class SqlStore:
         self._lock_wait_ms = max(1, int(busy_timeout_s * 1000))
         self._last_reap = 0.0
         self._reap_lock = threading.Lock()
+        # set by the workspace folder: replays the journals dead processes left, before a run is presumed lost
+        self.before_marking_lost: Callable[[], object] | None = None
         if migrate:
             from runlab.store.sql.migrate import ensure_schema
 
@@ -438,8 +444,13 @@ class SqlStore:
         when: float | None = None,
         only_if_active: bool = False,
         only_if_status: Iterable[RunStatus] | None = None,
+        over_lost: bool = False,
     ) -> bool:
-        """Set the status; ``only_if_*`` make it a compare-and-set. Returns whether it changed."""
+        """Set the status; ``only_if_*`` make it a compare-and-set. Returns whether it changed.
+
+        ``over_lost``: with ``only_if_active``, a run marked Failed as lost (``RunLost``: its heartbeat
+        stopped, or its process was gone) counts as active too. The reaper only presumed it dead; the end
+        its own process wrote (live, or replayed from its journal) is what happened."""
         now = time.time() if when is None else when
         values: dict[str, Any] = {"status": str(status)}
         if status == RunStatus.RUNNING:
@@ -449,11 +460,18 @@ class SqlStore:
             values["started_at"] = sa.func.coalesce(t.runs.c.started_at, now)
         if error is not None:
             values["error"] = json.dumps(dict(error))
+        elif over_lost:
+            values["error"] = None  # the presumption's error goes with it; an active run has none
         with self._write(f"setting the status of run {run_id}") as conn:
             pk = self._run_pk(conn, run_id)
             stmt = t.runs.update().where(t.runs.c.run_id == run_id)
             if only_if_active:
-                stmt = stmt.where(t.runs.c.status.notin_([str(s) for s in TERMINAL_STATUSES]))
+                active: sa.ColumnElement[bool] = t.runs.c.status.notin_([str(s) for s in TERMINAL_STATUSES])
+                if over_lost:
+                    lost = sa.and_(t.runs.c.status == str(RunStatus.FAILED),
+                                   t.runs.c.error.like(f'%"code": "{LOST_CODE}"%'))
+                    active = sa.or_(active, lost)
+                stmt = stmt.where(active)
             if only_if_status is not None:
                 stmt = stmt.where(t.runs.c.status.in_([str(s) for s in only_if_status]))
             changed = conn.execute(stmt.values(**values)).rowcount
@@ -527,6 +545,16 @@ class SqlStore:
         return record.heartbeat_at is not None and record.heartbeat_at < time.time() - timeout_s
 
     def _mark_lost(self, record: RunRecord) -> None:
+        replay = self.before_marking_lost
+        if replay is not None and not getattr(_replaying, "active", False):
+            # what the dead process could not write before it exited (its end too) may be in its journal
+            _replaying.active = True
+            try:
+                replay()
+            except Exception:  # noqa: BLE001 - a journal that cannot be replayed now: the presumption stands
+                pass
+            finally:
+                _replaying.active = False
         if is_local_process_dead(record.owner):
             reason = (
                 f"the process that ran it ({record.owner}) died without ending the run "
@@ -538,7 +566,7 @@ class SqlStore:
         self.set_status(
             record.run_id,
             RunStatus.FAILED,
-            error={"message": f"Run lost: {reason}.", "code": "RunLost"},
+            error={"message": f"Run lost: {reason}.", "code": LOST_CODE},
             only_if_active=True,
         )
 

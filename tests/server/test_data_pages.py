@@ -118,7 +118,19 @@ def test_a_datastore_folder_is_listed_a_page_at_a_time(data_ws: dict[str, Any], 
     assert (x["name"], x["size"], x["sha256"]) == ("x.bin", 10, None)
 
 
-def test_many_files_page_quickly(ws: runlab.Workspace, client: Any, tmp_path: Path) -> None:
+def test_many_files_page_quickly(ws: runlab.Workspace, client: Any, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paging through a folder lists it once (then pages from what was listed), whatever the page."""
+    from runlab.store.objects.local import LocalObjectStore
+
+    listings: list[str] = []
+    real_list = LocalObjectStore.list
+
+    def counted(self: LocalObjectStore, prefix: str = "") -> Any:
+        listings.append(prefix)
+        return real_list(self, prefix)
+
+    monkeypatch.setattr(LocalObjectStore, "list", counted)
     folder = tmp_path / "many"
     for d in range(20):
         (folder / f"d{d:02d}").mkdir(parents=True)
@@ -127,7 +139,6 @@ def test_many_files_page_quickly(ws: runlab.Workspace, client: Any, tmp_path: Pa
     for f in range(250):
         (folder / f"top{f:03d}").write_bytes(b"ab")
     Datastore.register_local(ws, "many", folder)
-    started = time.perf_counter()
     first = client.get("/api/datastores/many/files", params={"limit": 100}).json()
     seen = [e["name"] for e in first["entries"]]
     offset = 100
@@ -135,10 +146,9 @@ def test_many_files_page_quickly(ws: runlab.Workspace, client: Any, tmp_path: Pa
         seen += [e["name"] for e in client.get("/api/datastores/many/files", params={"offset": offset, "limit": 100}
                                                ).json()["entries"]]
         offset += 100
-    elapsed = time.perf_counter() - started
     assert first["total"] == 270 and first["file_count"] == 2250 and first["total_size"] == 500
     assert seen[:20] == [f"d{d:02d}" for d in range(20)] and seen[20:] == [f"top{f:03d}" for f in range(250)]
-    assert elapsed < 5, elapsed
+    assert listings == [""], listings  # three pages, one listing (a wall-clock bound flaked on a loaded machine)
 
 
 @pytest.mark.parametrize("path", [

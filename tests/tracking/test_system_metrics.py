@@ -72,8 +72,9 @@ def test_a_busy_process_reads_near_one_core_and_a_sleeping_one_near_zero() -> No
             samples.append((busy_tree.read(), idle_tree.read()))
         busy_cpu = statistics.median(b["sys/cpu_percent"] for b, _ in samples if b)  # type: ignore[index]
         idle_cpu = statistics.median(i["sys/cpu_percent"] for _, i in samples if i)  # type: ignore[index]
-        assert 40 < busy_cpu < 130, busy_cpu  # one core, whatever else this machine does
-        assert idle_cpu < 10 and busy_cpu > idle_cpu + 30
+        # at most one core; how much of it the busy loop gets depends on the machine's load (14 % was seen
+        # in CI with other work running), so no lower bound but "clearly more than the sleeper"
+        assert busy_cpu < 130 and idle_cpu < 5 and busy_cpu > idle_cpu + 5, (busy_cpu, idle_cpu)
         last = samples[-1][0]
         assert last is not None and last["sys/processes"] == 1 and last["sys/memory_rss_mb"] > 1
     finally:
@@ -93,7 +94,9 @@ def test_children_that_come_and_go_between_samples_are_counted() -> None:
     try:
         samples = _samples(ProcessTree(parent.pid), 6)
         cpu = statistics.median(s["sys/cpu_percent"] for s in samples)
-        assert cpu > 40, [s["sys/cpu_percent"] for s in samples]
+        # uncounted children would read about 0 (the parent only waits); counted, they read what the
+        # machine gives them: about a core when idle, 12 % was seen under load in CI
+        assert cpu > 5, [s["sys/cpu_percent"] for s in samples]
         assert all(s["sys/processes"] in (1, 2) for s in samples)
     finally:
         parent.kill(), parent.wait()

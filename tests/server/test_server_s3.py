@@ -242,3 +242,18 @@ def test_backup_of_an_s3_server_lists_the_bucket(s3_server_ws: tuple[runlab.Work
     names = {o["name"] for o in manifest["s3"]["listing"]}
     assert f"runs/{run.id}/outputs/a.txt" in names and "workspace.json" in names
     assert manifest["s3"]["url"] == f"s3://{bucket}/team"
+
+
+def test_unfinished_multipart_uploads_under_the_prefix_are_aborted_when_old(s3_bucket: tuple[str, str]) -> None:
+    from runlab.store.s3_artifacts import S3Artifacts
+
+    endpoint, bucket = s3_bucket
+    client = boto3_client(endpoint)
+    mine = client.create_multipart_upload(Bucket=bucket, Key="team/runs/r1/outputs/big.bin")["UploadId"]
+    theirs = client.create_multipart_upload(Bucket=bucket, Key="elsewhere/big.bin")["UploadId"]
+    artifacts = S3Artifacts(f"s3://{bucket}/team", endpoint)
+    # moto reports every upload as started in 2010: the age is checked with a bound older than that
+    assert artifacts.abort_stale_uploads(older_than_s=100 * 365 * 86400) == 0
+    assert artifacts.abort_stale_uploads() == 1
+    left = {u["UploadId"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])}
+    assert mine not in left and theirs in left  # outside the server's prefix: not its to abort

@@ -98,8 +98,9 @@ class HostedWorkspace(WorkspaceFolder):
             from runlab.store.s3_artifacts import S3Artifacts
 
             self._s3 = S3Artifacts(self.s3.url, self.s3.endpoint_url, self.s3.region)
-            if create:
+            if create:  # a server starting
                 self._s3.pair(self.workspace_id, self.name)
+                self._s3.abort_stale_uploads()
 
     @property
     def artifacts(self) -> Any:

@@ -43,6 +43,7 @@ from runlab.store.objects.s3 import S3ObjectStore
 __all__ = ["PART_REWRITE_MAX", "S3Artifacts", "S3ArtifactStore", "S3BlobStore", "S3Datastores", "parse_s3_url"]
 
 PART_REWRITE_MAX = 4 << 20
+STALE_UPLOAD_S = 24 * 3600  # an unfinished multipart upload older than this is aborted when a server starts
 _SEQ = re.compile(r"\d{8}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 MARKER = "workspace.json"
@@ -77,6 +78,25 @@ class S3Artifacts:
                 self._subs[prefix] = S3ObjectStore(self.objects.bucket, f"{base}/{prefix}" if base else prefix,
                                                    self.endpoint_url, self.region)
             return self._subs[prefix]
+
+    def abort_stale_uploads(self, older_than_s: float = STALE_UPLOAD_S) -> int:
+        """Abort the multipart uploads under the server's prefix started more than ``older_than_s`` ago
+        (an upload cut by an outage or a killed process leaves its parts billed and invisible); how many."""
+        import time
+
+        client = self.objects._client()
+        base = self.objects.prefix + "/" if self.objects.prefix else ""
+        aborted = 0
+        with self.objects._boundary("list unfinished uploads"):
+            pages = client.get_paginator("list_multipart_uploads").paginate(Bucket=self.objects.bucket, Prefix=base)
+            for page in pages:
+                for upload in page.get("Uploads", ()):
+                    started = upload.get("Initiated")
+                    if started is not None and time.time() - started.timestamp() >= older_than_s:
+                        client.abort_multipart_upload(Bucket=self.objects.bucket, Key=upload["Key"],
+                                                      UploadId=upload["UploadId"])
+                        aborted += 1
+        return aborted
 
     def pair(self, workspace_id: str, name: str) -> None:
         """Record the workspace in the bucket, or refuse a bucket prefix that holds another workspace's files."""

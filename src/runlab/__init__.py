@@ -17,6 +17,7 @@ _EXPORTS = {
     "DockerConfiguration": "runlab.sdk.job_config",
     "MpiConfiguration": "runlab.sdk.job_config",
     "PyTorchConfiguration": "runlab.sdk.job_config",
+    "RayCompute": "runlab.sdk.compute",
     "WebserviceException": "runlab.core.errors",
     "ComputeTarget": "runlab.sdk.compute",
     "Environment": "runlab.sdk.environment",
@@ -72,7 +73,7 @@ if TYPE_CHECKING:
         WorkspaceNotFoundError,
     )
     from runlab.core.status import RunStatus
-    from runlab.sdk.compute import AmlCompute, ComputeTarget
+    from runlab.sdk.compute import AmlCompute, ComputeTarget, RayCompute
     from runlab.sdk.dataset import Dataset
     from runlab.sdk.datastore import DataPath, Datastore
     from runlab.sdk.environment import CondaDependencies, Environment

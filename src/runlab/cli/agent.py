@@ -23,7 +23,7 @@ def agent(server_url: str, target: str, token: str | None) -> None:
     It serves until Ctrl+C or SIGTERM (it finishes the runs it has first). Start one on each machine that
     joins; with `runlab server --no-agents` only such agents run the server's runs.
     """
-    from runlab.execution.agent import Agent
+    from runlab.execution.agent import make_agent
     from runlab.execution.targets import TargetSettings
     from runlab.store.remote.workspace import RemoteWorkspace
 
@@ -32,7 +32,7 @@ def agent(server_url: str, target: str, token: str | None) -> None:
     click.echo(f"runlab agent: target {target} of workspace {folder.name} at {folder.server_url} "
                f"(max_nodes={settings.max_nodes}); Ctrl+C to stop")
     try:
-        code = Agent(folder, target, stay=True).serve()  # type: ignore[arg-type]
+        code = make_agent(folder, target, stay=True).serve()  # type: ignore[arg-type]
     except KeyboardInterrupt:
         code = 0
     click.echo("runlab agent: stopped")

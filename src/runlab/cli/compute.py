@@ -1,4 +1,4 @@
-"""``runlab compute``: pools of this machine that run submitted runs."""
+"""``runlab compute``: pools of this machine that run submitted runs, and attached Ray clusters."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 @click.group()
 def compute() -> None:
-    """Create, list, show and delete compute targets."""
+    """Create, attach (Ray clusters), list, show and delete compute targets."""
 
 
 @compute.command("create")
@@ -37,6 +37,50 @@ def compute_create(name: str, workspace_ref: str | None, max_nodes: int, vm_size
     _console().print(f"compute target [bold]{target.name}[/bold]: up to {target.max_nodes} runs at once ({vm_size})")
 
 
+@compute.group("attach")
+def compute_attach() -> None:
+    """Attach an existing cluster as a compute target (Ray: `runlab compute attach ray NAME --address URL`)."""
+
+
+@compute_attach.command("ray")
+@click.argument("name")
+@workspace_option
+@click.option("--address", required=True, metavar="URL",
+              help="The Ray dashboard's URL (Ray's Jobs API), for example http://127.0.0.1:8265.")
+@click.option("--num-cpus", type=float, default=1, show_default=True, help="CPUs each run's Ray job asks for.")
+@click.option("--num-gpus", type=float, default=None, help="GPUs each run's Ray job asks for (default: none).")
+@click.option("--memory", type=int, default=None, metavar="BYTES",
+              help="Memory each run's Ray job asks for, in bytes (default: no reservation).")
+@click.option("--resource", "resources", multiple=True, metavar="NAME=AMOUNT",
+              help="A custom Ray resource each run asks for; repeat for several.")
+@click.option("--max-nodes", type=int, default=4, show_default=True,
+              help="Runs of this target on the cluster at once; more wait in the queue.")
+@click.option("--idle-seconds", type=int, default=120, show_default=True,
+              help="The target's agent (on this machine) stops after this many idle seconds.")
+@friendly_errors
+def compute_attach_ray(name: str, workspace_ref: str | None, address: str, num_cpus: float, num_gpus: float | None,
+                       memory: int | None, resources: tuple[str, ...], max_nodes: int, idle_seconds: int) -> None:
+    """Attach the Ray cluster at --address as compute target NAME: each run becomes a Ray job."""
+    from runlab.sdk.compute import ComputeTarget, RayCompute
+
+    custom: dict[str, float] = {}
+    for item in resources:
+        key, sep, amount = item.partition("=")
+        try:
+            custom[key.strip()] = float(amount)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r}: give NAME=AMOUNT, for example accelerator=1", param_hint="--resource")
+    ws = open_workspace(workspace_ref)
+    config = RayCompute.attach_configuration(address=address, num_cpus=num_cpus, num_gpus=num_gpus, memory=memory,
+                                             resources=custom, max_nodes=max_nodes,
+                                             idle_seconds_before_scaledown=idle_seconds)
+    target = ComputeTarget.attach(ws, name, config)
+    _console().print(f"compute target [bold]{target.name}[/bold]: Ray cluster at {config.address}, "
+                     f"up to {target.max_nodes} runs at once")
+
+
 @compute.command("list")
 @workspace_option
 @friendly_errors
@@ -55,7 +99,8 @@ def compute_list(workspace_ref: str | None) -> None:
                   _agent_cell(local))
     for target in targets:
         status = target.get_status()
-        table.add_row(target.name, target.vm_size or "", str(target.max_nodes), str(status.busy_nodes),
+        size = target.vm_size or (f"ray: {target.serialize().get('address')}" if target.type == "Ray" else "")
+        table.add_row(target.name, size, str(target.max_nodes), str(status.busy_nodes),
                       str(status.queued_runs), _agent_cell(status))
     _console().print(table)
     if not targets:
@@ -100,9 +145,32 @@ def compute_show(name: str, workspace_ref: str | None) -> None:
         fields = {**target.serialize(), **status.serialize()}
     for key, value in fields.items():
         console.print(f"{_snake(key):>29}: {'' if value is None else value}")
+    if fields.get("type") == "Ray":
+        _print_cluster(target.get_cluster())  # type: ignore[attr-defined]
     if status.agent_state == "Down":
         console.print(f"[yellow]the agent of {name} is down with {status.queued_runs} run(s) queued "
                       "(it died): a new one is starting[/yellow]")
+
+
+def _print_cluster(info: dict[str, object]) -> None:
+    console = _console()
+    console.print(f"{'ray_dashboard':>29}: {info.get('dashboard')}")
+    if info.get("error"):
+        console.print(f"[red]{'ray_cluster':>29}: {info['error']}[/red]")
+        return
+    memory = int(info.get("memoryBytes") or 0)  # type: ignore[call-overload]
+    console.print(f"{'ray_version':>29}: {info.get('rayVersion')}")
+    console.print(f"{'ray_nodes':>29}: {info.get('nodes')} alive" +
+                  (f", {info.get('deadNodes')} dead" if info.get("deadNodes") else ""))
+    console.print(f"{'ray_cpus':>29}: {_number(info.get('cpus'))}")
+    console.print(f"{'ray_gpus':>29}: {_number(info.get('gpus'))}")
+    console.print(f"{'ray_memory':>29}: {memory / 2**30:.1f} GiB")
+    console.print(f"{'ray_jobs_running':>29}: {info.get('runningJobs')} (pending {info.get('pendingJobs')}; "
+                  f"runlab's: {info.get('runlabJobs')})")
+
+
+def _number(value: object) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
 def _snake(key: str) -> str:

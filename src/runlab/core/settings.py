@@ -97,10 +97,14 @@ RUNLAB_SYSTEM_METRICS_INTERVAL = EnvVar("RUNLAB_SYSTEM_METRICS_INTERVAL", _non_n
                                         DEFAULT_SYSTEM_METRICS_INTERVAL_S,
                                         "seconds between two samples of a run's system metrics (sys/...); 0: none")
 
+RUNLAB_RAY_LOST_TIMEOUT = EnvVar("RUNLAB_RAY_LOST_TIMEOUT", _positive_float, 60.0,
+                                 "seconds a Ray target's agent keeps trying to reach a cluster that does not "
+                                 "answer before it marks the cluster's runs Failed")
+
 ALL_ENV_VARS: tuple[EnvVar[object], ...] = (
     RUNLAB_HOME, RUNLAB_WORKSPACE, RUNLAB_SERVER, RUNLAB_RUN_ID, RUNLAB_RUN_OWNER, RUNLAB_OFFLINE_DIR,  # type: ignore[assignment]
     RUNLAB_FLUSH_INTERVAL, RUNLAB_HEARTBEAT_TIMEOUT, RUNLAB_SQLITE_BUSY_TIMEOUT, RUNLAB_STORE_RETRY_TIMEOUT,
-    RUNLAB_STUDIO_URL, RUNLAB_SYSTEM_METRICS_INTERVAL, RUNLAB_SECRETS_FILE,
+    RUNLAB_STUDIO_URL, RUNLAB_SYSTEM_METRICS_INTERVAL, RUNLAB_SECRETS_FILE, RUNLAB_RAY_LOST_TIMEOUT,
 )
 
 

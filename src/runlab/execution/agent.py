@@ -583,6 +583,16 @@ def _pump_stderr(pipe: IO[bytes] | None, driver_path: Path, tail: deque[str], st
     pipe.close()
 
 
+def make_agent(folder: WorkspaceFolder, target: str, *, stay: bool = False) -> Agent:
+    """The agent for ``target``: a :class:`~runlab.execution.ray_target.RayAgent` for a Ray target
+    (its runs become Ray jobs), else the local pool's."""
+    from runlab.execution.ray_target import RayAgent, is_ray_target
+
+    if is_ray_target(folder, target):
+        return RayAgent(folder, target, stay=stay)
+    return Agent(folder, target, stay=stay)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
@@ -592,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = open_folder(args[0])  # RUNLAB_STORE_URL set: the workspace of the runlab server that started it
     try:
-        return Agent(folder, args[1]).serve()
+        return make_agent(folder, args[1]).serve()
     except RunlabError as exc:
         print(f"agent error: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,5 @@
-"""ComputeTarget and AmlCompute: named pools of this machine that run submitted runs."""
+"""ComputeTarget and AmlCompute: named pools of this machine that run submitted runs; RayCompute: a Ray
+cluster attached as a target (its runs become Ray jobs, :mod:`runlab.execution.ray_target`)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,19 @@ class AmlComputeProvisioningConfiguration:
     max_nodes: int = 4
     idle_seconds_before_scaledown: int = DEFAULT_IDLE_SECONDS
     vm_priority: str = "dedicated"
+
+
+@dataclass(frozen=True)
+class RayAttachConfiguration:
+    """``RayCompute.attach_configuration(...)``: the cluster's dashboard address and what one run asks of it."""
+
+    address: str
+    num_cpus: float | None = 1
+    num_gpus: float | None = None
+    memory: int | None = None
+    resources: dict[str, float] | None = None
+    max_nodes: int = 4
+    idle_seconds_before_scaledown: int = 120
 
 
 @dataclass(frozen=True)
@@ -69,13 +83,43 @@ class ComputeTarget:
 
     @classmethod
     def _from_record(cls, workspace: "Workspace", record: ComputeTargetRecord) -> "ComputeTarget":
-        target = cls.__new__(AmlCompute if record.kind == "amlcompute" else cls)
+        target = cls.__new__(_class_for(record.kind, cls))
         target._workspace = workspace
         target._record = record
         return target
 
     def __new__(cls, workspace: "Workspace | None" = None, name: str | None = None, **kwargs: Any) -> "ComputeTarget":
+        if cls is ComputeTarget and workspace is not None and isinstance(name, str):
+            try:  # ComputeTarget(workspace=ws, name='ray-cluster') is a RayCompute
+                return super().__new__(_class_for(workspace.folder.store.get_compute_target(name).kind, AmlCompute))
+            except ComputeTargetException:
+                pass  # __init__ raises it with its message
         return super().__new__(AmlCompute if cls is ComputeTarget else cls)
+
+    @staticmethod
+    def attach(workspace: "Workspace", name: str, attach_configuration: RayAttachConfiguration) -> "RayCompute":
+        """Attach an existing cluster as the target ``name``: ``RayCompute.attach_configuration(address=...)``.
+        The cluster's dashboard must answer (ComputeTargetException saying what is wrong otherwise)."""
+        from runlab.execution.ray_target import RAY_KIND, RayTargetConfig, probe
+
+        check_target_name(name)
+        config = attach_configuration
+        if not isinstance(config, RayAttachConfiguration):
+            raise ComputeTargetException(
+                "ComputeTarget.attach needs RayCompute.attach_configuration(address='http://HOST:8265'), got "
+                f"{type(config).__name__}")
+        ray = RayTargetConfig(address=config.address, num_cpus=config.num_cpus, num_gpus=config.num_gpus,
+                              memory=config.memory, resources=config.resources or {}, max_nodes=config.max_nodes,
+                              idle_seconds_before_scaledown=config.idle_seconds_before_scaledown)
+        version = probe(ray.address)
+        record = workspace.folder.store.create_compute_target(
+            ComputeTargetRecord(
+                name=name, kind=RAY_KIND, vm_size=None, min_nodes=0, max_nodes=ray.max_nodes,
+                idle_seconds_before_scaledown=ray.idle_seconds_before_scaledown, created_at=time.time(),
+                state="Succeeded", settings={**ray.to_settings(), "ray_version": version},
+            )
+        )
+        return RayCompute._from_record(workspace, record)  # type: ignore[return-value]
 
     @staticmethod
     def create(workspace: "Workspace", name: str, provisioning_configuration: AmlComputeProvisioningConfiguration) -> "AmlCompute":
@@ -107,7 +151,7 @@ class ComputeTarget:
 
     @property
     def type(self) -> str:
-        return "AmlCompute" if self._record.kind == "amlcompute" else self._record.kind
+        return {"amlcompute": "AmlCompute", "ray": "Ray"}.get(self._record.kind, self._record.kind)
 
     @property
     def vm_size(self) -> str | None:
@@ -190,6 +234,52 @@ class AmlCompute(ComputeTarget):
             raise ComputeTargetException(f"idle_seconds_before_scaledown must be an int >= 0, got {idle!r}")
         return AmlComputeProvisioningConfiguration(vm_size=vm_size, min_nodes=min_nodes, max_nodes=max_nodes,
                                                    idle_seconds_before_scaledown=idle, vm_priority=vm_priority)
+
+
+class RayCompute(ComputeTarget):
+    """A Ray cluster attached as a compute target: each run becomes a Ray job (Ray's Jobs API)."""
+
+    @staticmethod
+    def attach_configuration(address: str = "http://127.0.0.1:8265", num_cpus: float | None = 1,
+                             num_gpus: float | None = None, memory: int | None = None,
+                             resources: dict[str, float] | None = None, max_nodes: int = 4,
+                             idle_seconds_before_scaledown: int = 120, **_azure: Any) -> RayAttachConfiguration:
+        """``address``: the dashboard's URL (Ray's Jobs API), ``http://HOST:8265``; ``num_cpus``, ``num_gpus``,
+        ``memory`` (bytes) and ``resources`` (custom Ray resources): what each run's job asks of the cluster;
+        ``max_nodes``: runs of this target at once (queued beyond)."""
+        from runlab.execution.ray_target import RayTargetConfig
+
+        config = RayTargetConfig(address=address, num_cpus=num_cpus, num_gpus=num_gpus, memory=memory,
+                                 resources=resources or {}, max_nodes=max_nodes,
+                                 idle_seconds_before_scaledown=idle_seconds_before_scaledown)  # UserError when wrong
+        return RayAttachConfiguration(address=config.address, num_cpus=config.num_cpus, num_gpus=config.num_gpus,
+                                      memory=config.memory, resources=dict(config.resources),
+                                      max_nodes=config.max_nodes,
+                                      idle_seconds_before_scaledown=config.idle_seconds_before_scaledown)
+
+    @property
+    def address(self) -> str:
+        return str(self._record.settings.get("address", ""))
+
+    def get_cluster(self) -> dict[str, Any]:
+        """What the cluster says now (nodes, CPUs, GPUs, jobs running, the dashboard's link; ``error``
+        when it does not answer)."""
+        from runlab.execution.ray_target import cluster_info
+
+        return cluster_info(self.address)
+
+    def serialize(self) -> dict[str, Any]:
+        settings = self._record.settings
+        return {**super().serialize(), "address": self.address, "numCpus": settings.get("num_cpus"),
+                "numGpus": settings.get("num_gpus"), "memory": settings.get("memory"),
+                "resources": dict(settings.get("resources") or {})}
+
+    def __repr__(self) -> str:
+        return f"RayCompute(name={self.name!r}, address={self.address!r}, max_nodes={self.max_nodes})"
+
+
+def _class_for(kind: str, default: type) -> type:
+    return {"amlcompute": AmlCompute, "ray": RayCompute}.get(kind, default)
 
 
 class ComputeInstance(ComputeTarget):

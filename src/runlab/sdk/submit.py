@@ -133,6 +133,11 @@ def submit_script_run(
     inputs = check_inputs(workspace, config.dataset_inputs())
     if inputs:
         definition["inputDatasets"] = [spec.to_dict() for spec in inputs]
+    if target != LOCAL:  # what a Ray target cannot run yet is refused here, not after queueing
+        from runlab.execution.ray_target import check_ray_definition, is_ray_target
+
+        if is_ray_target(folder, target):
+            check_ray_definition(definition)
     run_id = new_run_id(experiment.name)
     record = folder.store.create_run(
         run_id, experiment.name, run_type=RunType.SUBMITTED, status=RunStatus.QUEUED, target=target,

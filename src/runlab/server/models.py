@@ -204,6 +204,10 @@ class ComputeTargetInfo(_Model):
     max_nodes: int | None = None
     running: int = 0
     queued: int = 0
+    address: str | None = Field(None, description="a Ray target: its cluster's dashboard URL")
+    cluster: dict[str, Any] | None = Field(
+        None, description="a Ray target: what its cluster says now (nodes, cpus, gpus, memoryBytes, runningJobs, "
+                          "pendingJobs, runlabJobs, dashboard, rayVersion; error when it does not answer)")
 
 
 class DatastoreInfo(_Model):

@@ -163,12 +163,44 @@ def _asset_page(kind: str) -> Any:
     spec = ASSETS[kind]
 
     def handler(state: State) -> HTMLResponse:
-        return page(state, page="assets", nav=kind, title=spec["title"],
-                    content=render("assets.html", {"title": spec["title"], "subtitle": spec["subtitle"]}),
-                    data={"kind": kind, **spec})
+        content = render("assets.html", {"title": spec["title"], "subtitle": spec["subtitle"]})
+        if kind == "compute":
+            content += _ray_clusters_html(state)
+        return page(state, page="assets", nav=kind, title=spec["title"], content=content, data={"kind": kind, **spec})
 
     handler.__name__ = f"{kind}_page"
     return handler
+
+
+def _ray_clusters_html(state: StudioState) -> str:
+    """The compute page's Ray clusters, rendered here (the assets table is drawn by the page's script):
+    each Ray target's nodes, CPUs, GPUs and jobs as its cluster reports them, and a link to its dashboard."""
+    from runlab.server.api.catalog import compute_targets
+
+    rows = []
+    for target in compute_targets(state):
+        if target.cluster is None:
+            continue
+        info = target.cluster
+        address = str(target.address or "")
+        link = (f'<a href="{html.escape(address)}" target="_blank" rel="noopener noreferrer">{html.escape(address)}</a>'
+                if address.startswith(("http://", "https://")) else html.escape(address))
+        if info.get("error"):
+            cells = f'<td colspan="4" class="error">{html.escape(str(info["error"]))}</td>'
+        else:
+            cells = "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+                info.get("nodes"), _count(info.get("cpus")), _count(info.get("gpus")),
+                f"{info.get('runningJobs')} running, {info.get('pendingJobs')} pending ({info.get('runlabJobs')} runlab)"))
+        rows.append(f"<tr><td>{html.escape(target.name)}</td><td>{link}</td>{cells}</tr>")
+    if not rows:
+        return ""
+    return ('<section class="panel" id="ray-clusters"><h2>Ray clusters</h2><table class="table">'
+            "<thead><tr><th>Target</th><th>Dashboard</th><th>Nodes</th><th>CPUs</th><th>GPUs</th><th>Jobs</th></tr>"
+            f"</thead><tbody>{''.join(rows)}</tbody></table></section>")
+
+
+def _count(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
 
 
 for _kind in ASSETS:

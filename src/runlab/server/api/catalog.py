@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from runlab.core.errors import NotFoundError, RunlabError
 from runlab.core.status import RunStatus
 from runlab.execution.environments import EnvironmentDefinition, environment_status
+from runlab.execution.ray_target import RAY_KIND, cluster_info
 from runlab.server import data_views, model_views, models
 from runlab.server.api.files import FILE_RESPONSE, Download, _file_response
 from runlab.server.state import StudioState, get_state
@@ -25,6 +26,7 @@ router = APIRouter(tags=["assets"], responses=models.ERROR_RESPONSES)
 State = Annotated[StudioState, Depends(get_state)]
 
 
+CLUSTER_TIMEOUT_S = 2.0  # a Ray cluster that does not answer slows the compute list by at most this, per call
 BUSY = (RunStatus.PREPARING, RunStatus.STARTING, RunStatus.RUNNING, RunStatus.FINALIZING, RunStatus.CANCEL_REQUESTED)
 
 
@@ -63,9 +65,12 @@ def compute_targets(state: StudioState) -> list[models.ComputeTargetInfo]:
     for record in state.store.list_compute_targets():
         counts = state.store.count_runs_by_status(target=record.name)
         running = sum(counts.get(s, 0) for s in BUSY)
+        address = str(record.settings.get("address") or "") if record.kind == RAY_KIND else None
         out.append(models.ComputeTargetInfo(
             name=record.name, type=record.kind, state="busy" if running else "idle", max_nodes=record.max_nodes,
-            running=running, queued=counts.get(RunStatus.QUEUED, 0),
+            running=running, queued=counts.get(RunStatus.QUEUED, 0), address=address,
+            # a Ray target: the cluster's own account, from its dashboard (runlab.execution.ray_target)
+            cluster=cluster_info(address, timeout=CLUSTER_TIMEOUT_S) if address is not None else None,
         ))
     return out
 
@@ -90,7 +95,8 @@ def list_environments(state: State) -> list[models.EnvironmentInfo]:
     return environments(state)
 
 
-@router.get("/compute", response_model=list[models.ComputeTargetInfo], summary="List compute targets")
+@router.get("/compute", response_model=list[models.ComputeTargetInfo], summary="List compute targets",
+            response_model_exclude_none=True)
 def list_compute_targets(state: State) -> list[models.ComputeTargetInfo]:
     return compute_targets(state)
 

@@ -268,10 +268,49 @@ def measure_pages(folder: Any, sizes: Sizes) -> dict[str, Any]:
                     if name == "compare_page":
                         assert page.get_attribute("#compare-chart", "data-traces") == str(len(ids))
                 out[name] = {"cold_s": times[0], "median_s": _median(times[1:]), "min_s": min(times[1:]), "times_s": times}
+            out["run_page"] = measure_run_page(browser, f"{server.url}/runs/{BIG_RUN}#metrics", sizes)
             browser.close()
     finally:
         server.stop()
     return out
+
+
+def measure_run_page(browser: Any, url: str, sizes: Sizes) -> dict[str, Any]:
+    """The run page of the big run on its Metrics tab: navigation to the overview shown (details
+    filled) and to the first chart drawn, cold (a new browser context: empty cache) then warm
+    (the same context again). Printed only."""
+    # the page's own clock (performance.now(), from navigation start), read by a MutationObserver:
+    # when the overview's details and the first chart (data-points) appear in the DOM
+    marks = """(() => { const t = (window.__bench = {}); const seen = () => {
+        if (!t.overview && document.querySelector('#details dt')) t.overview = performance.now();
+        if (!t.chart && document.querySelector(".chart-card[data-points]")) t.chart = performance.now(); };
+      document.addEventListener('DOMContentLoaded', () => new MutationObserver(seen)
+        .observe(document.body, { subtree: true, childList: true, attributes: true })); })()"""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context.add_init_script(marks)
+    page = context.new_page()
+    overview, chart, wall = [], [], []
+    try:
+        for _ in range(sizes.page_reps + 1):  # the first in an empty cache (cold), then warm
+            page.goto("about:blank")
+            t0 = time.perf_counter()
+            page.goto(url, wait_until="commit")
+            page.wait_for_selector(".chart-card[data-metric='loss'][data-points]", state="attached", timeout=60_000)
+            wall.append(time.perf_counter() - t0)
+            t = page.evaluate("window.__bench")
+            overview.append(t["overview"] / 1e3)
+            chart.append(t["chart"] / 1e3)
+        points = page.get_attribute(".chart-card[data-metric='loss']", "data-count")
+    finally:
+        context.close()
+    result = {"overview_cold_s": overview[0], "overview_warm_s": _median(overview[1:]),
+              "chart_cold_s": chart[0], "chart_warm_s": _median(chart[1:]), "points": int(points or 0),
+              "overview_s": overview, "chart_s": chart, "playwright_wall_s": wall}
+    print(f"run page of a {result['points']:,}-point run in Chromium (page clock): overview shown {fmt(result['overview_cold_s'])} "
+          f"cold, {fmt(result['overview_warm_s'])} warm; first chart drawn {fmt(result['chart_cold_s'])} cold, "
+          f"{fmt(result['chart_warm_s'])} warm (median of {len(chart) - 1}; Playwright wall to the chart "
+          f"{fmt(wall[0])} cold, {fmt(_median(wall[1:]))} warm)", flush=True)
+    return result
 
 
 # -- MLflow's side (runs in MLflow's venv: imports nothing from runlab) ----------------------------------
@@ -389,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mlflow-venv", default=None, help="MLflow's venv (default: benchmarks/.venv-mlflow)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed to MLflow's side")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--big-series", type=int, default=None, help="points of the big run's series (default: 1,000,000; "
+                        "100,000 with --quick)")
     parser.add_argument("--mlflow-side", nargs=2, metavar=("SCRATCH", "SIZES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mlflow_side:
@@ -396,6 +437,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sizes = QUICK if args.quick else FULL
+    if args.big_series:
+        from dataclasses import replace
+
+        sizes = replace(sizes, big_series=args.big_series)
     scratch = Path(tempfile.mkdtemp(prefix="runlab-bench-studio-"))
     os.environ["RUNLAB_HOME"] = str(scratch / "home")
     errors: list[str] = []

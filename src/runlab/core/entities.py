@@ -42,6 +42,11 @@ class RunRecord:
     description: str = ""
     # (status, unix time) in order; filled when one run is read (get_run), empty in listings
     status_history: tuple[tuple[str, float], ...] = ()
+    archived_at: float | None = None  # archived from the studio (hidden from run listings) when set
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None
 
     @property
     def duration_s(self) -> float | None:
@@ -53,6 +58,17 @@ class RunRecord:
 
             end = time.time()
         return max(0.0, end - self.started_at)
+
+
+@dataclass(frozen=True)
+class RunNote:
+    """A note someone added to a run (the studio's "Add a note"), oldest first."""
+
+    note_id: int
+    run_id: str
+    text: str
+    created_at: float
+    author: str | None = None
 
 
 class MetricKind:

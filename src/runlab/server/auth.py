@@ -316,6 +316,40 @@ def _norm_host(host: str) -> str:
     return value.rstrip(".")
 
 
+def _origin_of(url: str) -> str:
+    """``scheme://host:port`` of a URL, lowercased, the default port spelled out ("" when it has no host)."""
+    parts = urlsplit(url.strip())
+    if not parts.scheme or not parts.hostname:
+        return ""
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower(), 0)
+    except ValueError:
+        return ""
+    host = parts.hostname.lower().rstrip(".")
+    return f"{parts.scheme.lower()}://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def _check_same_origin(headers: dict[str, str]) -> None:
+    """Without authentication (``runlab studio``) a write must come from the studio's own pages or
+    from a program (which sends no Origin): a browser's request from another site (another port of
+    localhost too) is refused, by its ``Sec-Fetch-Site``, ``Origin`` or, lacking one, ``Referer``."""
+    host = headers.get("host", "")
+    site = headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        raise _Refused(403, f"cross-site request refused: the browser says it comes from a {site[:30]} page, "
+                            "not from this studio's pages", "PermissionDeniedError")
+    source = headers.get("origin")
+    what = "Origin"
+    if source is None:
+        source, what = headers.get("referer"), "Referer"
+    if source is None:
+        return  # not a browser's cross-site request: browsers send Origin with every cross-site POST
+    scheme = "https" if source.lower().startswith("https:") else "http"
+    if source == "null" or _origin_of(source) != _origin_of(f"{scheme}://{host}"):
+        raise _Refused(403, f"cross-site request refused: its {what} is {source[:100]!r}, not this studio "
+                            f"({host[:100]}); writes come from the studio's own pages", "PermissionDeniedError")
+
+
 def _headers(scope: Scope) -> dict[str, str]:
     """The request's headers by lowercase name; repeated ones joined (cookies with ``;``)."""
     out: dict[str, str] = {}
@@ -417,6 +451,8 @@ class AuthMiddleware:
                             headers: dict[str, str]) -> Principal | None:
         config = self.config
         if not config.enabled:
+            if method not in SAFE_METHODS:
+                _check_same_origin(headers)
             return LOCAL_ADMIN
         if _is_exempt(path):
             return None

@@ -51,6 +51,7 @@ class ExperimentInfo(_Model):
     last_run_id: str | None
     last_run_at: float | None
     status_counts: dict[str, int] = Field(description="top-level runs per status")
+    archived: bool = Field(default=False, description="archived (hidden from the experiments list unless asked)")
 
 
 class RunInfo(_Model):
@@ -73,6 +74,39 @@ class RunInfo(_Model):
     metrics: dict[str, Any] = Field(description="last value of each metric asked for with metric= "
                                     '("inf", "-inf" or "nan" for a non-finite number)')
     error_message: str | None = None
+    properties: dict[str, str] = Field(default_factory=dict)
+    archived: bool = Field(default=False, description="archived (hidden from run listings unless asked)")
+
+
+class MetricColumn(_Model):
+    name: str
+    runs: int = Field(description="how many runs have the metric")
+
+
+class RunColumns(_Model):
+    """What a runs table can show as columns."""
+
+    metrics: list[MetricColumn] = Field(description="metric names, those most runs have first")
+    tags: list[str]
+    properties: list[str]
+
+
+class NoteInfo(_Model):
+    note_id: int
+    run_id: str
+    text: str
+    created_at: float
+    author: str | None
+
+
+class DeletedRuns(_Model):
+    deleted: list[str] = Field(description="the runs deleted: the run and its child runs")
+
+
+class BulkResult(_Model):
+    action: str
+    done: list[str]
+    failed: dict[str, str] = Field(description="run id -> why the action failed for it")
 
 
 class RunList(_Model):

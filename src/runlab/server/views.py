@@ -70,6 +70,7 @@ def run_info(row: RunRow) -> models.RunInfo:
         ended_at=row.ended_at, duration_s=row.duration_s, user=user_of(row.properties, row.owner),
         parent_run_id=row.parent_run_id, child_count=row.child_count, tags=dict(row.tags),
         metrics={str(k): shown_value(v) for k, v in row.metrics.items()}, error_message=_error_message(row.error),
+        properties=dict(row.properties), archived=row.archived_at is not None,
     )
 
 
@@ -150,7 +151,7 @@ def run_details(record: RunRecord, *, child_count: int, file_names: Sequence[str
         created_at=record.created_at, started_at=record.started_at, ended_at=record.ended_at,
         duration_s=record.duration_s, user=user_of(record.properties, record.owner),
         parent_run_id=record.parent_run_id, child_count=child_count, tags=dict(record.tags), metrics={},
-        error_message=_error_message(record.error), properties=dict(record.properties),
+        error_message=_error_message(record.error), properties=dict(record.properties), archived=record.archived,
         description=record.description, error=clean(dict(record.error)) if record.error else None,
         definition=clean(definition), arguments=clean(list(arguments) if isinstance(arguments, (list, tuple)) else [arguments]),
         inputs=clean(list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]),

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import StringConstraints
 
 from runlab.core.errors import UserError
 from runlab.server import models, views
 from runlab.server.state import StudioState, get_state
+from runlab.store.sql.queries import SeriesData
 
 router = APIRouter(tags=["metrics"], responses=models.ERROR_RESPONSES)
 State = Annotated[StudioState, Depends(get_state)]
@@ -46,12 +49,32 @@ def get_series(
     min_step: Annotated[float | None, Query(description="only points at this step or after (a zoomed chart)")
                         ] = None,
     max_step: Annotated[float | None, Query(description="only points at this step or before")] = None,
+    min_time: Annotated[float | None, Query(description="only points logged at this time (epoch seconds) or "
+                                            "after (a chart zoomed on a time axis)")] = None,
+    max_time: Annotated[float | None, Query(description="only points logged at this time or before")] = None,
 ) -> models.Series:
-    """Points ``start`` onward of a metric. Numeric series longer than ``points`` are downsampled
-    (``downsampled: true``); strings, lists and tables come as they are (the last 10,000).
-    ``min_step``/``max_step`` keep the steps a zoomed chart shows, at full resolution up to ``points``."""
+    """Points ``start`` onward of a metric, each with its step and the time it was logged (``times``,
+    epoch seconds). Numeric series longer than ``points`` are downsampled (``downsampled: true``);
+    strings, lists and tables come as they are (the last 10,000). ``min_step``/``max_step`` (or
+    ``min_time``/``max_time``) keep the points a zoomed chart shows, at full resolution up to ``points``."""
     data = views.step_window(state.queries.read_series(run_id, name, start), min_step, max_step)
-    return views.series(data, points)
+    return views.series(time_window(data, min_time, max_time), points)
+
+
+def time_window(data: SeriesData, min_time: float | None, max_time: float | None) -> SeriesData:
+    """The points of ``data`` logged between ``min_time`` and ``max_time`` (a chart whose x axis is
+    wall or relative time, zoomed), so that downsampling spends the point budget on what is shown."""
+    if min_time is None and max_time is None:
+        return data
+    keep = np.ones(len(data.times), dtype=bool)
+    if min_time is not None:
+        keep &= data.times >= min_time
+    if max_time is not None:
+        keep &= data.times <= max_time
+    values = data.values[keep] if data.is_numeric else [v for v, k in zip(data.values, keep) if k]
+    first = int(np.argmax(keep)) if keep.any() else len(keep)
+    return dataclasses.replace(data, start=data.start + first, steps=data.steps[keep], times=data.times[keep],
+                               values=values)
 
 
 @router.get("/series", response_model=models.SeriesSet, summary="One metric of several runs (for comparison)")

@@ -39,7 +39,6 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Coroutine, Iterable, Mapping, Sequence, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -49,6 +48,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from runlab.core import filterlang
 from runlab.core.entities import ExperimentRecord, MetricBatch, MetricKind, MetricSummary, RunRecord
 from runlab.core.errors import (
     ExperimentNotFoundError,
@@ -81,7 +81,7 @@ MAX_BATCH_METRICS, MAX_BATCH_PARAMS, MAX_BATCH_TAGS, MAX_BATCH_TOTAL = 1000, 100
 MAX_KEY_LENGTH, MAX_PARAM_VALUE_LENGTH, MAX_TAG_VALUE_LENGTH = 250, 6000, 8000
 MAX_SEARCH_RESULTS = 50000
 DEFAULT_SEARCH_RESULTS = 1000
-MAX_FILTER_LENGTH = 10_000
+MAX_FILTER_LENGTH = filterlang.MAX_FILTER_LENGTH
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
@@ -803,48 +803,15 @@ def decode_page_token(token: str | None) -> int:
 
 # -- filters and order-by -----------------------------------------------------------------------
 #
-# A strict tokenizer over MLflow's grammar (a subset): conditions joined by AND, each
-# ``<type>.<key> <comparator> <value>``; keys bare, `backticked` or "double-quoted"; strings in single
-# or double quotes ('' or "" inside for the quote itself); numbers. Anything else is refused.
+# MLflow's grammar (a subset), parsed by runlab.core.filterlang (shared with the studio's runs table):
+# conditions joined by AND, each ``<type>.<key> <comparator> <value>``. Anything else is refused, as
+# MLflow's INVALID_PARAMETER_VALUE.
 
-_TOKEN = re.compile(r"""
-    (?P<space>\s+)
-  | (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*")
-  | (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
-  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:\.(?:`[^`]+`|"(?:[^"]|"")+"|[A-Za-z0-9_][A-Za-z0-9_./:\-]*))?)
-  | (?P<op>!=|<=|>=|=|<|>)
-  | (?P<punct>[(),])
-""", re.VERBOSE)
-_KEYWORDS = {"AND", "LIKE", "ILIKE", "IN", "NOT", "ASC", "DESC"}
-_ENTITY = {"metric": "metric", "metrics": "metric", "param": "param", "params": "param", "parameter": "param",
-           "parameters": "param", "tag": "tag", "tags": "tag", "attribute": "attribute", "attributes": "attribute",
-           "attr": "attribute", "run": "attribute"}
-
-
-@dataclass(frozen=True)
-class _Token:
-    kind: str  # string, number, ident, op, punct, keyword
-    text: str
-    value: Any
-    at: int
-
-
-@dataclass(frozen=True)
-class _Field:
-    entity: str  # metric, param, tag, attribute
-    key: str
-
-
-@dataclass(frozen=True)
-class Grammar:
-    """What a search may filter and sort on: attribute names, string or number."""
-
-    what: str
-    string_attributes: frozenset[str]
-    number_attributes: frozenset[str]
-    entities: frozenset[str]
-    aliases: Mapping[str, str]
-
+_Field = filterlang.Field
+Grammar = filterlang.Grammar
+Condition = filterlang.Condition
+Order = filterlang.Order
+like = filterlang.like
 
 RUN_FILTER = Grammar("runs", frozenset({"run_id", "run_name", "status", "user_id", "artifact_uri", "lifecycle_stage"}),
                      frozenset({"start_time", "end_time"}), frozenset({"metric", "param", "tag", "attribute"}),
@@ -854,182 +821,19 @@ EXPERIMENT_FILTER = Grammar("experiments", frozenset({"name", "lifecycle_stage"}
                             frozenset({"tag", "attribute"}), {})
 
 
-def _unquote(text: str) -> str:
-    quote = text[0]
-    return text[1:-1].replace(quote * 2, quote) if quote in "'\"" else text[1:-1]
-
-
-def tokenize(text: str, what: str) -> list[_Token]:
-    if len(text) > MAX_FILTER_LENGTH:
-        raise _invalid(f"Invalid {what}: {len(text):,} characters, more than {MAX_FILTER_LENGTH:,}")
-    tokens, at = [], 0
-    while at < len(text):
-        match = _TOKEN.match(text, at)
-        if match is None:
-            raise _invalid(f"Invalid {what} {shown(text)}: unexpected {text[at]!r} at position {at}")
-        kind = match.lastgroup or ""
-        word = match.group()
-        if kind == "string":
-            tokens.append(_Token(kind, word, _unquote(word), at))
-        elif kind == "number":
-            tokens.append(_Token(kind, word, float(word), at))
-        elif kind == "ident" and "." not in word and word.upper() in _KEYWORDS:
-            tokens.append(_Token("keyword", word, word.upper(), at))
-        elif kind != "space":
-            tokens.append(_Token(kind, word, word, at))
-        at = match.end()
-    return tokens
-
-
-def _field(token: _Token, grammar: Grammar, what: str) -> _Field:
-    if token.kind != "ident":
-        raise _invalid(f"Invalid {what}: expected a name such as metrics.loss or params.lr at position {token.at}, "
-                       f"got {shown(token.text)}")
-    prefix, dot, key = token.text.partition(".")
-    if dot:
-        entity = _ENTITY.get(prefix.lower())
-        if entity is None or entity not in grammar.entities:
-            kinds = ", ".join(sorted({k for k, v in _ENTITY.items() if v in grammar.entities and k.endswith("s")}))
-            raise _invalid(f"Invalid {what}: {shown(prefix)} is not something {grammar.what} can be searched by "
-                           f"(use {kinds})")
-        key = _unquote(key) if key[:1] in "`\"" else key
-    else:
-        entity, key = "attribute", prefix
-    if entity == "attribute":
-        key = grammar.aliases.get(key, key)
-        if key not in grammar.string_attributes | grammar.number_attributes:
-            names = ", ".join(sorted(grammar.string_attributes | grammar.number_attributes))
-            raise _invalid(f"Invalid {what}: {shown(key)} is not an attribute of {grammar.what} (use {names})")
-    return _Field(entity, key)
-
-
-def _is_number_field(field: _Field, grammar: Grammar) -> bool:
-    return field.entity == "metric" or (field.entity == "attribute" and field.key in grammar.number_attributes)
-
-
-@dataclass(frozen=True)
-class Condition:
-    field: _Field
-    op: str  # = != < <= > >= LIKE ILIKE IN NOT IN
-    value: Any  # a float, a str, or a tuple of str for IN
-
-    def matches(self, row: "_Row") -> bool:
-        actual = row.value(self.field)
-        if actual is None:
-            return False  # as MLflow: a run without the metric, param or tag matches no comparison
-        if self.op in ("IN", "NOT IN"):
-            return (actual in self.value) == (self.op == "IN")
-        if self.op == "LIKE":
-            return like(str(actual), self.value, ignore_case=False)
-        if self.op == "ILIKE":
-            return like(str(actual), self.value, ignore_case=True)
-        return bool(_COMPARE[self.op](actual, self.value))
-
-
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
-}
-
-
 def parse_filter(text: str, grammar: Grammar) -> list[Condition]:
     """MLflow's filter string as conditions that all must hold; INVALID_PARAMETER_VALUE otherwise."""
-    what = "filter"
-    tokens = tokenize(text, what)
-    conditions: list[Condition] = []
-    at = 0
-
-    def take() -> _Token:
-        nonlocal at
-        if at >= len(tokens):
-            raise _invalid(f"Invalid filter {shown(text)}: it ends too early")
-        token = tokens[at]
-        at += 1
-        return token
-
-    while at < len(tokens):
-        if conditions:
-            joiner = take()
-            if joiner.value != "AND":
-                raise _invalid(f"Invalid filter {shown(text)}: conditions are joined by AND only, got "
-                               f"{shown(joiner.text)} at position {joiner.at}")
-        field = _field(take(), grammar, what)
-        number = _is_number_field(field, grammar)
-        op_token = take()
-        op = op_token.value if op_token.kind in ("op", "keyword") else None
-        if op == "NOT":
-            if take().value != "IN":
-                raise _invalid(f"Invalid filter {shown(text)}: NOT is only allowed before IN")
-            op = "NOT IN"
-        allowed = ("=", "!=", "<", "<=", ">", ">=") if number else ("=", "!=", "LIKE", "ILIKE", "IN", "NOT IN")
-        if op not in allowed:
-            raise _invalid(f"Invalid filter {shown(text)}: {shown(op_token.text)} at position {op_token.at} is not a "
-                           f"comparator for {field.entity} {field.key!r} (use {', '.join(allowed)})")
-        if op in ("IN", "NOT IN"):
-            if take().text != "(":
-                raise _invalid(f"Invalid filter {shown(text)}: IN takes a list of strings in parentheses")
-            values = []
-            while True:
-                item = take()
-                if item.kind != "string":
-                    raise _invalid(f"Invalid filter {shown(text)}: IN takes quoted strings, got {shown(item.text)}")
-                values.append(item.value)
-                end = take()
-                if end.text == ")":
-                    break
-                if end.text != ",":
-                    raise _invalid(f"Invalid filter {shown(text)}: expected ',' or ')' at position {end.at}")
-            conditions.append(Condition(field, op, tuple(values)))
-            continue
-        value = take()
-        if number and value.kind != "number":
-            raise _invalid(f"Invalid filter {shown(text)}: {field.entity} {field.key!r} is compared with a number, "
-                           f"got {shown(value.text)}")
-        if not number and value.kind != "string":
-            raise _invalid(f"Invalid filter {shown(text)}: {field.entity} {field.key!r} is compared with a quoted "
-                           f"string, got {shown(value.text)}")
-        conditions.append(Condition(field, op, value.value))
-    return conditions
-
-
-@dataclass(frozen=True)
-class Order:
-    field: _Field
-    descending: bool
+    try:
+        return filterlang.parse_filter(text, grammar)
+    except filterlang.FilterError as exc:
+        raise _invalid(exc.message) from None
 
 
 def parse_order_by(text: str, grammar: Grammar) -> Order:
-    what = "order_by"
-    tokens = tokenize(text, what)
-    if not tokens or len(tokens) > 2 or (len(tokens) == 2 and tokens[1].value not in ("ASC", "DESC")):
-        raise _invalid(f"Invalid order_by {shown(text)}: use a name and ASC or DESC, such as 'metrics.loss ASC'")
-    return Order(_field(tokens[0], grammar, what), len(tokens) == 2 and tokens[1].value == "DESC")
-
-
-def like(value: str, pattern: str, *, ignore_case: bool) -> bool:
-    """SQL's LIKE (``%`` any characters, ``_`` one), matched without regular expressions: a
-    pattern from a request never costs more than its length times the value's."""
-    if ignore_case:
-        value, pattern = value.lower(), pattern.lower()
-    parts = pattern.split("%")
-
-    def fits(segment: str, at: int) -> bool:
-        return at + len(segment) <= len(value) and all(c == "_" or value[at + i] == c for i, c in enumerate(segment))
-
-    if len(parts) == 1:
-        return len(value) == len(pattern) and fits(pattern, 0)
-    first, *middle, last = parts
-    if not fits(first, 0):
-        return False
-    at = len(first)
-    for segment in middle:
-        while at + len(segment) <= len(value) and not fits(segment, at):
-            at += 1
-        if at + len(segment) > len(value):
-            return False
-        at += len(segment)
-    end = len(value) - len(last)
-    return end >= at and fits(last, end)
+    try:
+        return filterlang.parse_order_by(text, grammar)
+    except filterlang.FilterError as exc:
+        raise _invalid(exc.message) from None
 
 
 class _Row:

@@ -6,7 +6,14 @@
   const q = new URLSearchParams(location.search);
   let ids = [...(q.get("runs") || "").split(","), ...q.getAll("run")].map((s) => s.trim()).filter(Boolean);
   ids = [...new Set(ids)];
-  let metric = q.get("metric") || "";
+  const wanted = q.getAll("metric").flatMap((m) => m.split(",")).map((m) => m.trim()).filter(Boolean);
+  let metric = wanted[0] || "";
+  let extras = wanted.slice(1);  // more metrics, each its own chart below the first
+  let colourBy = q.get("colour") || "run";  // run, tag:KEY or prop:KEY
+  // parallel coordinates draw with WebGL (seconds where the GPU is off): drawn when asked for (pc=1)
+  let showParcoords = q.get("pc") === "1";
+  const chartView = { x: Object.keys(S.X_MODES).includes(q.get("x")) ? q.get("x") : "step",
+    smooth: Math.min(0.99, Math.max(0, Number(q.get("smooth")) || 0)), log: q.get("log") === "1" };
   let data = null;
 
   const select = document.getElementById("metric-select");
@@ -16,9 +23,30 @@
   const body = document.getElementById("compare-body");
 
   const runName = (r) => r.display_name || r.run_id;
-  const colourOf = (runId) => S.colour(ids.indexOf(runId));
+  const runById = () => Object.fromEntries((data ? data.runs : []).map((r) => [r.run_id, r]));
 
-  function saveQuery() { S.setQuery({ runs: ids.join(","), metric }); }
+  // colour by run (a palette that does not repeat), or by the value of a tag or property (runs that
+  // share it share a colour and a legend group)
+  function groupValue(r) {
+    if (colourBy.startsWith("tag:")) { const v = (r.tags || {})[colourBy.slice(4)]; return v === undefined ? "(no tag)" : v === "" ? "(no value)" : v; }
+    if (colourBy.startsWith("prop:")) { const v = (r.properties || {})[colourBy.slice(5)]; return v === undefined ? "(none)" : String(v); }
+    return null;
+  }
+  function groupValues() {
+    const values = [];
+    for (const id of ids) { const r = runById()[id]; const v = r ? groupValue(r) : null; if (v !== null && !values.includes(v)) values.push(v); }
+    return values;
+  }
+  function colourOf(runId) {
+    if (colourBy === "run") return S.colour(ids.indexOf(runId));
+    const r = runById()[runId];
+    return S.colour(Math.max(0, groupValues().indexOf(r ? groupValue(r) : null)));
+  }
+
+  function saveQuery() {
+    S.setQuery({ runs: ids.join(","), metric: metric ? [metric, ...extras.filter((m) => m !== metric)] : [], colour: colourBy === "run" ? "" : colourBy,
+      x: chartView.x === "step" ? "" : chartView.x, smooth: chartView.smooth || "", log: chartView.log, pc: showParcoords });
+  }
 
   function chartableNames() {
     const names = new Map();
@@ -32,29 +60,209 @@
     return [...names.entries()].filter(([, n]) => n >= 1).map(([name]) => name);
   }
 
+  // one metric of every run in one chart: traces with smoothing are the raw line (faint, not in the
+  // legend) and the moving average; `meta` is the run id of a run's main trace
+  async function drawMetric(div, name) {
+    const points = Math.max(200, Math.min(2000, Math.floor(60000 / ids.length)));
+    const set = await api("/api/series", { name, run: ids, points });
+    const byId = runById();
+    const grouped = colourBy !== "run";
+    const raws = [], mains = [], runs = [], base = [];
+    for (const s of set.series) {
+      const r = byId[s.run_id] || { run_id: s.run_id };
+      const x = S.xValues(s, chartView.x, r.started_at || r.created_at);
+      const colour = colourOf(s.run_id);
+      const group = grouped ? groupValue(r) : undefined;
+      const main = { x, y: s.values, type: "scatter", mode: s.steps.length <= 50 ? "lines+markers" : "lines",
+        name: S.plotText(runName(r)), line: { width: 1.5, color: colour }, marker: { size: 4 }, meta: s.run_id,
+        customdata: S.hoverData(s), hovertemplate: S.hoverTemplate(S.plotText(name)) };
+      if (grouped) Object.assign(main, { legendgroup: group, legendgrouptitle: { text: S.plotText(group) } });
+      if (chartView.smooth > 0) {
+        raws.push({ x, y: s.values, type: "scatter", mode: "lines", line: { width: 1, color: colour }, opacity: 0.25,
+          showlegend: false, hoverinfo: "skip", legendgroup: grouped ? group : s.run_id });
+        Object.assign(main, { y: S.ema(s.values, chartView.smooth), mode: "lines", hovertemplate: S.hoverTemplate(`${S.plotText(name)} (smoothed)`) });
+      }
+      mains.push(main);
+    }
+    if (grouped) {  // a group's runs together in the legend
+      const order = groupValues();
+      mains.sort((a, b) => order.indexOf(a.legendgroup) - order.indexOf(b.legendgroup));
+    }
+    const traces = [...raws, ...mains];
+    traces.forEach((t) => { runs.push(t.meta || null); base.push(t.opacity === undefined ? 1 : t.opacity); });
+    raws.forEach((t, i) => (runs[i] = set.series[i].run_id));
+    const many = set.series.length > 8;
+    const layout = S.plotLayout({ showlegend: true, hovermode: "closest",
+      legend: Object.assign(many ? { orientation: "v", x: 1.02, y: 1, xanchor: "left" } : { orientation: "h", y: -0.22 },
+        { font: { color: S.chartTheme().text }, groupclick: "toggleitem" }),
+      margin: { l: 56, r: 16, t: 8, b: 40 }, yaxis: Object.assign({ title: { text: S.plotText(name) }, gridcolor: S.chartTheme().grid, zeroline: false, automargin: true },
+        S.yAxisFor(set.series.map((s) => s.values), { log: chartView.log })) });
+    layout.xaxis = Object.assign({}, layout.xaxis, S.xAxis(chartView.x));
+    await Plotly.react(div, traces, layout, S.plotConfig);
+    div.runOf = runs; div.baseOpacity = base;
+    hookHighlight(div);
+    div.dataset.traces = String(mains.length);
+    return set;
+  }
+
+  // hover a run in a legend (or its curve, or its column in the table) to pick it out of the others
+  function highlight(runId) {
+    const charts = [chart, ...document.querySelectorAll(".compare-extra .chart")];
+    for (const div of charts) {
+      if (!div.runOf || !div.data) continue;
+      if ((div.dataset.highlight || "") === (runId || "")) continue;
+      const opacity = div.runOf.map((r, i) => (!runId || r === runId ? div.baseOpacity[i] : 0.15 * div.baseOpacity[i]));
+      if (runId) div.dataset.highlight = runId; else delete div.dataset.highlight;
+      Plotly.restyle(div, { opacity }).catch(() => {});
+    }
+    document.querySelectorAll("#compare-table th.run-col").forEach((th) => th.classList.toggle("highlight", th.dataset.runId === runId));
+  }
+  function hookHighlight(div) {
+    const bind = () => div.querySelectorAll(".legend .traces").forEach((g) => {
+      if (g.dataset.hooked) return;
+      g.dataset.hooked = "1";
+      g.addEventListener("mouseenter", () => { const t = g.__data__?.[0]?.trace; if (t?.meta) highlight(t.meta); });
+      g.addEventListener("mouseleave", () => highlight(null));
+    });
+    bind();
+    if (div.hooked) return;
+    div.hooked = true;
+    div.on("plotly_afterplot", bind);
+    div.on("plotly_hover", (ev) => { const r = div.runOf?.[ev.points?.[0]?.curveNumber]; if (r) highlight(r); });
+    div.on("plotly_unhover", () => highlight(null));
+  }
+
   async function drawChart() {
     const note = document.getElementById("chart-note");
     if (!metric) {
       Plotly.purge(chart);
       chart.replaceChildren(S.emptyState("No numeric metrics", "These runs have no numeric metric to chart."));
+      drawExtras().catch(() => {});
       return;
     }
     chart.replaceChildren();
-    const points = Math.max(200, Math.min(2000, Math.floor(60000 / ids.length)));
-    const set = await api("/api/series", { name: metric, run: ids, points });
-    const byId = Object.fromEntries(data.runs.map((r) => [r.run_id, r]));
-    const traces = set.series.map((s) => ({
-      x: s.steps, y: s.values, type: "scatter", mode: s.steps.length <= 50 ? "lines+markers" : "lines",
-      name: S.plotText(runName(byId[s.run_id])), line: { width: 1.5, color: colourOf(s.run_id) }, marker: { size: 4 },
-      meta: s.run_id, hovertemplate: "%{fullData.name}<br>step %{x}: %{y}<extra></extra>",
-    }));
-    await Plotly.react(chart, traces, S.plotLayout({ showlegend: ids.length <= 20, legend: { orientation: "h", y: -0.18 },
-      margin: { l: 56, r: 16, t: 8, b: 40 }, yaxis: { title: { text: S.plotText(metric) }, gridcolor: "#eef0f3", zeroline: false, automargin: true,
-        ...S.valueAxis(traces.map((t) => t.y)) } }), S.plotConfig);
+    const set = await drawMetric(chart, metric);
     const drawn = set.series.reduce((n, s) => n + s.steps.length, 0);
     note.textContent = `${set.series.length} run${set.series.length === 1 ? "" : "s"}, ${drawn.toLocaleString()} points drawn` +
       (set.missing.length ? ` · ${set.missing.length} without ${metric}` : "");
-    chart.dataset.traces = String(traces.length);
+    await drawExtras();
+    manySoon();
+  }
+
+  // the many-runs panel is drawn when it scrolls into view (parallel coordinates draw with WebGL:
+  // not on the way to the first chart)
+  const manyPanel = document.getElementById("many-panel");
+  let manyObserver = null;
+  function manySoon() {
+    if (!data || ids.length < 3) { manyPanel.hidden = true; return; }
+    manyPanel.hidden = false;
+    if (!("IntersectionObserver" in window)) { drawMany(); return; }
+    manyObserver?.disconnect();
+    manyObserver = new IntersectionObserver((entries) => {
+      if (!entries.some((e) => e.isIntersecting)) return;
+      manyObserver.disconnect();
+      try { drawMany(); } catch (err) { manyPanel.append(S.errorNotice(err)); }
+    });
+    manyObserver.observe(manyPanel);
+  }
+
+  // the other metrics chosen: a chart each
+  async function drawExtras() {
+    const box = document.getElementById("compare-extras");
+    const names = extras.filter((m) => m !== metric && chartableNames().includes(m));
+    for (const div of [...box.children]) if (!names.includes(div.dataset.metric)) { Plotly.purge(div.querySelector(".chart")); div.remove(); }
+    await Promise.all(names.map((name) => {
+      let wrap = box.querySelector(`.compare-extra[data-metric="${CSS.escape(name)}"]`);
+      if (!wrap) { wrap = el("div", { class: "compare-extra", dataset: { metric: name } }, el("h3", {}, name), el("div", { class: "chart" })); box.append(wrap); }
+      return drawMetric(wrap.querySelector(".chart"), name).catch((err) => wrap.querySelector(".chart").replaceChildren(S.errorNotice(err)));
+    }));
+  }
+
+  // -- many runs: parallel coordinates of properties against a metric, a scatter of any two columns --
+  function columns() {
+    const runs = data.runs, cols = [];
+    const keys = (field) => [...new Set(runs.flatMap((r) => Object.keys(r[field] || {})))].sort();
+    for (const k of keys("properties")) cols.push({ id: `prop:${k}`, label: k, get: (r) => r.properties?.[k] });
+    for (const k of keys("tags")) cols.push({ id: `tag:${k}`, label: `${k} (tag)`, get: (r) => r.tags?.[k] });
+    for (const name of chartableNames()) {
+      cols.push({ id: `metric:${name}`, label: name, metric: true, get: (r) => {
+        const m = (data.metrics[r.run_id] || []).find((x) => x.name === name);
+        return m && typeof m.last === "number" ? m.last : undefined;
+      } });
+    }
+    cols.push({ id: "duration", label: "duration (s)", get: (r) => r.duration_s ?? undefined });
+    return cols;
+  }
+  const asNumber = (v) => (typeof v === "number" ? v : typeof v === "string" && v.trim() !== "" && Number.isFinite(Number(v)) ? Number(v) : null);
+  // a column's values as numbers: numeric ones as they are, others as the index of their (sorted) value
+  function numericColumn(col, runs) {
+    const raw = runs.map((r) => col.get(r));
+    const present = raw.filter((v) => v !== undefined && v !== null);
+    if (present.every((v) => asNumber(v) !== null)) return { values: raw.map((v) => (v === undefined ? null : asNumber(v))), categories: null, distinct: new Set(present.map(String)).size };
+    const cats = [...new Set(present.map(String))].sort();
+    return { values: raw.map((v) => (v === undefined || v === null ? null : cats.indexOf(String(v)))), categories: cats, distinct: cats.length };
+  }
+
+  function drawMany() {
+    const panel = document.getElementById("many-panel");
+    if (!data || ids.length < 3) { panel.hidden = true; return; }
+    panel.hidden = false;
+    const runs = ids.map((id) => runById()[id]).filter(Boolean);
+    const cols = columns();
+    // parallel coordinates: each property or tag that differs between runs, and the chosen metric last
+    const target = cols.find((c) => c.id === `metric:${metric}`);
+    const dims = [];
+    for (const col of cols.filter((c) => !c.metric && c.id !== "duration")) {
+      const nc = numericColumn(col, runs);
+      if (nc.distinct < 2 || dims.length >= 12) continue;
+      dims.push(Object.assign({ label: S.plotText(col.label), values: nc.values.map((v) => (v === null ? NaN : v)) },
+        nc.categories ? { tickvals: nc.categories.map((_, i) => i), ticktext: nc.categories.map(S.plotText) } : {}));
+    }
+    const par = document.getElementById("parcoords");
+    const toggle = document.getElementById("parcoords-toggle");
+    toggle.hidden = !(target && dims.length);
+    toggle.textContent = showParcoords ? "Hide" : `Show for ${runs.length} runs`;
+    toggle.setAttribute("aria-pressed", String(showParcoords));
+    par.hidden = !showParcoords;
+    if (!showParcoords) {
+      Plotly.purge(par);
+      document.getElementById("parcoords-note").textContent = target && dims.length ? `${dims.length} properties and tags against ${target.label}` : "";
+    } else if (target && dims.length) {
+      const y = numericColumn(target, runs).values.map((v) => (v === null ? NaN : v));
+      dims.push({ label: S.plotText(target.label), values: y });
+      const t = S.chartTheme();
+      Plotly.react(par, [{ type: "parcoords", dimensions: dims, labelfont: { color: t.text }, tickfont: { color: t.text },
+        line: { color: y, colorscale: "Viridis", showscale: true, colorbar: { title: { text: S.plotText(target.label) } } } }],
+        S.plotLayout({ margin: { l: 60, r: 60, t: 40, b: 20 } }), S.plotConfig);
+      document.getElementById("parcoords-note").textContent = "";
+    } else {
+      Plotly.purge(par);
+      document.getElementById("parcoords-note").textContent = target ? "No property or tag differs between these runs." : "";
+    }
+    // the scatter: any two columns
+    const xs = document.getElementById("scatter-x"), ys = document.getElementById("scatter-y");
+    const pick = (select, fallback) => {
+      const keep = select.value;
+      select.replaceChildren(...cols.map((c) => el("option", { value: c.id }, c.label)));
+      select.value = cols.some((c) => c.id === keep) ? keep : fallback;
+    };
+    pick(xs, (cols.find((c) => c.id.startsWith("prop:")) || cols[0]).id);
+    pick(ys, target ? target.id : cols[cols.length - 1].id);
+    drawScatter();
+  }
+  function drawScatter() {
+    const runs = ids.map((id) => runById()[id]).filter(Boolean);
+    const cols = columns();
+    const cx = cols.find((c) => c.id === document.getElementById("scatter-x").value), cy = cols.find((c) => c.id === document.getElementById("scatter-y").value);
+    const div = document.getElementById("scatter");
+    if (!cx || !cy) { Plotly.purge(div); return; }
+    const val = (col, r) => { const v = col.get(r); const n = asNumber(v); return n !== null ? n : v === undefined ? null : S.plotText(v); };
+    Plotly.react(div, [{ type: "scatter", mode: "markers", x: runs.map((r) => val(cx, r)), y: runs.map((r) => val(cy, r)),
+      text: runs.map((r) => S.plotText(runName(r))), meta: runs.map((r) => r.run_id),
+      marker: { size: 9, color: runs.map((r) => colourOf(r.run_id)), line: { width: 1, color: S.chartTheme().bg } },
+      hovertemplate: `%{text}<br>${S.plotText(cx.label)} %{x}<br>${S.plotText(cy.label)} %{y}<extra></extra>` }],
+    S.plotLayout({ xaxis: { title: { text: S.plotText(cx.label) }, gridcolor: S.chartTheme().grid, zeroline: false },
+      yaxis: { title: { text: S.plotText(cy.label) }, gridcolor: S.chartTheme().grid, zeroline: false, automargin: true } }), S.plotConfig);
   }
 
   const NO_VALUE = "\u0000no value";  // a tag's "" in the table, told apart from a missing tag
@@ -68,7 +276,7 @@
     section("Run");
     row("Status", runs.map((r) => r.status), "status");
     row("Experiment", runs.map((r) => r.experiment));
-    row("Created", runs.map((r) => S.fmtTime(r.created_at)));
+    row("Created", runs.map((r) => S.fmtTimeZone(r.created_at)));
     row("Duration", runs.map((r) => S.fmtDuration(r.duration_s)));
     row("Compute target", runs.map((r) => r.target));
     const keys = (field) => [...new Set(runs.flatMap((r) => Object.keys(r[field] || {})))].sort();
@@ -86,7 +294,8 @@
         return m ? (m.kind === "scalar" ? m.last : `(${m.kind})`) : undefined;
       }), "metric"));
     }
-    const head = el("tr", {}, el("th", {}, ""), runs.map((r) => el("th", { class: "run-col", dataset: { runId: r.run_id } },
+    const head = el("tr", {}, el("th", {}, ""), runs.map((r) => el("th", { class: "run-col", dataset: { runId: r.run_id },
+      onmouseenter: () => highlight(r.run_id), onmouseleave: () => highlight(null) },
       el("span", { class: "swatch", style: `background:${colourOf(r.run_id)}` }),
       el("a", { href: `/runs/${encodeURIComponent(r.run_id)}` }, runName(r)),
       el("button", { class: "remove", type: "button", title: "remove from the comparison", onclick: () => removeRun(r.run_id) }, "×"))));
@@ -136,14 +345,65 @@
     const names = chartableNames();
     if (!names.includes(metric)) metric = names.includes("loss") ? "loss" : names[0] || "";
     select.replaceChildren(...names.map((n) => { const o = el("option", { value: n }, n); if (n === metric) o.selected = true; return o; }));
-    renderTable();
-    try { await drawChart(); } catch (err) { chart.replaceChildren(S.errorNotice(err)); }
+    extras = extras.filter((m) => names.includes(m) && m !== metric);
+    renderOptions(names);
+    renderTable();  // the table first: the chart library loads meanwhile
+    try { await S.afterPaint(); await S.plotly(); await drawChart(); } catch (err) { chart.replaceChildren(S.errorNotice(err)); }
     saveQuery();
     document.body.dataset.ready = "1";
   }
 
+  // the chart options: more metrics, colour by, x axis, smoothing, log
+  const optionsBox = document.getElementById("compare-options");
+  function renderOptions(names) {
+    const picks = document.getElementById("metric-picks");
+    picks.replaceChildren(...names.filter((n) => n !== metric).map((n) => el("label", { class: "check" },
+      el("input", { type: "checkbox", value: n, checked: extras.includes(n), onchange: (e) => {
+        extras = e.target.checked ? [...extras, n] : extras.filter((m) => m !== n);
+        redraw(drawExtras);
+      } }), n)));
+    const keys = (field) => [...new Set(data.runs.flatMap((r) => Object.keys(r[field] || {})))].sort();
+    const colourSelect = document.getElementById("colour-by");
+    const choices = [["run", "run"], ...keys("tags").map((k) => [`tag:${k}`, `tag ${k}`]), ...keys("properties").map((k) => [`prop:${k}`, `property ${k}`])];
+    if (!choices.some(([v]) => v === colourBy)) colourBy = "run";
+    colourSelect.replaceChildren(...choices.map(([v, label]) => { const o = el("option", { value: v }, label); o.selected = v === colourBy; return o; }));
+  }
+  async function redraw(fn) {
+    saveQuery();
+    document.body.dataset.ready = "0";
+    try { await (fn || drawChart)(); } catch (err) { chart.replaceChildren(S.errorNotice(err)); }
+    document.body.dataset.ready = "1";
+  }
+  optionsBox.append(
+    el("label", { class: "check" }, "Colour by", el("select", { class: "input small", id: "colour-by", onchange: (e) => { colourBy = e.target.value; renderTable(); redraw(); } })),
+    el("label", { class: "check" }, "x axis", el("select", { class: "input small", id: "compare-x", onchange: (e) => { chartView.x = e.target.value; redraw(); } },
+      Object.entries(S.X_MODES).map(([v, label]) => { const o = el("option", { value: v }, label); o.selected = v === chartView.x; return o; }))),
+    el("label", { class: "check" }, "Smoothing", (() => {
+      const input = el("input", { type: "range", id: "compare-smooth", min: "0", max: "0.99", step: "0.01", "aria-label": "Smoothing" });
+      input.value = String(chartView.smooth);
+      input.addEventListener("change", () => { chartView.smooth = Number(input.value); redraw(); });
+      return input;
+    })()),
+    el("label", { class: "check" }, (() => {
+      const input = el("input", { type: "checkbox", id: "compare-log" });
+      input.checked = chartView.log;
+      input.addEventListener("change", () => { chartView.log = input.checked; redraw(); });
+      return input;
+    })(), "log scale"));
+  document.getElementById("parcoords-toggle").addEventListener("click", () => {
+    showParcoords = !showParcoords;
+    saveQuery();
+    try { drawMany(); } catch (err) { manyPanel.append(S.errorNotice(err)); }
+  });
+  document.getElementById("scatter-x").addEventListener("change", drawScatter);
+  document.getElementById("scatter-y").addEventListener("change", drawScatter);
+  S.onThemeChange(() => redraw());
+
   select.addEventListener("change", async () => {
-    metric = select.value; saveQuery();
+    metric = select.value;
+    extras = extras.filter((m) => m !== metric);
+    renderOptions(chartableNames());
+    saveQuery();
     document.body.dataset.ready = "0";
     try { await drawChart(); } catch (err) { chart.replaceChildren(S.errorNotice(err)); }
     document.body.dataset.ready = "1";

@@ -20,7 +20,7 @@
     tabs.forEach((a) => a.classList.toggle("active", a.dataset.tab === name));
     document.querySelectorAll(".tab-panel").forEach((p) => (p.hidden = p.id !== `tab-${name}`));
     if (!loaded.has(name)) { loaded.add(name); lazyTabs[name]?.(); }
-    if (name === "metrics") charts.forEach((c) => Plotly.Plots.resize(c.div));
+    if (name === "metrics") charts.forEach((c) => resize(c));
   }
   window.addEventListener("hashchange", () => showTab(location.hash.slice(1)));
 
@@ -41,7 +41,7 @@
   function renderTimeline(steps) {
     document.getElementById("timeline").replaceChildren(...steps.map((s) =>
       el("li", { class: `${s.state} ${s.status}`, dataset: { status: s.status, state: s.state } }, el("b", {}, s.status),
-        el("span", { class: "when" }, s.at ? S.fmtTime(s.at).slice(11) : s.state === "pending" ? "" : "—"))));
+        el("span", { class: "when", title: s.at ? `${S.fmtTimeZone(s.at)} · ${S.fmtAgo(s.at)}` : null }, s.at ? S.fmtTime(s.at).slice(11) : s.state === "pending" ? "" : "—"))));
   }
 
   function renderDetails() {
@@ -53,9 +53,9 @@
       ["Type", run.run_type],
       ["Compute target", run.target],
       ["User", run.user || ""],
-      ["Created", S.fmtTime(run.created_at)],
-      ["Started", S.fmtTime(run.started_at)],
-      ["Ended", S.fmtTime(run.ended_at)],
+      ["Created", S.whenEl(run.created_at)],
+      ["Started", S.whenEl(run.started_at)],
+      ["Ended", S.whenEl(run.ended_at)],
       ["Duration", S.fmtDuration(run.duration_s)],
       run.parent_run_id ? ["Parent", el("a", { href: `/runs/${encodeURIComponent(run.parent_run_id)}` }, run.parent_run_id)] : null,
       run.child_count ? ["Child runs", el("a", { href: "#children" }, String(run.child_count))] : null,
@@ -118,6 +118,207 @@
         el("td", { class: "num" }, m.count.toLocaleString())))))));
   }
 
+  // -- chart view: for the page and per chart, kept in the URL (a link reproduces the view) -------
+  // ?smooth=0.6&log=1&x=wall&clip=1&q=loss&metric=a&metric=b&full=a&charts={"a":{"log":false}}
+  const X_KEYS = Object.keys(S.X_MODES);
+  const COLLAPSED_KEY = "runlab.charts.collapsed";
+  const clampSmooth = (v) => { const n = Number(v); return Number.isFinite(n) ? Math.min(0.99, Math.max(0, n)) : 0; };
+  function cleanPer(per) {
+    const out = {};
+    if (!per || typeof per !== "object" || Array.isArray(per)) return out;
+    for (const [name, o] of Object.entries(per)) {
+      if (!o || typeof o !== "object") continue;
+      const c = {};
+      if ("smooth" in o) c.smooth = clampSmooth(o.smooth);
+      if ("log" in o) c.log = !!o.log;
+      if (X_KEYS.includes(o.x)) c.x = o.x;
+      if ("clip" in o) c.clip = !!o.clip;
+      if (Object.keys(c).length) out[name] = c;
+    }
+    return out;
+  }
+  function readView() {
+    const q = new URLSearchParams(location.search);
+    let per = {};
+    try { per = JSON.parse(q.get("charts") || "{}"); } catch (e) { per = {}; }
+    return { smooth: clampSmooth(q.get("smooth")), log: q.get("log") === "1", x: X_KEYS.includes(q.get("x")) ? q.get("x") : "step",
+      clip: q.get("clip") === "1", q: q.get("q") || "", metrics: q.getAll("metric"), full: q.get("full") || "", per: cleanPer(per) };
+  }
+  const view = readView();
+  function saveView() {
+    S.setQuery({ smooth: view.smooth || "", log: view.log, x: view.x === "step" ? "" : view.x, clip: view.clip, q: view.q,
+      metric: view.metrics, full: view.full, charts: Object.keys(view.per).length ? JSON.stringify(view.per) : "" });
+  }
+  const settingsOf = (c) => Object.assign({ smooth: view.smooth, log: view.log, x: view.x, clip: view.clip }, view.per[c.name] || {});
+  const runStart = () => run.started_at || run.created_at;
+  const runName = () => S.plotText(run.display_name || run.run_id);
+
+  // one setting for one chart: kept apart from the page's only where it differs
+  function setChartSetting(c, key, value) {
+    const own = Object.assign({}, view.per[c.name]);
+    if (value === view[key]) delete own[key]; else own[key] = value;
+    if (Object.keys(own).length) view.per[c.name] = own; else delete view.per[c.name];
+    saveView();
+    if (key === "x" && c.zoom) { c.zoom = null; c.yzoom = null; drawFull(c).catch((err) => (c.meta.textContent = err.message)); return; }
+    render(c).catch((err) => (c.meta.textContent = err.message));
+  }
+  // one setting for the page: every chart takes it (their own values of it go)
+  function setPageSetting(key, value) {
+    view[key] = value;
+    for (const name of Object.keys(view.per)) {
+      delete view.per[name][key];
+      if (!Object.keys(view.per[name]).length) delete view.per[name];
+    }
+    saveView();
+    charts.forEach((c) => {
+      if (key === "x" && c.zoom) { c.zoom = null; c.yzoom = null; drawFull(c).catch((err) => (c.meta.textContent = err.message)); }
+      else if (c.s) render(c).catch((err) => (c.meta.textContent = err.message));
+    });
+  }
+
+  const xOptions = (value) => X_KEYS.map((k) => { const o = el("option", { value: k }, S.X_MODES[k]); o.selected = k === value; return o; });
+  function smoothInput(value, attrs) {
+    const input = el("input", Object.assign({ type: "range", min: "0", max: "0.99", step: "0.01", value: String(value) }, attrs));
+    input.value = String(value);
+    return input;
+  }
+  const fmtSmooth = (v) => (v > 0 ? v.toFixed(2) : "off");
+
+  // the page's toolbar: search, and the settings every chart takes at once
+  const chartsRoot = document.getElementById("charts");
+  chartsRoot.className = "chart-groups";
+  const tb = {
+    search: el("input", { type: "search", class: "input small", id: "chart-search", placeholder: "Search metrics", "aria-label": "Search metrics", autocomplete: "off" }),
+    smooth: smoothInput(view.smooth, { id: "chart-smooth", "aria-label": "Smoothing of every chart" }),
+    smoothOut: el("output", { id: "chart-smooth-value", for: "chart-smooth" }, fmtSmooth(view.smooth)),
+    log: el("input", { type: "checkbox", id: "chart-log" }),
+    x: el("select", { class: "input small", id: "chart-x", "aria-label": "x axis of every chart" }, xOptions(view.x)),
+    clip: el("input", { type: "checkbox", id: "chart-clip" }),
+    showAll: el("button", { type: "button", class: "button small", id: "chart-show-all", hidden: true }, "Show all"),
+    note: el("span", { class: "faint", id: "chart-note" }),
+  };
+  tb.search.value = view.q;
+  tb.log.checked = view.log;
+  tb.clip.checked = view.clip;
+  const toolbar = el("div", { class: "panel toolbar chart-toolbar", id: "chart-toolbar" },
+    tb.search,
+    el("label", { class: "check", title: "exponential moving average; the raw line stays faint behind" }, "Smoothing", tb.smooth, tb.smoothOut),
+    el("label", { class: "check" }, tb.log, "log scale"),
+    el("label", { class: "check" }, "x axis", tb.x),
+    el("label", { class: "check", title: "y axis from the 1st to the 99th percentile: spikes leave the view" }, tb.clip, "clip outliers"),
+    tb.showAll, el("span", { class: "spacer" }), tb.note);
+  toolbar.hidden = true;  // until there is a chart
+  chartsRoot.before(toolbar);
+  const redrawSoon = (() => {  // a slider drags through many values: one redraw a frame
+    let pending = null;
+    return (fn) => { pending = fn; requestAnimationFrame(() => { if (pending) { const f = pending; pending = null; f(); } }); };
+  })();
+  tb.smooth.addEventListener("input", () => {
+    const v = clampSmooth(tb.smooth.value);
+    tb.smoothOut.textContent = fmtSmooth(v);
+    redrawSoon(() => { setPageSetting("smooth", v); charts.forEach(syncControls); });
+  });
+  tb.log.addEventListener("change", () => { setPageSetting("log", tb.log.checked); charts.forEach(syncControls); });
+  tb.clip.addEventListener("change", () => { setPageSetting("clip", tb.clip.checked); charts.forEach(syncControls); });
+  tb.x.addEventListener("change", () => { setPageSetting("x", tb.x.value); charts.forEach(syncControls); });
+  tb.search.addEventListener("input", S.debounce(() => { view.q = tb.search.value; saveView(); applyFilter(); }, 120));
+  tb.showAll.addEventListener("click", () => { view.metrics = []; saveView(); applyFilter(); });
+
+  // -- groups by the name's prefix (train/, val/, sys/), collapsed ones remembered ------------
+  const groups = new Map();  // prefix -> { g, section, grid, head }
+  const collapsed = new Set(S.stored(COLLAPSED_KEY, []));
+  const groupOf = (name) => { const i = name.indexOf("/"); return i > 0 ? name.slice(0, i) : ""; };
+  function groupFor(name) {
+    const g = groupOf(name);
+    if (groups.has(g)) return groups.get(g);
+    let entry;
+    const head = (label) => el("button", { type: "button", class: "group-head", "aria-expanded": "true", onclick: () => toggleGroup(g) },
+      el("span", { class: "caret", "aria-hidden": "true" }), label, el("span", { class: "count" }));
+    if (g === "sys") {  // system metrics (the agent's samples): their own section, below
+      const section = document.getElementById("system-section");
+      section.hidden = false;
+      section.dataset.group = "sys";
+      const h = head("System");
+      section.querySelector(".section-title").replaceChildren(h);
+      entry = { g, section, grid: document.getElementById("system-charts"), head: h };
+    } else if (g === "") {
+      const grid = el("div", { class: "charts", dataset: { group: "" } });
+      chartsRoot.prepend(grid);
+      entry = { g, section: grid, grid, head: null };
+    } else {
+      const grid = el("div", { class: "charts" });
+      const h = head(`${g}/`);
+      const section = el("section", { class: "chart-group", dataset: { group: g } }, el("h2", { class: "group-title" }, h), grid);
+      chartsRoot.append(section);
+      entry = { g, section, grid, head: h };
+    }
+    groups.set(g, entry);
+    showCollapsed(entry);
+    return entry;
+  }
+  function showCollapsed(entry) {
+    if (!entry.head) return;
+    const closed = collapsed.has(entry.g);
+    entry.grid.hidden = closed;
+    entry.section.classList.toggle("collapsed", closed);
+    entry.head.setAttribute("aria-expanded", String(!closed));
+  }
+  function toggleGroup(g) {
+    if (collapsed.has(g)) collapsed.delete(g); else collapsed.add(g);
+    S.store(COLLAPSED_KEY, [...collapsed]);
+    showCollapsed(groups.get(g));
+    if (!collapsed.has(g)) charts.forEach((c) => { if (groupOf(c.name) === g) resize(c); });
+  }
+
+  // the search box and the chosen metrics: which charts show
+  function applyFilter() {
+    const needle = view.q.trim().toLowerCase();
+    const chosen = view.metrics.length ? new Set(view.metrics) : null;
+    const shown = new Map();
+    let visible = 0;
+    for (const c of charts.values()) {
+      const show = (!needle || c.name.toLowerCase().includes(needle)) && (!chosen || chosen.has(c.name));
+      const was = !c.card.hidden;
+      c.card.hidden = !show;
+      if (show) { visible++; if (!was) resize(c); }
+      const g = groupOf(c.name), n = shown.get(g) || [0, 0];
+      shown.set(g, [n[0] + (show ? 1 : 0), n[1] + 1]);
+    }
+    for (const [g, entry] of groups) {
+      const [n, total] = shown.get(g) || [0, 0];
+      entry.section.hidden = n === 0;
+      entry.head?.querySelector(".count").replaceChildren(n === total ? String(total) : `${n} of ${total}`);
+    }
+    const hidden = charts.size - visible;
+    tb.showAll.hidden = !chosen;
+    tb.showAll.textContent = `Show all (${hidden} hidden)`;
+    tb.note.textContent = charts.size && !visible ? "no chart matches" : needle || chosen ? `${visible} of ${charts.size} charts` : "";
+    toolbar.hidden = !charts.size;
+  }
+
+  function resize(c) {
+    if (c.div.offsetParent === null || !c.div.data) return;  // not displayed: resized when it is
+    Promise.resolve(Plotly.Plots.resize(c.div)).catch(() => {});
+  }
+
+  // -- full screen: one chart over the page (Esc or the button again closes it) ----------------
+  function setFull(name) {
+    view.full = charts.has(name) ? name : "";
+    charts.forEach((c) => {
+      const on = c.name === view.full;
+      if (c.card.classList.contains("fullscreen") !== on) {
+        c.card.classList.toggle("fullscreen", on);
+        c.fullButton.setAttribute("aria-pressed", String(on));
+        c.fullButton.title = on ? "Close full screen (Esc)" : "Full screen";
+        requestAnimationFrame(() => resize(c));
+      }
+    });
+    document.body.classList.toggle("chart-fullscreen", !!view.full);
+    saveView();
+  }
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape" && view.full) setFull(""); });
+
+  // -- drawing ---------------------------------------------------------------------------
   function chartMeta(c) {
     const y = c.div.data && c.div.data[0] ? c.div.data[0].y : [];
     let last = y.length ? y[y.length - 1] : null;
@@ -130,59 +331,94 @@
       ` · last ${S.fmtValue(last)}`;
   }
 
-  const traceOf = (c, s) => ({ x: s.steps, y: s.values, type: "scatter", mode: s.steps.length <= 50 ? "lines+markers" : "lines",
-    line: { width: 1.6, color: S.colour(c.index) }, marker: { size: 4 }, name: S.plotText(c.name), connectgaps: false });
-
-  function layoutOf(ys) {
-    const layout = S.plotLayout();
-    layout.yaxis = Object.assign({}, layout.yaxis, S.valueAxis(ys));
-    return layout;
+  // traces[0] is the series as logged; with smoothing, traces[1] is its moving average (the raw line faint behind)
+  function tracesOf(c, st) {
+    const s = c.s;
+    const x = S.xValues(s, st.x, runStart());
+    const custom = S.hoverData(s);
+    const colour = S.colour(c.index);
+    const mode = s.steps.length <= 50 ? "lines+markers" : "lines";
+    const raw = { x, y: s.values.slice(), type: "scatter", mode, line: { width: 1.6, color: colour }, marker: { size: 4 },
+      name: runName(), connectgaps: false, customdata: custom, hovertemplate: S.hoverTemplate("value") };
+    if (!(st.smooth > 0)) return [raw];
+    Object.assign(raw, { opacity: 0.28, hoverinfo: "skip", hovertemplate: undefined });
+    const smooth = S.ema(s.values, st.smooth);
+    return [raw, { x, y: smooth, type: "scatter", mode: "lines", line: { width: 2, color: colour }, name: runName(), connectgaps: false,
+      customdata: custom.map((d, i) => [d[0], d[1], S.fmtValue(s.values[i])]),
+      hovertemplate: "%{fullData.name}<br>step %{customdata[0]}<br>smoothed %{y} (raw %{customdata[2]})<br>%{customdata[1]}<extra></extra>" }];
   }
 
+  async function render(c) {
+    if (!c.s) return;
+    await S.plotly();
+    const st = settingsOf(c);
+    const layout = S.plotLayout();
+    layout.xaxis = Object.assign({}, layout.xaxis, S.xAxis(st.x));
+    layout.yaxis = Object.assign({}, layout.yaxis, S.yAxisFor([c.s.values], { log: st.log, clip: st.clip }));
+    if (c.zoom) {
+      layout.xaxis = Object.assign(layout.xaxis, { range: [c.zoom.lo, c.zoom.hi], autorange: false });
+      if (c.yzoom) layout.yaxis = Object.assign(layout.yaxis, { range: c.yzoom, autorange: false });
+    }
+    // a user's zoom of a chart that is not downsampled survives live redraws, until a setting changes
+    layout.uirevision = [st.x, st.log, st.clip, c.zoom ? `${c.zoom.lo},${c.zoom.hi}` : ""].join("|");
+    await Plotly.react(c.div, tracesOf(c, st), layout, S.plotConfig);
+    const card = c.card.dataset;
+    card.smooth = String(st.smooth); card.log = st.log ? "1" : "0"; card.x = st.x; card.clip = st.clip ? "1" : "0";
+  }
+
+  const seriesOf = (c, params) => api(`${base}/metrics/${encodeURIComponent(c.name)}`, Object.assign({ points: MAX_POINTS }, params));
+  const slim = (s) => ({ steps: s.steps, values: s.values, times: s.times });
+
   async function drawFull(c) {
-    const s = await api(`${base}/metrics/${encodeURIComponent(c.name)}`, { points: MAX_POINTS });
-    c.count = s.count; c.downsampled = s.downsampled; c.zoom = null;
-    await Plotly.react(c.div, [traceOf(c, s)], layoutOf([s.values]), S.plotConfig);
+    const s = await seriesOf(c, {});
+    c.count = s.count; c.downsampled = s.downsampled; c.zoom = null; c.yzoom = null; c.s = slim(s);
+    await render(c);
     delete c.card.dataset.zoom;
     chartMeta(c);
     if (!c.hooked) { c.hooked = true; c.div.on("plotly_relayout", (ev) => onRelayout(c, ev)); }
   }
 
-  // A zoom into a downsampled series asks the server for the visible steps at full resolution
-  // (up to the point budget); a double-click (autorange) goes back to the whole series.
+  // A zoom into a downsampled series asks the server for the visible range (steps, or times on a
+  // time axis) at full resolution (up to the point budget); a double-click goes back to the whole series.
   function onRelayout(c, ev) {
     let lo = ev["xaxis.range[0]"], hi = ev["xaxis.range[1]"];
     if (Array.isArray(ev["xaxis.range"])) [lo, hi] = ev["xaxis.range"];
     if (lo !== undefined && hi !== undefined) {
-      if (c.zoom && c.zoom[0] === lo && c.zoom[1] === hi) return;  // our own redraw
-      if (c.downsampled || c.zoom) zoomTo(c, lo, hi).catch((err) => (c.meta.textContent = err.message));
+      if (c.zoom && c.zoom.lo === lo && c.zoom.hi === hi) return;  // our own redraw
+      const ylo = ev["yaxis.range[0]"], yhi = ev["yaxis.range[1]"];
+      if (c.downsampled || c.zoom) {
+        c.yzoom = ylo !== undefined && yhi !== undefined ? [ylo, yhi] : null;
+        zoomTo(c, lo, hi).catch((err) => (c.meta.textContent = err.message));
+      }
     } else if (ev["xaxis.autorange"] && c.zoom) {
       c.zoom = null;
       drawFull(c).catch((err) => (c.meta.textContent = err.message));
     }
   }
 
+  function windowOf(st, lo, hi) {
+    if (st.x === "wall") return { min_time: S.fromPlotDate(lo), max_time: S.fromPlotDate(hi) };
+    if (st.x === "relative") return { min_time: runStart() + Number(lo), max_time: runStart() + Number(hi) };
+    return { min_step: Math.floor(lo), max_step: Math.ceil(hi) };
+  }
+
   async function zoomTo(c, lo, hi) {
-    c.zoom = [lo, hi];
+    const st = settingsOf(c);
+    c.zoom = { lo, hi };
     const token = (c.zoomToken = (c.zoomToken || 0) + 1);
-    const s = await api(`${base}/metrics/${encodeURIComponent(c.name)}`,
-      { points: MAX_POINTS, min_step: Math.floor(lo), max_step: Math.ceil(hi) });
+    const s = await seriesOf(c, windowOf(st, lo, hi));
     if (token !== c.zoomToken || !c.zoom) return;
-    const layout = layoutOf([s.values]);
-    layout.xaxis = Object.assign({}, layout.xaxis, { range: [lo, hi], autorange: false });
-    await Plotly.react(c.div, [traceOf(c, s)], layout, S.plotConfig);
+    c.s = slim(s);
+    await render(c);
     c.card.dataset.zoom = `${lo},${hi}`;
     chartMeta(c);
   }
 
   async function extend(c) {
-    const s = await api(`${base}/metrics/${encodeURIComponent(c.name)}`, { points: MAX_POINTS, start: c.count });
+    const s = await seriesOf(c, { start: c.count });
     if (s.steps.length) {
-      await Plotly.extendTraces(c.div, { x: [s.steps], y: [s.values] }, [0]);
-      const axis = S.valueAxis([c.div.data[0].y]);  // a constant series that varies now, or the other way
-      if (axis.autorange !== c.div.layout.yaxis.autorange || String(axis.range) !== String(c.div.layout.yaxis.range)) {
-        await Plotly.relayout(c.div, axis.autorange ? { "yaxis.autorange": true } : { "yaxis.autorange": false, "yaxis.range": axis.range });
-      }
+      c.s = { steps: c.s.steps.concat(s.steps), values: c.s.values.concat(s.values), times: c.s.times.concat(s.times) };
+      await render(c);
     }
     c.count = s.start + s.steps.length;
     chartMeta(c);
@@ -204,21 +440,76 @@
     } finally { c.busy = false; }
   }
 
+  // a chart's own controls: the page's settings for this chart only
+  function syncControls(c) {
+    const st = settingsOf(c), k = c.controls;
+    k.smooth.value = String(st.smooth); k.smoothOut.textContent = fmtSmooth(st.smooth);
+    k.log.checked = st.log; k.x.value = st.x; k.clip.checked = st.clip;
+    c.card.classList.toggle("own-settings", !!view.per[c.name]);
+  }
+
+  // four corners (a glyph for it is missing from many fonts)
+  function fullIcon() {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 16 16"); svg.setAttribute("width", "13"); svg.setAttribute("height", "13"); svg.setAttribute("aria-hidden", "true");
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("d", "M1 6V1h5M10 1h5v5M15 10v5h-5M6 15H1v-5");
+    path.setAttribute("fill", "none"); path.setAttribute("stroke", "currentColor"); path.setAttribute("stroke-width", "1.8");
+    svg.append(path);
+    return svg;
+  }
+
   function chartFor(m) {
     let c = charts.get(m.name);
     if (c) return c;
     const div = el("div", { class: "chart" });
     const meta = el("span", { class: "meta" }, "");
+    const k = {
+      smooth: smoothInput(0, { class: "c-smooth", "aria-label": `Smoothing of ${m.name}` }),
+      smoothOut: el("output", { class: "c-smooth-value" }, "off"),
+      log: el("input", { type: "checkbox", class: "c-log" }),
+      x: el("select", { class: "input small c-x", "aria-label": `x axis of ${m.name}` }, xOptions("step")),
+      clip: el("input", { type: "checkbox", class: "c-clip" }),
+    };
+    const controls = el("div", { class: "chart-controls", hidden: true },
+      el("label", { class: "check" }, "Smoothing", k.smooth, k.smoothOut), el("label", { class: "check" }, k.log, "log"),
+      el("label", { class: "check" }, "x", k.x), el("label", { class: "check" }, k.clip, "clip outliers"));
+    const settingsButton = el("button", { type: "button", class: "icon-button c-settings", title: "Settings of this chart", "aria-label": `Settings of ${m.name}`, "aria-expanded": "false" }, "⚙");
+    const fullButton = el("button", { type: "button", class: "icon-button c-full", title: "Full screen", "aria-label": `Full screen ${m.name}`, "aria-pressed": "false" }, fullIcon());
+    const hideButton = el("button", { type: "button", class: "icon-button c-hide", title: "Hide this chart", "aria-label": `Hide ${m.name}` }, "×");
     const card = el("div", { class: "panel chart-card", dataset: { metric: m.name } },
-      el("div", { class: "chart-head" }, el("h2", {}, m.name), meta), div);
-    if (m.name.startsWith("sys/")) {  // system metrics (the agent's samples): their own section
-      document.getElementById("system-charts").append(card);
-      document.getElementById("system-section").hidden = false;
-    } else document.getElementById("charts").append(card);
-    c = { name: m.name, div, card, meta, count: 0, drawn: false, downsampled: false, busy: false, again: false, index: charts.size };
+      el("div", { class: "chart-head" }, el("h2", { title: m.name }, m.name), meta, settingsButton, fullButton, hideButton), controls, div);
+    const entry = groupFor(m.name);
+    entry.grid.append(card);
+    c = { name: m.name, div, card, meta, controls: k, fullButton, count: 0, drawn: false, downsampled: false, busy: false, again: false, index: charts.size, s: null, zoom: null };
     charts.set(m.name, c);
+    settingsButton.addEventListener("click", () => {
+      controls.hidden = !controls.hidden;
+      settingsButton.setAttribute("aria-expanded", String(!controls.hidden));
+      resize(c);
+    });
+    fullButton.addEventListener("click", () => setFull(view.full === c.name ? "" : c.name));
+    hideButton.addEventListener("click", () => {
+      view.metrics = (view.metrics.length ? view.metrics : [...charts.keys()]).filter((n) => n !== c.name);
+      if (view.full === c.name) setFull("");
+      saveView(); applyFilter();
+    });
+    k.smooth.addEventListener("input", () => {
+      const v = clampSmooth(k.smooth.value);
+      k.smoothOut.textContent = fmtSmooth(v);
+      redrawSoon(() => { setChartSetting(c, "smooth", v); syncControls(c); });
+    });
+    k.log.addEventListener("change", () => { setChartSetting(c, "log", k.log.checked); syncControls(c); });
+    k.clip.addEventListener("change", () => { setChartSetting(c, "clip", k.clip.checked); syncControls(c); });
+    k.x.addEventListener("change", () => { setChartSetting(c, "x", k.x.value); syncControls(c); });
+    syncControls(c);
+    if (view.per[c.name]) { controls.hidden = false; settingsButton.setAttribute("aria-expanded", "true"); }
+    if (view.full === c.name) setFull(c.name);
+    applyFilter();
     return c;
   }
+  S.onThemeChange(() => charts.forEach((c) => render(c).catch(() => {})));
 
   const otherCache = new Map();
   async function renderOtherMetrics() {
@@ -243,6 +534,7 @@
       parts.push(el("div", { class: "panel card", dataset: { metric: m.name } }, el("h2", {}, `${m.name} `, el("span", { class: "faint" }, m.kind)), renderOther(m, s)));
     }
     box.replaceChildren(el("div", { class: "cards" }, parts));
+    if (box.querySelector(".eval-chart")) await S.plotly();
     window.StudioEval?.drawPending(box);
   }
 
@@ -250,20 +542,66 @@
     if (s.error) return S.errorNotice(s.error);
     if (window.StudioEval?.KINDS.includes(m.kind) && s.values.length) return window.StudioEval.element(m, s);
     if (m.kind === "image") {
-      return el("div", { class: "images" }, s.values.slice(-12).map((name) => el("figure", {},
-        el("a", { href: `${base}/files/${name.split("/").map(encodeURIComponent).join("/")}`, target: "_blank" },
-          el("img", { src: `${base}/files/${name.split("/").map(encodeURIComponent).join("/")}`, alt: name, loading: "lazy" })),
-        el("figcaption", {}, name))));
+      return el("div", { class: "images" }, s.values.slice(-12).map((name) => {
+        const src = `${base}/files/${name.split("/").map(encodeURIComponent).join("/")}`;
+        return el("figure", {},
+          el("a", { href: src, target: "_blank", onclick: (e) => { if (e.ctrlKey || e.metaKey || e.shiftKey) return; e.preventDefault(); showImage(src, name); } },
+            el("img", { src, alt: name, loading: "lazy" })),
+          el("figcaption", {}, name));
+      }));
     }
-    if (m.kind === "row") {
-      const table = {};
-      s.values.forEach((part) => Object.entries(part || {}).forEach(([k, v]) => (table[k] = (table[k] || []).concat(v))));
-      const cols = Object.keys(table), n = Math.max(0, ...cols.map((k) => table[k].length));
-      return el("div", { class: "table-wrap" }, el("table", { class: "grid" }, el("thead", {}, el("tr", {}, cols.map((k) => el("th", {}, k)))),
-        el("tbody", {}, Array.from({ length: Math.min(n, 200) }, (_, i) => el("tr", {}, cols.map((k) => el("td", {}, S.fmtValue(table[k][i]))))))));
-    }
+    if (m.kind === "row") return rowTable(m, s);
     const last = s.values[s.values.length - 1];
     return el("pre", { class: "code" }, JSON.stringify(last, null, 1));
+  }
+
+  // an image at full size over the page (Esc, a click, or the button closes it)
+  function showImage(src, name) {
+    const close = () => { box.remove(); document.removeEventListener("keydown", onKey); };
+    const onKey = (e) => { if (e.key === "Escape") close(); };
+    const box = el("div", { class: "image-view", role: "dialog", "aria-label": name, onclick: (e) => { if (e.target === box) close(); } },
+      el("div", { class: "image-view-bar" }, el("span", { class: "mono" }, name), el("span", { class: "spacer" }),
+        el("a", { class: "button small", href: src, target: "_blank" }, "Open"), el("button", { type: "button", class: "button small", onclick: close }, "Close")),
+      el("img", { src, alt: name }));
+    document.addEventListener("keydown", onKey);
+    document.body.append(box);
+  }
+
+  // a logged table (run.log_row / log_table): every row, a page at a time, and a CSV of all of them
+  const TABLE_PAGE = 100;
+  function rowTable(m, s) {
+    const table = {};
+    s.values.forEach((part) => Object.entries(part || {}).forEach(([k, v]) => (table[k] = (table[k] || []).concat(v))));
+    const cols = Object.keys(table), n = Math.max(0, ...cols.map((k) => table[k].length));
+    const wrap = el("div", { class: "row-table", dataset: { rows: String(n) } });
+    const body = el("tbody");
+    const info = el("span", { class: "faint page-info" });
+    const prev = el("button", { type: "button", class: "button small page-prev" }, "Previous");
+    const next = el("button", { type: "button", class: "button small page-next" }, "Next");
+    let pageNo = 0;
+    const pages = Math.max(1, Math.ceil(n / TABLE_PAGE));
+    function show() {
+      const from = pageNo * TABLE_PAGE, to = Math.min(n, from + TABLE_PAGE);
+      body.replaceChildren(...Array.from({ length: to - from }, (_, j) => el("tr", {}, cols.map((k) => el("td", {}, S.fmtValue(table[k][from + j]))))));
+      info.textContent = n ? `rows ${from + 1}–${to} of ${n.toLocaleString()}` : "no rows";
+      prev.disabled = pageNo === 0; next.disabled = pageNo >= pages - 1;
+      wrap.dataset.page = String(pageNo);
+    }
+    prev.addEventListener("click", () => { pageNo = Math.max(0, pageNo - 1); show(); });
+    next.addEventListener("click", () => { pageNo = Math.min(pages - 1, pageNo + 1); show(); });
+    const cell = (v) => { const t = v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v); return /[",\n\r]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t; };
+    const download = el("button", { type: "button", class: "button small table-csv" }, "Download CSV");
+    download.addEventListener("click", () => {
+      const lines = [cols.map(cell).join(","), ...Array.from({ length: n }, (_, i) => cols.map((k) => cell(table[k][i])).join(","))];
+      const url = URL.createObjectURL(new Blob([lines.join("\r\n") + "\r\n"], { type: "text/csv" }));
+      const a = el("a", { href: url, download: `${m.name.replace(/[^\w.-]+/g, "_")}.csv` });
+      document.body.append(a); a.click(); a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    });
+    wrap.append(el("div", { class: "table-wrap" }, el("table", { class: "grid" }, el("thead", {}, el("tr", {}, cols.map((k) => el("th", {}, k)))), body)),
+      el("div", { class: "table-pager" }, prev, info, next, el("span", { class: "spacer" }), download));
+    show();
+    return wrap;
   }
 
   async function applyMetrics(list) {
@@ -540,6 +878,7 @@
     return;
   }
   showTab(location.hash.slice(1) || "overview");
+  S.afterPaint().then(() => S.plotly()).catch(() => {});  // the overview on screen: the chart library runs while the metrics load
   try { await applyMetrics(await api(`${base}/metrics`)); } catch (err) { document.getElementById("charts").replaceChildren(S.errorNotice(err)); }
   live.counts = summaries.map((m) => `${m.name}:${m.count}`).join("|");
   scheduleLive();

@@ -85,7 +85,8 @@
     if (s < 3600) return `${Math.floor(s / 60)} min ago`;
     if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
     if (s < 86400 * 30) return `${Math.floor(s / 86400)} d ago`;
-    return fmtTime(ts).slice(0, 10);
+    if (s < 86400 * 365) return `${Math.floor(s / (86400 * 30))} mo ago`;
+    return `${Math.floor(s / (86400 * 365))} y ago`;
   }
   function fmtDuration(s) {
     if (s === null || s === undefined) return "";
@@ -114,7 +115,27 @@
     do { n /= 1024; i++; } while (n >= 1024 && i < units.length - 1);
     return `${n.toFixed(n < 10 ? 1 : 0)} ${units[i]}`;
   }
-  const timeEl = (ts) => el("span", { title: fmtTime(ts) }, fmtAgo(ts));
+  /* The browser's time zone, as a short name ("UTC", "CET", "GMT+1"): every absolute time says it. */
+  let zoneFormat = null;
+  const zoneNames = new Map();  // UTC offset (minutes) -> its name: a chart's 2,000 hover times ask once
+  function zoneName(ts) {
+    const d = ts ? new Date(ts * 1000) : new Date();
+    const off = -d.getTimezoneOffset();
+    if (zoneNames.has(off)) return zoneNames.get(off);
+    let name = `UTC${off >= 0 ? "+" : "-"}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+    try {
+      zoneFormat = zoneFormat || new Intl.DateTimeFormat(undefined, { timeZoneName: "short" });
+      const part = zoneFormat.formatToParts(d).find((p) => p.type === "timeZoneName");
+      if (part) name = part.value;
+    } catch (e) { /* an old browser: the offset */ }
+    zoneNames.set(off, name);
+    return name;
+  }
+  const fmtTimeZone = (ts) => (ts === null || ts === undefined ? "" : `${fmtTime(ts)} ${zoneName(ts)}`);
+  /* a relative time ("5 min ago"), the absolute time with its zone on hover */
+  const timeEl = (ts) => el("span", { class: "when", title: fmtTimeZone(ts) }, fmtAgo(ts));
+  /* an absolute time with its zone, the relative time on hover */
+  const whenEl = (ts) => (ts === null || ts === undefined ? "" : el("time", { datetime: new Date(ts * 1000).toISOString(), title: fmtAgo(ts) }, fmtTimeZone(ts)));
 
   function statusBadge(status) { return el("span", { class: `status ${status}`, dataset: { status } }, status); }
 
@@ -163,7 +184,31 @@
 
   const palette = ["#2563eb", "#e8590c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04", "#db2777",
     "#4f46e5", "#65a30d", "#0d9488", "#c2410c"];
-  const colour = (i) => palette[i % palette.length];
+  /* Past the 12 fixed colours, hues step by the golden angle (lightness cycling): no colour repeats,
+     so a comparison of 25 or 200 runs tells every run apart. */
+  const colour = (i) => (i < palette.length ? palette[i]
+    : `hsl(${((i - palette.length) * 137.508 + 17) % 360 | 0}, ${[72, 58, 80][i % 3]}%, ${[44, 34, 56][(i >> 1) % 3]}%)`);
+
+  /* plotly.js, loaded when a chart is first drawn: pages with charts preload it (<link id="plotly-src">)
+     without running it, so what they show in text comes first. Resolves to window.Plotly. */
+  let plotlyLoad = null;
+  function plotly() {
+    if (window.Plotly) return Promise.resolve(window.Plotly);
+    if (!plotlyLoad) {
+      plotlyLoad = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = document.getElementById("plotly-src")?.getAttribute("href") || "/vendor/plotly.min.js";
+        script.onload = () => resolve(window.Plotly);
+        script.onerror = () => { plotlyLoad = null; reject(new Error("the chart library (plotly.js) could not be loaded from the studio")); };
+        document.head.append(script);
+      });
+    }
+    return plotlyLoad;
+  }
+
+  /* resolves once what the page holds now has been painted (a frame, then a task): the text comes
+     on screen before plotly.js's second of parsing */
+  const afterPaint = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
 
   /* Nothing a chart shows may leave the machine: no "Edit in Chart Studio"/"Share" (they upload the
      data to Plotly's cloud), no logo link, no topojson from a CDN (we draw no maps: a local path). */
@@ -191,19 +236,119 @@
     return { autorange: false, range: [lo - pad, lo + pad] };
   }
 
+  /* Chart colours from the page's theme (studio.css variables: light, or dark when the system is). */
+  const darkQuery = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
+  function chartTheme() {
+    const css = getComputedStyle(document.documentElement);
+    const v = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+    return { dark: !!darkQuery?.matches, text: v("--chart-text", "#344054"), bg: v("--panel", "#fff"), grid: v("--chart-grid", "#eef0f3"),
+      hoverBg: v("--panel", "#fff"), hoverBorder: v("--border-strong", "#cfd6df") };
+  }
+  /* call fn when the system switches between light and dark (charts redraw in the new colours) */
+  const onThemeChange = (fn) => darkQuery?.addEventListener?.("change", fn);
+
   function plotLayout(extra) {
+    const t = chartTheme();
     return Object.assign({
       margin: { l: 56, r: 16, t: 8, b: 40 },
-      font: { family: getComputedStyle(document.body).fontFamily, size: 11, color: "#344054" },
-      paper_bgcolor: "#fff", plot_bgcolor: "#fff",
-      xaxis: { title: { text: "step" }, gridcolor: "#eef0f3", zeroline: false },
-      yaxis: { gridcolor: "#eef0f3", zeroline: false, automargin: true },
+      font: { family: getComputedStyle(document.body).fontFamily, size: 11, color: t.text },
+      paper_bgcolor: t.bg, plot_bgcolor: t.bg,
+      xaxis: { title: { text: "step" }, gridcolor: t.grid, zeroline: false },
+      yaxis: { gridcolor: t.grid, zeroline: false, automargin: true },
+      hoverlabel: { bgcolor: t.hoverBg, bordercolor: t.hoverBorder, font: { color: t.text } },
+      legend: { font: { color: t.text } },
       showlegend: false, hovermode: "closest",
     }, extra || {});
   }
 
+  // -- chart controls shared by the run page and compare -------------------------------------
+
+  /* Exponential moving average, debiased like TensorBoard's (the first points are not pulled to 0);
+     a missing value (inf, nan: null) stays a gap and does not move the average. */
+  function ema(values, weight) {
+    if (!(weight > 0)) return values.slice();
+    const out = new Array(values.length);
+    let acc = 0, n = 0;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      if (typeof v !== "number" || !Number.isFinite(v)) { out[i] = null; continue; }
+      acc = acc * weight + (1 - weight) * v;
+      n++;
+      out[i] = acc / (1 - Math.pow(weight, n));
+    }
+    return out;
+  }
+
+  function quantile(sorted, q) {
+    const pos = (sorted.length - 1) * q, lo = Math.floor(pos), hi = Math.ceil(pos);
+    return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+  }
+  /* The y range that leaves out outliers: the 1st to 99th percentile of the values, padded; in
+     log10 units for a log axis (positive values only). null when there is nothing to clip to. */
+  function clippedRange(lists, log, lowQ = 0.01, highQ = 0.99) {
+    const all = [];
+    for (const list of lists) for (const v of list) if (typeof v === "number" && Number.isFinite(v) && (!log || v > 0)) all.push(log ? Math.log10(v) : v);
+    if (all.length < 3) return null;
+    all.sort((a, b) => a - b);
+    let lo = quantile(all, lowQ), hi = quantile(all, highQ);
+    if (!(hi > lo)) { const p = lo === 0 ? 1 : Math.abs(lo) * 0.1; return [lo - p, hi + p]; }
+    const pad = (hi - lo) * 0.08;
+    return [lo - pad, hi + pad];
+  }
+
+  /* A time as plotly's date axis reads it: local wall-clock time, no zone (plotly has none). */
+  function plotDate(ts) {
+    const d = new Date(ts * 1000);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, "0")}`;
+  }
+  /* ...and back: a plotly date ("2026-12-02 03:24:28.5") or a number (ms) to epoch seconds */
+  function fromPlotDate(value) {
+    if (typeof value === "number") return value / 1000;
+    const m = /^(\d{4})-(\d\d)-(\d\d)(?:[ T](\d\d?)(?::(\d\d)(?::(\d\d(?:\.\d+)?))?)?)?/.exec(String(value));
+    if (!m) return NaN;
+    const sec = Number(m[6] || 0);
+    return new Date(+m[1], +m[2] - 1, +m[3], +(m[4] || 0), +(m[5] || 0), Math.floor(sec), Math.round((sec % 1) * 1000)).getTime() / 1000;
+  }
+
+  const X_MODES = { step: "step", wall: "wall time", relative: "relative time" };
+  /* x values of a series for an x mode: steps, wall-clock dates, or seconds since t0 */
+  function xValues(s, mode, t0) {
+    if (mode === "wall") return s.times.map(plotDate);
+    if (mode === "relative") { const z = t0 ?? s.times[0] ?? 0; return s.times.map((t) => t - z); }
+    return s.steps.slice();
+  }
+  function xAxis(mode) {
+    if (mode === "wall") return { type: "date", title: { text: `wall time (${zoneName()})` } };
+    if (mode === "relative") return { type: "linear", title: { text: "relative time (s since start)" } };
+    return { type: "linear", title: { text: "step" } };
+  }
+  /* per point: its step and its time with the zone (the hover shows run, step, value and time) */
+  const hoverData = (s) => s.steps.map((step, i) => [step, fmtTimeZone(s.times[i])]);
+  const hoverTemplate = (label) => `%{fullData.name}<br>step %{customdata[0]}<br>${label || "value"} %{y}<br>%{customdata[1]}<extra></extra>`;
+
+  /* The y axis: linear or log, around a constant series, or clipped to the percentiles. */
+  function yAxisFor(lists, { log = false, clip = false } = {}) {
+    const axis = { type: log ? "log" : "linear" };
+    if (clip) {
+      const range = clippedRange(lists, log);
+      if (range) return Object.assign(axis, { autorange: false, range });
+    }
+    const base = valueAxis(lists);
+    if (base.autorange || !log) return Object.assign(axis, base);
+    const [lo, hi] = base.range;
+    return Object.assign(axis, lo > 0 ? { autorange: false, range: [Math.log10(lo), Math.log10(hi)] } : { autorange: true });
+  }
+
+  /* localStorage that may be off (private windows): a value or the fallback */
+  function stored(key, fallback) {
+    try { const v = localStorage.getItem(key); return v === null ? fallback : JSON.parse(v); } catch (e) { return fallback; }
+  }
+  function store(key, value) { try { localStorage.setItem(key, JSON.stringify(value)); } catch (e) { /* not kept */ } }
+
   window.Studio = {
-    pageData, api, send, ApiError, el, fmtTime, fmtAgo, fmtDuration, fmtValue, fmtBytes, timeEl, statusBadge, runLink,
+    pageData, api, send, ApiError, el, fmtTime, fmtTimeZone, zoneName, whenEl, fmtAgo,
+    plotly, afterPaint, chartTheme, onThemeChange, ema, clippedRange, plotDate, fromPlotDate, X_MODES, xValues, xAxis, hoverData, hoverTemplate, yAxisFor,
+    stored, store, fmtDuration, fmtValue, fmtBytes, timeEl, statusBadge, runLink,
     tagChips, tagValue, isNumericSummary, valueAxis, emptyState, errorNotice, kvTable, setQuery, debounce, colour, plotConfig, plotLayout, plotText,
   };
 })();

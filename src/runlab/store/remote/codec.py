@@ -35,7 +35,7 @@ from runlab.core.status import RunStatus, RunType
 RECORD_TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (
-        entities.ExperimentRecord, entities.RunRecord, entities.MetricBatch, entities.MetricSummary,
+        entities.ExperimentRecord, entities.RunRecord, entities.RunNote, entities.MetricBatch, entities.MetricSummary,
         entities.EnvironmentRecord, entities.ComputeTargetRecord, entities.DatastoreRecord,
         entities.DatastoreFileRecord, entities.DatasetFile, entities.DatasetRecord, entities.RunInputRecord,
         entities.ModelFile, entities.ModelDatasetRecord, entities.ModelRecord,

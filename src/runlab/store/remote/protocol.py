@@ -47,6 +47,11 @@ METHODS: dict[str, Access] = {
     "set_tags": Access.RUN_WRITE,
     "remove_tags": Access.RUN_WRITE,
     "add_properties": Access.RUN_WRITE,
+    "set_description": Access.RUN_WRITE,
+    "add_run_note": Access.RUN_WRITE,
+    "list_run_notes": Access.RUN_READ,
+    "set_run_archived": Access.WRITE,  # not a run token's: archiving hides runs from everyone
+    "delete_run": Access.WRITE,  # not a run token's, not even for its own run
     "reap_stale_runs": Access.AGENT,
     # metrics
     "append_metrics": Access.RUN_WRITE,

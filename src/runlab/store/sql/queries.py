@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from runlab.core import filterlang
 from runlab.core.entities import MetricSummary, RunRecord
 from runlab.core.errors import ExperimentNotFoundError, NotFoundError, RunNotFoundError, UserError
 from runlab.core.status import RunStatus, RunType
@@ -34,6 +35,44 @@ from runlab.store.sql.store import SqlStore, _translate
 SORT_KEYS = ("created_at", "started_at", "ended_at", "status", "duration", "run_id", "display_name",
              "target", "experiment")
 METRIC_SORT_PREFIX = "metric:"
+TAG_SORT_PREFIX = "tag:"
+PROPERTY_SORT_PREFIX = "property:"
+
+# The studio's filter language (runlab.core.filterlang): attributes of a run, metrics (their last value),
+# properties and tags, e.g. ``metrics.loss < 0.5 and tags.stage = "dev" and status = "Completed"``.
+RUN_QUERY = filterlang.Grammar(
+    "runs",
+    string_attributes=frozenset({"run_id", "display_name", "status", "experiment", "target", "run_type"}),
+    number_attributes=frozenset({"created_at", "started_at", "ended_at", "duration"}),
+    entities=frozenset({"metric", "param", "tag", "attribute"}),
+    aliases={"name": "display_name", "run_name": "display_name", "created": "created_at", "compute": "target",
+             "started": "started_at", "ended": "ended_at", "id": "run_id", "type": "run_type"},
+    entity_names={**filterlang.MLFLOW_ENTITIES, "property": "param", "properties": "param", "prop": "param",
+                  "props": "param"},
+)
+
+
+def parse_query(text: str) -> list[filterlang.Condition]:
+    """The conditions of a runs-table query; :class:`~runlab.core.filterlang.FilterError` (with the
+    position and text of the wrong token, and what was expected) when it cannot be parsed."""
+    conditions = filterlang.parse_filter(text, RUN_QUERY)
+    out = []
+    for cond in conditions:  # statuses as runlab spells them: "completed" is Completed
+        if cond.field == filterlang.Field("attribute", "status") and cond.op in ("=", "!=", "IN", "NOT IN"):
+            values = cond.value if isinstance(cond.value, tuple) else (cond.value,)
+            parsed = []
+            for value in values:
+                try:
+                    parsed.append(str(RunStatus.parse(value)))
+                except (UserError, ValueError):
+                    names = ", ".join(s.value for s in RunStatus)
+                    raise filterlang.FilterError(
+                        f"Invalid filter {text[:200]!r}: {value!r} (in the condition at position {cond.at}) is not "
+                        f"a run status (use {names})", position=cond.at, token=value, expected=names) from None
+            cond = filterlang.Condition(cond.field, cond.op, tuple(parsed) if isinstance(cond.value, tuple)
+                                        else parsed[0], cond.at)
+        out.append(cond)
+    return out
 _IN_CHUNK = 900  # SQLite allows 999 bound parameters per statement
 
 # Lifecycle order, so that sorting by status groups runs the way people read them.
@@ -51,6 +90,8 @@ class RunFilter:
     parent_run_id: str | None = None
     include_children: bool = False
     run_ids: Sequence[str] = ()
+    conditions: Sequence[filterlang.Condition] = ()  # a parsed query (parse_query): all must hold
+    archived: bool | None = False  # False: hide archived runs; True: only archived runs; None: both
 
 
 @dataclass(frozen=True)
@@ -74,6 +115,7 @@ class RunRow:
     properties: Mapping[str, str]
     metrics: Mapping[str, Any]  # last value of each metric asked for that the run has
     child_count: int = 0
+    archived_at: float | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -104,6 +146,17 @@ class ExperimentSummary:
     last_run_id: str | None
     last_run_at: float | None
     status_counts: Mapping[str, int]
+    archived_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ColumnKeys:
+    """What a runs table can show as columns: metric names with how many runs have each (most first),
+    tag keys and property keys."""
+
+    metrics: list[tuple[str, int]]
+    tags: list[str]
+    properties: list[str]
 
 
 @dataclass(frozen=True)
@@ -129,13 +182,15 @@ def parse_sort(sort: str) -> tuple[str, str | None]:
 
     Raises :class:`UserError` for an unknown column.
     """
-    if sort.startswith(METRIC_SORT_PREFIX):
-        name = sort[len(METRIC_SORT_PREFIX):]
-        if not name:
-            raise UserError("sort by a metric as 'metric:<name>', for example 'metric:loss'")
-        return "metric", name
+    for prefix, kind in ((METRIC_SORT_PREFIX, "metric"), (TAG_SORT_PREFIX, "tag"), (PROPERTY_SORT_PREFIX, "property")):
+        if sort.startswith(prefix):
+            name = sort[len(prefix):]
+            if not name:
+                raise UserError(f"sort by a {kind} as '{prefix}<name>', for example '{prefix}loss'")
+            return kind, name
     if sort not in SORT_KEYS:
-        raise UserError(f"cannot sort runs by {sort!r}: use one of {', '.join(SORT_KEYS)}, or 'metric:<name>'")
+        raise UserError(f"cannot sort runs by {sort!r}: use one of {', '.join(SORT_KEYS)}, or 'metric:<name>', "
+                        "'tag:<key>', 'property:<key>'")
     return sort, None
 
 
@@ -164,7 +219,8 @@ class StudioQueries:
         """Every experiment, by name, with its top-level runs counted by status."""
         r, e = t.runs, t.experiments
         with self._read("listing experiments") as conn:
-            experiments = conn.execute(sa.select(e.c.id, e.c.name, e.c.created_at).order_by(e.c.name)).all()
+            experiments = conn.execute(sa.select(e.c.id, e.c.name, e.c.created_at, e.c.archived_at)
+                                       .order_by(e.c.name)).all()
             counts = conn.execute(
                 sa.select(r.c.experiment_id, r.c.status, sa.func.count())
                 .where(r.c.parent_id.is_(None))
@@ -193,7 +249,7 @@ class StudioQueries:
             out.append(ExperimentSummary(
                 name=row.name, experiment_id=row.id, created_at=row.created_at,
                 run_count=sum(status_counts.values()), last_run_id=last_id, last_run_at=last_at,
-                status_counts=status_counts,
+                status_counts=status_counts, archived_at=row.archived_at,
             ))
         return out
 
@@ -238,7 +294,71 @@ class StudioQueries:
         if where.search:
             conds.append(sa.or_(r.c.run_id.icontains(where.search, autoescape=True),
                                 r.c.display_name.icontains(where.search, autoescape=True)))
+        if where.archived is not None:
+            conds.append(r.c.archived_at.isnot(None) if where.archived else r.c.archived_at.is_(None))
+        conds.extend(_condition_sql(c) for c in where.conditions)
         return conds
+
+    def _ordered(self, conds: list[Any], sort: str, descending: bool) -> Any:
+        """The SELECT of a listing's rows, filtered by ``conds`` and sorted by ``sort``."""
+        key, name = parse_sort(sort)
+        r, e = t.runs, t.experiments
+        parent = r.alias("parent")
+        query = (
+            sa.select(
+                r.c.id, r.c.run_id, r.c.display_name, r.c.run_type, r.c.status, r.c.target, r.c.created_at,
+                r.c.started_at, r.c.ended_at, r.c.owner, r.c.description, r.c.error, r.c.archived_at,
+                e.c.name.label("experiment_name"), parent.c.run_id.label("parent_run_id"),
+            )
+            # an outer join (every run has its experiment): SQLite then reads the runs first, in the order of
+            # an index when one fits the sort, and stops at the page's end instead of sorting every run
+            .outerjoin(e, e.c.id == r.c.experiment_id)
+            .outerjoin(parent, parent.c.id == r.c.parent_id)
+            .where(*conds)
+        )
+        order: list[Any]
+        if key == "metric":
+            m = t.metrics.alias("sort_metric")
+            query = query.outerjoin(m, sa.and_(m.c.run_pk == r.c.id, m.c.name == name))
+            order = _nulls_last(m.c.last_number, descending)
+        elif key in ("tag", "property"):
+            kv = (t.run_tags if key == "tag" else t.run_properties).alias("sort_kv")
+            query = query.outerjoin(kv, sa.and_(kv.c.run_pk == r.c.id, kv.c.key == name))
+            order = _nulls_last(kv.c.value, descending)
+        elif key == "duration":
+            duration = sa.func.coalesce(r.c.ended_at, time.time()) - r.c.started_at
+            order = _nulls_last(duration, descending)
+        elif key == "status":
+            rank = sa.case(_STATUS_ORDER, value=r.c.status, else_=len(_STATUS_ORDER))
+            order = [rank.desc() if descending else rank.asc()]
+        elif key in ("started_at", "ended_at", "display_name"):
+            order = _nulls_last(r.c[key], descending)
+        elif key == "experiment":
+            order = [e.c.name.desc() if descending else e.c.name.asc()]
+        else:
+            col = r.c[key]
+            order = [col.desc() if descending else col.asc()]
+        order.append(r.c.id.desc() if descending else r.c.id.asc())
+        return query.order_by(*order)
+
+    def _run_rows(self, conn: Connection, rows: Sequence[Any], metric_names: Sequence[str]) -> list[RunRow]:
+        pks = [row.id for row in rows]
+        tags = _key_values(conn, t.run_tags, pks)
+        props = _key_values(conn, t.run_properties, pks)
+        values = _last_values(conn, pks, metric_names)
+        children = _child_counts(conn, pks)
+        return [
+            RunRow(
+                run_id=row.run_id, experiment_name=row.experiment_name, status=RunStatus(row.status),
+                run_type=RunType(row.run_type), created_at=row.created_at, display_name=row.display_name,
+                parent_run_id=row.parent_run_id, target=row.target, started_at=row.started_at,
+                ended_at=row.ended_at, owner=row.owner, description=row.description or "",
+                error=json.loads(row.error) if row.error else None,
+                tags=tags.get(row.id, {}), properties=props.get(row.id, {}), metrics=values.get(row.id, {}),
+                child_count=children.get(row.id, 0), archived_at=row.archived_at,
+            )
+            for row in rows
+        ]
 
     def list_runs(
         self,
@@ -250,66 +370,75 @@ class StudioQueries:
         offset: int = 0,
         metric_names: Sequence[str] = (),
     ) -> RunPage:
-        """A page of runs, sorted by a column or a metric's last value (runs without it come last),
-        with the last values of ``metric_names``.
+        """A page of runs, sorted by a column, a metric's last value, a tag or a property (runs without
+        it come last), with the last values of ``metric_names``.
 
         Raises :class:`UserError` for an unknown sort key, :class:`ExperimentNotFoundError` /
         :class:`RunNotFoundError` when the filter names an experiment or parent that does not exist.
         """
-        key, metric = parse_sort(sort)
-        r, e = t.runs, t.experiments
-        parent = r.alias("parent")
+        key, name = parse_sort(sort)
         with self._read("listing runs") as conn:
             conds = self._conditions(conn, where)
-            total = conn.execute(sa.select(sa.func.count()).select_from(r).where(*conds)).scalar_one()
-            query = (
-                sa.select(
-                    r.c.id, r.c.run_id, r.c.display_name, r.c.run_type, r.c.status, r.c.target, r.c.created_at,
-                    r.c.started_at, r.c.ended_at, r.c.owner, r.c.description, r.c.error,
-                    e.c.name.label("experiment_name"), parent.c.run_id.label("parent_run_id"),
-                )
-                .join(e, e.c.id == r.c.experiment_id)
-                .outerjoin(parent, parent.c.id == r.c.parent_id)
-                .where(*conds)
-            )
-            order: list[Any]
+            total = conn.execute(sa.select(sa.func.count()).select_from(t.runs).where(*conds)).scalar_one()
             if key == "metric":
-                m = t.metrics.alias("sort_metric")
-                query = query.outerjoin(m, sa.and_(m.c.run_pk == r.c.id, m.c.name == metric))
-                order = _nulls_last(m.c.last_number, descending)
-            elif key == "duration":
-                duration = sa.func.coalesce(r.c.ended_at, time.time()) - r.c.started_at
-                order = _nulls_last(duration, descending)
-            elif key == "status":
-                rank = sa.case(_STATUS_ORDER, value=r.c.status, else_=len(_STATUS_ORDER))
-                order = [rank.desc() if descending else rank.asc()]
-            elif key in ("started_at", "ended_at", "display_name"):
-                order = _nulls_last(r.c[key], descending)
-            elif key == "experiment":
-                order = [e.c.name.desc() if descending else e.c.name.asc()]
+                rows = self._by_metric(conn, conds, str(name), descending, limit, offset)
             else:
-                col = r.c[key]
-                order = [col.desc() if descending else col.asc()]
-            order.append(r.c.id.desc() if descending else r.c.id.asc())
-            rows = conn.execute(query.order_by(*order).limit(limit).offset(offset)).all()
-            pks = [row.id for row in rows]
-            tags = _key_values(conn, t.run_tags, pks)
-            props = _key_values(conn, t.run_properties, pks)
-            values = _last_values(conn, pks, metric_names)
-            children = _child_counts(conn, pks)
-        runs = [
-            RunRow(
-                run_id=row.run_id, experiment_name=row.experiment_name, status=RunStatus(row.status),
-                run_type=RunType(row.run_type), created_at=row.created_at, display_name=row.display_name,
-                parent_run_id=row.parent_run_id, target=row.target, started_at=row.started_at,
-                ended_at=row.ended_at, owner=row.owner, description=row.description or "",
-                error=json.loads(row.error) if row.error else None,
-                tags=tags.get(row.id, {}), properties=props.get(row.id, {}), metrics=values.get(row.id, {}),
-                child_count=children.get(row.id, 0),
-            )
-            for row in rows
-        ]
+                rows = list(conn.execute(self._ordered(conds, sort, descending).limit(limit).offset(offset)).all())
+            runs = self._run_rows(conn, rows, metric_names)
         return RunPage(total=int(total), offset=offset, limit=limit, runs=runs)
+
+    def _by_metric(self, conn: Connection, conds: list[Any], name: str, descending: bool, limit: int,
+                   offset: int) -> list[Any]:
+        """A page sorted by a metric's last value, read in the order of the metric's index (name,
+        last value): the runs are looked up one by one until the page is full, so a first page of
+        100,000 runs reads about its 50 runs instead of sorting them all. Runs without the metric
+        (or with a value that is not a number) follow, by id, as in :meth:`_ordered`."""
+        r, m = t.runs, t.metrics.alias("sort_metric")  # an alias: a query's own metric conditions stay apart
+        has = sa.and_(m.c.name == name, m.c.last_number.isnot(None))
+        matching = sa.exists().where(r.c.id == m.c.run_pk, *conds)
+        pks = [row[0] for row in conn.execute(
+            sa.select(m.c.run_pk).where(has, matching)
+            .order_by(m.c.last_number.desc() if descending else m.c.last_number.asc(),
+                      m.c.run_pk.desc() if descending else m.c.run_pk.asc())
+            .limit(limit).offset(offset))]
+        rows = self._rows_by_pk(conn, pks)
+        if len(rows) < limit:  # the page reaches past the runs that have the metric
+            n_with = conn.execute(sa.select(sa.func.count()).select_from(m).where(has, matching)).scalar_one()
+            lacking = ~sa.exists().where(m.c.run_pk == r.c.id, has)
+            rest = conn.execute(self._ordered([*conds, lacking], "run_id", descending).order_by(None)
+                                .order_by(r.c.id.desc() if descending else r.c.id.asc())
+                                .limit(limit - len(rows)).offset(max(0, offset - int(n_with)))).all()
+            rows += rest
+        return rows
+
+    def _rows_by_pk(self, conn: Connection, pks: list[int]) -> list[Any]:
+        """The listing's columns of the runs ``pks``, in that order."""
+        if not pks:
+            return []
+        found = {row.id: row for row in conn.execute(self._ordered([t.runs.c.id.in_(pks)], "run_id", False))}
+        return [found[pk] for pk in pks if pk in found]
+
+    def iter_runs(
+        self,
+        where: RunFilter = RunFilter(),
+        *,
+        sort: str = "created_at",
+        descending: bool = True,
+        limit: int = 100_000,
+        metric_names: Sequence[str] = (),
+        batch: int = 500,
+    ) -> Iterator[list[RunRow]]:
+        """Every run of a listing (at most ``limit``), in batches: the sorted, filtered query runs once
+        (no OFFSET pages, which a filter would evaluate again for every page); each batch's tags,
+        properties and metric values are read as it is yielded. Errors (a bad sort, an unknown
+        experiment) are raised by the first ``next()``."""
+        parse_sort(sort)
+        with self._read("listing runs") as conn:
+            conds = self._conditions(conn, where)
+            rows = conn.execute(self._ordered(conds, sort, descending).limit(limit)).all()
+        for start in range(0, len(rows), batch):
+            with self._read("listing runs") as conn:
+                yield self._run_rows(conn, rows[start:start + batch], metric_names)
 
     def run_records(self, run_ids: Sequence[str]) -> list[RunRecord]:
         """Full records (with definitions) of ``run_ids``, in that order; unknown ids are left out.
@@ -336,6 +465,7 @@ class StudioQueries:
                 error=json.loads(row.error) if row.error else None,
                 definition=json.loads(row.definition) if row.definition else None,
                 tags=tags.get(row.id, {}), properties=props.get(row.id, {}), description=row.description or "",
+                archived_at=row.archived_at,
             )
             for row in rows
         }
@@ -360,6 +490,30 @@ class StudioQueries:
                                                   name=experiment)
                 query = query.join(t.runs, t.runs.c.id == m.c.run_pk).where(t.runs.c.experiment_id == exp_id)
             return [row[0] for row in conn.execute(query)]
+
+    def column_keys(self, experiment: str | None = None, limit: int = 500, sample: int = 5_000) -> ColumnKeys:
+        """Metric names (with the number of runs that have each, most first), tag and property keys,
+        of the newest ``sample`` top-level runs (of an experiment, or of the workspace); at most
+        ``limit`` of each. A sample, so that the list stays fast however many runs there are."""
+        m, r = t.metrics, t.runs
+        with self._read("listing columns") as conn:
+            newest = sa.select(r.c.id).where(r.c.parent_id.is_(None))
+            if experiment is not None:
+                exp_id = conn.execute(sa.select(t.experiments.c.id).where(t.experiments.c.name == experiment)).scalar()
+                if exp_id is None:
+                    raise ExperimentNotFoundError(f"experiment {experiment!r} does not exist in this workspace",
+                                                  name=experiment)
+                newest = newest.where(r.c.experiment_id == exp_id)
+            pks = newest.order_by(r.c.created_at.desc()).limit(sample).scalar_subquery()
+            n = sa.func.count().label("n")
+            metrics = [(row[0], int(row[1])) for row in conn.execute(
+                sa.select(m.c.name, n).where(m.c.run_pk.in_(pks)).group_by(m.c.name).order_by(n.desc(), m.c.name)
+                .limit(limit))]
+            keys = []
+            for table in (t.run_tags, t.run_properties):
+                keys.append([row[0] for row in conn.execute(
+                    sa.select(table.c.key).where(table.c.run_pk.in_(pks)).distinct().order_by(table.c.key).limit(limit))])
+        return ColumnKeys(metrics=metrics, tags=keys[0], properties=keys[1])
 
     def metric_summaries(self, run_ids: Sequence[str]) -> dict[str, list[MetricSummary]]:
         """The metric summaries of several runs at once, in logging order (unknown ids are left out)."""
@@ -434,6 +588,53 @@ class StudioQueries:
                     steps, times, values = _decode(by_id[row.id])
                     out[row.run_id] = SeriesData(row.run_id, name, row.kind, int(row[2]), 0, steps, times, values)
         return {run_id: out[run_id] for run_id in run_ids if run_id in out}
+
+
+def _compare(col: Any, cond: filterlang.Condition) -> Any:
+    """``col <op> value`` with the value a bound parameter: nothing of the query is SQL text."""
+    op, value = cond.op, cond.value
+    if op == "=":
+        return col == value
+    if op == "!=":
+        return col != value
+    if op == "<":
+        return col < value
+    if op == "<=":
+        return col <= value
+    if op == ">":
+        return col > value
+    if op == ">=":
+        return col >= value
+    if op == "LIKE":
+        return col.like(value)
+    if op == "ILIKE":
+        return sa.func.lower(col).like(str(value).lower())
+    if op == "IN":
+        return col.in_(list(value))
+    if op == "NOT IN":
+        return col.notin_(list(value))
+    raise UserError(f"unknown comparator {op!r}")  # the parser lets none other through
+
+
+def _condition_sql(cond: filterlang.Condition) -> Any:
+    """One condition of a query as SQL. As in MLflow, a run without the metric, property or tag a
+    condition names matches no comparison (``!=`` included)."""
+    r = t.runs
+    entity, key = cond.field.entity, cond.field.key
+    if entity == "metric":
+        m = t.metrics
+        return sa.exists().where(m.c.run_pk == r.c.id, m.c.name == key, _compare(m.c.last_number, cond))
+    if entity in ("tag", "param"):
+        kv = t.run_tags if entity == "tag" else t.run_properties
+        return sa.exists().where(kv.c.run_pk == r.c.id, kv.c.key == key, _compare(kv.c.value, cond))
+    if key == "experiment":
+        e = t.experiments
+        return r.c.experiment_id.in_(sa.select(e.c.id).where(_compare(e.c.name, cond)))
+    if key == "duration":
+        col: Any = sa.func.coalesce(r.c.ended_at, time.time()) - r.c.started_at
+        return sa.and_(r.c.started_at.isnot(None), _compare(col, cond))
+    col = r.c[key]
+    return sa.and_(col.isnot(None), _compare(col, cond))
 
 
 def _nulls_last(col: Any, descending: bool) -> list[Any]:

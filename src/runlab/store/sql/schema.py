@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 # The Alembic revision this code expects; a test pins it to the newest migration file.
-SCHEMA_REVISION = "0009_tokens"
+SCHEMA_REVISION = "0010_run_archive_notes"
 
 metadata = MetaData()
 
@@ -64,10 +64,22 @@ runs = Table(
     Column("error", Text, nullable=True),
     Column("definition", Text, nullable=True),
     Column("description", Text, nullable=False, default=""),
+    Column("archived_at", Float, nullable=True),  # archived from the studio (hidden from listings) when set
     Index("ix_runs_experiment_created", "experiment_id", "created_at"),
     Index("ix_runs_status", "status"),
     Index("ix_runs_parent", "parent_id"),
     Index("ix_runs_created", "created_at"),
+)
+
+run_notes = Table(
+    "run_notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_pk", Integer, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("author", String(400), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_run_notes_run", "run_pk", "created_at"),
 )
 
 run_tags = Table(

@@ -32,6 +32,7 @@ from runlab.core.entities import (
     ModelFile,
     ModelRecord,
     RunInputRecord,
+    RunNote,
     RunRecord,
 )
 from runlab.core.errors import (
@@ -378,6 +379,7 @@ class SqlStore:
                 properties=props[r.id],
                 description=r.description or "",
                 status_history=tuple(histories[r.id]),
+                archived_at=r.archived_at,
             )
             for r in rows
         ]
@@ -528,6 +530,76 @@ class SqlStore:
             new = {k: v for k, v in properties.items() if k not in existing}
             if new:
                 conn.execute(t.run_properties.insert(), [{"run_pk": pk, "key": k, "value": v} for k, v in new.items()])
+
+    def set_description(self, run_id: str, description: str) -> None:
+        """Replace the run's description (what the studio's run page shows under Details)."""
+        with self._write(f"describing run {run_id}") as conn:
+            pk = self._run_pk(conn, run_id)
+            conn.execute(t.runs.update().where(t.runs.c.id == pk).values(description=description or ""))
+
+    def _descendants(self, conn: Connection, pk: int) -> list[Any]:
+        """Rows (id, run_id, status) of the run ``pk`` and of every run below it, the run first."""
+        rows = list(conn.execute(sa.select(t.runs.c.id, t.runs.c.run_id, t.runs.c.status)
+                                 .where(t.runs.c.id == pk)).all())
+        frontier = [pk]
+        while frontier:
+            found: list[Any] = []
+            for start in range(0, len(frontier), 900):
+                found += conn.execute(sa.select(t.runs.c.id, t.runs.c.run_id, t.runs.c.status)
+                                      .where(t.runs.c.parent_id.in_(frontier[start:start + 900]))).all()
+            rows += found
+            frontier = [row.id for row in found]
+        return rows
+
+    def set_run_archived(self, run_id: str, archived: bool) -> None:
+        """Archive a run and the runs below it (studio listings hide them unless asked), or bring them
+        back; the records and files stay."""
+        with self._write(f"archiving run {run_id}") as conn:
+            pk = self._run_pk(conn, run_id)
+            pks = [row.id for row in self._descendants(conn, pk)]
+            value: Any = (sa.func.coalesce(t.runs.c.archived_at, time.time())) if archived else None
+            for start in range(0, len(pks), 900):
+                conn.execute(t.runs.update().where(t.runs.c.id.in_(pks[start:start + 900]))
+                             .values(archived_at=value))
+
+    def delete_run(self, run_id: str) -> list[str]:
+        """Delete a run's records and those of the runs below it; refused (``UserError``) while one of
+        them has not ended (cancel it first). Returns the ids of the deleted runs, for the caller to
+        remove their files."""
+        with self._write(f"deleting run {run_id}") as conn:
+            pk = self._run_pk(conn, run_id)
+            rows = self._descendants(conn, pk)
+            active = [r.run_id for r in rows if not RunStatus.parse(r.status).is_terminal]
+            if active:
+                raise UserError(
+                    f"run {run_id} cannot be deleted while {len(active)} run(s) of it have not ended "
+                    f"({', '.join(active[:5])}): cancel it first, or wait for it to end", run_id=run_id)
+            pks = [r.id for r in rows]
+            for start in range(0, len(pks), 900):  # children first: no foreign key left dangling
+                part = pks[start:start + 900]
+                conn.execute(t.run_notes.delete().where(t.run_notes.c.run_pk.in_(part)))
+            for row in reversed(rows):
+                conn.execute(t.runs.delete().where(t.runs.c.id == row.id))
+        return [r.run_id for r in rows]
+
+    def add_run_note(self, run_id: str, text: str, author: str | None = None) -> RunNote:
+        """Add a note to a run (notes are kept in the order they were added)."""
+        if not text or not text.strip():
+            raise UserError(f"a note of run {run_id} needs some text", run_id=run_id)
+        now = time.time()
+        with self._write(f"adding a note to run {run_id}") as conn:
+            pk = self._run_pk(conn, run_id)
+            result = conn.execute(t.run_notes.insert().values(run_pk=pk, text=text, author=author, created_at=now))
+            note_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        return RunNote(note_id=note_id, run_id=run_id, text=text, created_at=now, author=author)
+
+    def list_run_notes(self, run_id: str) -> list[RunNote]:
+        with self._read(f"reading the notes of run {run_id}") as conn:
+            pk = self._run_pk(conn, run_id)
+            rows = conn.execute(sa.select(t.run_notes).where(t.run_notes.c.run_pk == pk)
+                                .order_by(t.run_notes.c.created_at, t.run_notes.c.id)).all()
+        return [RunNote(note_id=r.id, run_id=run_id, text=r.text, created_at=r.created_at, author=r.author)
+                for r in rows]
 
     # -- liveness --------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 import warnings
 from typing import Any, Iterator
 
@@ -377,3 +378,22 @@ def test_export_of_an_experiment_with_a_non_ascii_name(ws: runlab.Workspace, cli
     r = client.get("/api/runs-export", params={"experiment": "expé rience"})
     assert r.status_code == 200 and r.headers["content-disposition"] == 'attachment; filename="exp_rience.csv"'
     assert r.text.splitlines()[1].startswith("r1,,expé rience,")
+
+
+def test_a_deleted_runs_token_writes_nothing_and_the_store_call_deletes_files_too(
+        authed: tuple[Any, TokenStore], populated: runlab.Workspace) -> None:
+    client, tokens = authed
+    store = populated.folder.store
+    run_token = issue_run_token(store.engine, "mnist_run_02", ttl_s=600)
+    populated.folder.artifacts.put_bytes("mnist_run_02", "outputs/model.pt", b"weights")
+    writer, _ = tokens.create("dev", "writer")
+    headers = {"Authorization": f"Bearer {writer}", "Content-Type": "application/json"}
+    r = client.post("/api/store/delete_run", content=codec.dumps({"args": ["mnist_run_02"], "kwargs": {}}),
+                    headers=headers)
+    assert r.status_code == 200, r.text
+    assert populated.folder.artifacts.list("mnist_run_02") == []  # the client protocol deletes files, as the studio
+    time.sleep(5.5)  # verified tokens are cached for 5 s in each server process
+    as_run = {"Authorization": f"Bearer {run_token}", "Content-Type": "application/json"}
+    r = client.post("/api/store/set_tags", content=codec.dumps({"args": ["mnist_run_02", {"k": "v"}], "kwargs": {}}),
+                    headers=as_run)
+    assert r.status_code == 401, r.text  # revoked with its run

@@ -167,6 +167,11 @@ async def call_store(method: str, request: Request) -> Response:
         target = _model_file_method(state, method)
     if method == "reap_stale_runs":
         kwargs.pop("throttle", None)
+    if method == "delete_run":  # as the studio deletes: records, files and the run's tokens
+        from runlab.server.api.runs import delete
+
+        def target(run_id: str) -> list[str]:
+            return delete(state, run_id)
     try:
         result = await run_in_threadpool(lambda: target(*args, **kwargs))
     except TypeError as exc:  # wrong arguments for the method: the client's mistake, said plainly

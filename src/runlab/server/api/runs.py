@@ -363,10 +363,13 @@ def archive_run(state: State, run_id: RunId, _: Writer,
 def delete(state: StudioState, run_id: str) -> list[str]:
     """Delete a run's records and files, and its child runs'. Refused (400) while the run or a child
     has not ended: cancel it first."""
+    from runlab.store.sql.tokens import revoke_run_tokens
+
     check_run_id(run_id)  # an id that cannot name a folder (../x) never reaches the files
     deleted = state.store.delete_run(run_id)
     for gone in deleted:
         state.artifacts.delete_run(gone)
+        revoke_run_tokens(state.store.engine, gone)  # a deleted run's token writes nothing any more
     return deleted
 
 

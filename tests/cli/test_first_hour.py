@@ -177,13 +177,15 @@ def test_runs_show_metrics_compute_show_studio_and_workspace_show_read_alike(tmp
 
 
 @pytest.mark.slow
-def test_an_idle_agent_does_not_poll(tmp_path: Path) -> None:
-    """An idle agent sleeps between looks at its queue (it used ~2% of a core polling 20 times a second)."""
+def test_an_idle_agent_does_not_poll(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle agent waits to be woken (it used ~2% of a core polling 20 times a second): with a 10-minute
+    wait between looks at its queue, a submit is still served at once, and SIGTERM still ends it at once."""
     import psutil
 
     from runlab.execution.agent import IDLE_AFTER_S
-    from runlab.execution.targets import ensure_agent, read_agent_state, stop_agent
+    from runlab.execution.targets import ensure_agent, read_agent_state, stop_agent, wait_for_agent_exit
 
+    monkeypatch.setenv("RUNLAB_AGENT_IDLE_WAIT", "600")  # the agent inherits it: without a wake-up, 10 minutes
     ws = runlab.Workspace.create("first-ws")
     runlab.ComputeTarget.create(ws, "cpu-cluster", runlab.AmlCompute.provisioning_configuration(max_nodes=1))
     assert ensure_agent(ws.folder, "cpu-cluster")
@@ -198,14 +200,18 @@ def test_an_idle_agent_does_not_poll(tmp_path: Path) -> None:
         time.sleep(4)
         after = agent.cpu_times()
         used = (after.user + after.system) - (before.user + before.system)
-        assert used < 0.04, f"the idle agent used {used:.3f} s of CPU in 4 s"
-        # and a submit is still served at once
+        assert used < 0.02, f"the idle agent used {used:.3f} s of CPU in 4 s"
+        # a submit wakes it (the wait is 600 s)
         run = runlab.Experiment(ws, "exp").submit(runlab.ScriptRunConfig(
             source_directory=str(_hello(tmp_path)), script="hello.py", compute_target="cpu-cluster"))
-        run.wait_for_completion(timeout_seconds=60)
+        run.wait_for_completion(timeout_seconds=240)
         assert run.get_status() == "Completed"
+        time.sleep(IDLE_AFTER_S + 1)  # idle again
+        agent.terminate()  # SIGTERM wakes it too: it exits, not waits out its 600 s
+        assert wait_for_agent_exit(ws.folder, "cpu-cluster", 120), "SIGTERM did not end the idle agent"
+        agent.wait(30)  # the process itself is gone too (psutil.TimeoutExpired otherwise)
     finally:
-        assert stop_agent(ws.folder, "cpu-cluster") is not None
+        stop_agent(ws.folder, "cpu-cluster")
 
 
 def _hello(tmp_path: Path) -> Path:

@@ -291,3 +291,30 @@ def test_cancel_stops_a_build_waiting_for_another_process_build(tmp_path: Path) 
     assert not thread.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], EnvironmentBuildCanceled)
     assert "waiting for another process's build" in str(outcome[0])
+
+
+def test_the_wake_fifo_is_never_a_planted_file_or_link(tmp_path: Path) -> None:
+    """``agents/<target>.wake`` replaced by a regular file or a link: a waker writes nothing through it, and
+    the agent makes its FIFO anew instead of opening what was planted."""
+    import stat
+
+    from runlab.execution.targets import agent_wake_path, open_wake_fifo, wake_agent
+
+    ws = runlab.Workspace.create("wake-ws", path=tmp_path / "ws")
+    path = agent_wake_path(ws.folder, "cpu-cluster")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    path.symlink_to(victim)
+    assert wake_agent(ws.folder, "cpu-cluster") is False and victim.read_text() == "keep"
+    fds = open_wake_fifo(ws.folder, "cpu-cluster")
+    try:
+        assert stat.S_ISFIFO(path.lstat().st_mode) and victim.read_text() == "keep"
+        assert wake_agent(ws.folder, "cpu-cluster") is True
+        assert os.read(fds[0], 16) == b"\x01"
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert wake_agent(ws.folder, "cpu-cluster") is False  # nobody listens: no error, no block
+    path.unlink()
+    path.write_text("planted")
+    assert wake_agent(ws.folder, "cpu-cluster") is False and path.read_text() == "planted"

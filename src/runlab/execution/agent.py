@@ -53,14 +53,17 @@ from runlab.execution.targets import (
     agent_starting_path,
     agent_state_path,
     ensure_agent,
+    open_wake_fifo,
 )
 from runlab.store.folder import WorkspaceFolder
 from runlab.tracking import delivery  # noqa: F401 - installs WorkspaceFolder.journal_replayer (see store.folder)
 
 LOG_SHIP_MAX = 4 << 20  # bytes of one log sent to a server in one request
 POLL_S = 0.05
-IDLE_AFTER_S = 5.0  # with no run for this long, the agent looks at its queue once a second, not 20 times
-IDLE_POLL_S = 1.0
+IDLE_AFTER_S = 5.0  # with no run for this long, the agent waits to be woken instead of looking at its queue
+IDLE_POLL_S = 1.0  # an agent of a server's workspace on another machine (nothing here can wake it) looks this often
+# an idle agent waits to be woken (targets.wake_agent) and still looks this often: a wake-up lost is a short delay
+IDLE_WAIT_S = float(os.environ.get("RUNLAB_AGENT_IDLE_WAIT", "30") or 30)
 LOCK_WAIT_S = 2.0  # a reader probing whether the agent runs holds its lock for an instant
 CANCEL_GRACE_S = 10.0
 PUMP_POLL_S = 0.1
@@ -152,6 +155,7 @@ class Agent:
                       f"idle_seconds_before_scaledown={self.settings.idle_seconds}, {watchdog})")
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGTERM, lambda _sig, _frame: setattr(self, "_stop_requested", True))
+            self._open_wake()
             while True:
                 busy = self.step()
                 if self._stop_requested and not busy:
@@ -164,14 +168,76 @@ class Agent:
                     self._say(f"idle for {self.settings.idle_seconds} s: scaling down")
                     scaled_down = True
                     break
-                time.sleep(POLL_S if busy or time.monotonic() - self._idle_since < IDLE_AFTER_S else IDLE_POLL_S)
+                if busy or time.monotonic() - self._idle_since < IDLE_AFTER_S:
+                    time.sleep(POLL_S)
+                else:
+                    self._wait_idle()
         finally:
+            self._close_wake()
             agent_state_path(self.folder, self.target).unlink(missing_ok=True)
             lock.release()
         # a submit that saw this agent alive just before it let go of the lock: serve it
         if scaled_down and not self.stay and self.store.count_runs_by_status(self.target).get(RunStatus.QUEUED):
             ensure_agent(self.folder, self.target)
         return 0
+
+    # -- idle: waiting to be woken ------------------------------------------------------------
+
+    def _open_wake(self) -> None:
+        """The target's wake-up FIFO (``agents/<target>.wake``: a submit writes a byte into it) and a pipe
+        that signals write into (SIGTERM ends the wait at once). Neither: the agent polls (IDLE_POLL_S)."""
+        self._wake_fds: list[int] = []
+        self._signal_pipe: tuple[int, int] | None = None
+        if self.remote or not hasattr(os, "mkfifo"):
+            return
+        try:
+            self._wake_fds = open_wake_fifo(self.folder, self.target)
+        except OSError as exc:
+            self._say(f"no wake-up channel ({exc}): looking at the queue every {IDLE_POLL_S:g} s when idle")
+            return
+        if threading.current_thread() is threading.main_thread():
+            r, w = os.pipe()
+            os.set_blocking(w, False)
+            os.set_blocking(r, False)
+            try:
+                signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+                self._signal_pipe = (r, w)
+            except ValueError:
+                os.close(r)
+                os.close(w)
+
+    def _wait_idle(self) -> None:
+        """Idle: wait until woken (a submit, a signal) or for the next look at the queue, whichever is first."""
+        if not self._wake_fds:
+            time.sleep(IDLE_POLL_S)
+            return
+        timeout = IDLE_WAIT_S
+        if not self.stay:  # wake up in time to scale down
+            timeout = min(timeout, max(0.05, self.settings.idle_seconds - (time.monotonic() - self._idle_since)))
+        watched = [self._wake_fds[0]] + ([self._signal_pipe[0]] if self._signal_pipe else [])
+        try:
+            ready, _, _ = select.select(watched, [], [], timeout)
+        except (OSError, ValueError):
+            time.sleep(IDLE_POLL_S)
+            return
+        for fd in ready:
+            _drain(fd)
+
+    def _close_wake(self) -> None:
+        fds = list(getattr(self, "_wake_fds", []))
+        pipe = getattr(self, "_signal_pipe", None)
+        if pipe is not None:
+            try:
+                signal.set_wakeup_fd(-1)
+            except ValueError:
+                pass
+            fds += list(pipe)
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._wake_fds, self._signal_pipe = [], None
 
     def step(self) -> bool:
         """One turn of the loop; True while there is work."""
@@ -541,6 +607,16 @@ class Agent:
 
     def _say(self, line: str) -> None:
         print(f"{_stamp()} {line}", flush=True)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+    except OSError:
+        pass
 
 
 def _stamp() -> str:

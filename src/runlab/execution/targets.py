@@ -17,6 +17,7 @@ import enum
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import threading
@@ -181,8 +182,54 @@ def read_agent_state(folder: WorkspaceFolder, target: str) -> dict[str, Any] | N
         return None
 
 
+def agent_wake_path(folder: WorkspaceFolder, target: str) -> Path:
+    """``agents/<target>.wake``: a FIFO the idle agent waits on; a byte written into it wakes it."""
+    return _agent_file(folder, target, ".wake")
+
+
+def open_wake_fifo(folder: WorkspaceFolder, target: str) -> list[int]:
+    """For the agent: [read end, its own write end] of the target's wake-up FIFO, made if needed. Holding
+    a write end itself keeps the read end from reporting end-of-file whenever a waker closes it."""
+    path = agent_wake_path(folder, target)
+    try:
+        if not stat.S_ISFIFO(os.lstat(path).st_mode):
+            path.unlink()  # a planted file or link: never opened
+            os.mkfifo(path, 0o600)
+    except FileNotFoundError:
+        os.mkfifo(path, 0o600)
+    flags = os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    read_fd = os.open(path, os.O_RDONLY | flags)
+    try:
+        write_fd = os.open(path, os.O_WRONLY | flags)
+    except OSError:
+        os.close(read_fd)
+        raise
+    return [read_fd, write_fd]
+
+
+def wake_agent(folder: WorkspaceFolder, target: str) -> bool:
+    """Wake the target's idle agent (its queue has something new); False when none listens."""
+    try:
+        fd = os.open(agent_wake_path(folder, target),
+                     os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:  # ENXIO: no agent has it open; ENOENT: none made it; ELOOP: a planted link
+        return False
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+        os.write(fd, b"\x01")
+    except BlockingIOError:
+        pass  # full of wake-ups already: it is awake
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 def ensure_agent(folder: WorkspaceFolder, target: str, python: str | None = None) -> bool:
-    """Start the target's agent unless one runs or is starting. Returns True when a new one was started.
+    """Start the target's agent unless one runs or is starting (then wake it: its queue may have something
+    new). Returns True when a new one was started.
 
     "Starting": one was started moments ago and has not taken the lock yet (a burst of submits
     starts one agent, not one each)."""
@@ -190,8 +237,12 @@ def ensure_agent(folder: WorkspaceFolder, target: str, python: str | None = None
         client = folder.client  # type: ignore[attr-defined]
         path = f"/api/remote/targets/{check_id(target, 'compute target name', repr('cpu-cluster'))}/agent"
         return bool(client.post_json(path, {}).get("agent_started"))
-    if not getattr(folder, "starts_agents", True) or agent_is_running(folder, target) or _is_starting(folder, target):
+    if not getattr(folder, "starts_agents", True):
+        wake_agent(folder, target)  # an agent of this machine may serve it even so
         return False  # a server run with --no-agents: the agents of other machines claim its runs
+    if agent_is_running(folder, target) or _is_starting(folder, target):
+        wake_agent(folder, target)
+        return False
     log_path = _agent_file(folder, target, ".log")
     starting = agent_starting_path(folder, target)
     starting.touch()

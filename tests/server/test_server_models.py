@@ -119,6 +119,9 @@ TRAIN = textwrap.dedent("""
         f.write(os.urandom(4096) + run.id.encode())
     model = run.register_model('net', 'outputs/model.pt', tags={'acc': 0.9})
     print('REGISTERED', model.id)
+    from runlab import Model  # the v1 way from a training script: a file of its machine, with its run's token
+    local = Model.register(run.experiment.workspace, model_path='outputs/model.pt', model_name='net-local')
+    print('REGISTERED', local.id)
 """)
 
 SCORE = textwrap.dedent("""
@@ -152,6 +155,7 @@ def test_submitted_runs_register_and_use_models(any_ws: runlab.Workspace, tmp_pa
             runs.append(run)
         models = {m.version: m for m in Model.list(any_ws, name="net")}
         assert sorted(models) == [1, 2]
+        assert sorted(m.version for m in Model.list(any_ws, name="net-local")) == [1, 2]
         written = []
         for version, run in zip((1, 2), runs):
             assert models[version].run_id == run.id and models[version].tags == {"acc": "0.9"}
@@ -258,11 +262,14 @@ def test_what_the_model_routes_refuse(secured: tuple[ServerProcess, TokenStore],
     assert record.version == 1 and record.run_id == run.id
     assert Path(Model(ws, "mine").download(tmp_path / "mine")).read_bytes() == b"weights"
     fd = _fd(tmp_path / "q.bin", b"q")
-    try:
-        with pytest.raises(PermissionDeniedError, match="writer token"):  # uploads of local files: writers only
-            run_blobs.put_fd(fd, 1)
+    try:  # a file of the run's machine (Model.register(ws, "outputs/model.pt") in a training script)
+        assert run_blobs.put_fd(fd, 1) == (sha(b"q"), 1, True)
     finally:
         os.close(fd)
+    local = ModelFile(path="q.bin", size=1, sha256=sha(b"q"), source="/tmp/q.bin", source_etag=None)
+    record = run_store.register_model("from-script", path="q.bin", source="/tmp/q.bin", files=[local],
+                                      files_hash="1" * 64)
+    assert record.run_id is None and record.version == 1
     assert run_blobs.has(sha(b"weights"), 7)
     with pytest.raises(PermissionDeniedError):
         run_store.delete_model("net", model.version)

@@ -94,8 +94,8 @@ def authorize(state: StudioState, caller: Principal, method: str, args: list[Any
             return
         if method == "create_run" and kwargs.get("parent_run_id") == caller.run_id:
             return
-        if method == "register_model" and kwargs.get("run_id") == caller.run_id:
-            return
+        if method == "register_model" and kwargs.get("run_id") in (None, caller.run_id):
+            return  # its own run's files, or files of its machine (Model.register(ws, "outputs/model.pt"))
         if method == "get_or_create_experiment" and caller.run_id is not None:
             own = state.store.get_run(caller.run_id)
             if (kwargs.get("name", args[0] if args else None)) == own.experiment_name:
@@ -550,8 +550,11 @@ def get_model_blob(sha256: str, request: Request) -> Response:
 
 @router.put("/remote/models/blobs/{sha256}")
 async def put_model_blob(sha256: str, request: Request) -> JSONResponse:
-    """Store the body as content ``sha256`` once its length and sha256 are checked (writers only)."""
-    _require_writer(request, "sending model files")
+    """Store the body as content ``sha256`` once its length and sha256 are checked (writers, and a run's own
+    token: a training script registers the model it wrote with Model.register)."""
+    caller = current_principal(request)
+    if not (caller.can_write or caller.role == "run"):
+        _require_writer(request, "sending model files")
     state = get_state(request)
     expected = _sha(sha256)
     spool, size, digest = await _spool_hashed(request)

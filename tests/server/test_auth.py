@@ -606,3 +606,31 @@ def test_tokens_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
         if s is not None:
             s.stop()
         drop_database(postgres_url, url)
+
+
+def test_the_studio_shows_who_is_logged_in_and_logs_out(server: Server, browser: Any) -> None:
+    """Chromium: log in with a token, the top bar names the token and its role, Log out ends the session."""
+    token = server.token("writer", name="grace")
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(server.live.url + "/runs")
+        assert page.url.startswith(server.live.url + "/login")
+        page.fill("input[name=token]", token)
+        page.click("button[type=submit]")
+        page.wait_for_selector("form.session .who")
+        assert page.inner_text("form.session .who") == "grace (writer)"
+        page.click("#logout")
+        page.wait_for_url(server.live.url + "/login*")
+        assert not [c for c in context.cookies() if c["name"] == SESSION_COOKIE]
+        page.goto(server.live.url + "/runs")
+        assert page.url.startswith(server.live.url + "/login")  # logged out: the pages ask for a token again
+    finally:
+        context.close()
+
+
+def test_the_embedded_studio_shows_no_session(live_server: LiveServer, page: Any) -> None:
+    page.goto(live_server.url + "/runs")
+    page.wait_for_selector("#main")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("form.session").count() == 0

@@ -345,6 +345,21 @@
   }
   function store(key, value) { try { localStorage.setItem(key, JSON.stringify(value)); } catch (e) { /* not kept */ } }
 
+  /* With tokens on (runlab server): who is logged in, and a way to log out, in the top bar. */
+  async function showSession() {
+    const bar = document.querySelector(".topbar");
+    if (!bar || document.body.dataset.page === "login") return;
+    let me;
+    try { me = await api("/api/whoami"); } catch (e) { return; }
+    if (!me || !me.auth) return;
+    const form = el("form", { method: "post", action: "/logout", class: "session" },
+      el("span", { class: "who", title: `token ${me.token_id || ""}` }, `${me.name} (${me.role})`),
+      el("button", { type: "submit", id: "logout" }, "Log out"));
+    bar.appendChild(form);
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", showSession);
+  else showSession();
+
   window.Studio = {
     pageData, api, send, ApiError, el, fmtTime, fmtTimeZone, zoneName, whenEl, fmtAgo,
     plotly, afterPaint, chartTheme, onThemeChange, ema, clippedRange, plotDate, fromPlotDate, X_MODES, xValues, xAxis, hoverData, hoverTemplate, yAxisFor,

@@ -261,3 +261,32 @@ def test_saved_view_restores_filter_columns_and_sort(populated: runlab.Workspace
     assert page.input_value("#query") == 'status = "Completed"'
     assert page.locator("#runs-table th[data-sort='tag:lr']").count() == 1
     assert page.get_attribute("#runs-table th[data-sort='metric:loss']", "aria-sort") == "ascending"
+
+
+def test_columns_resize_by_drag_and_keys_and_keep_their_width(populated: runlab.Workspace, live_server: LiveServer,
+                                                               page: Any) -> None:
+    page.goto(f"{live_server.url}/runs?experiment=mnist")
+    page.wait_for_selector("#runs-table tbody tr")
+    head = page.locator('#runs-table th[data-col="target"]')
+    before = head.bounding_box()["width"]
+    handle = head.locator(".col-resize")
+    box = handle.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 120, box["y"] + box["height"] / 2, steps=6)
+    page.mouse.up()
+    wider = head.bounding_box()["width"]
+    assert wider > before + 80, (before, wider)
+    cell = page.locator('#runs-table tbody tr:first-child td[data-col="target"]')
+    assert abs(cell.bounding_box()["width"] - wider) < 2  # the cells follow their header
+    assert "sort=target" not in page.url  # the drag sorted nothing
+    handle.focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowLeft")
+    narrower = head.bounding_box()["width"]
+    assert wider - 60 < narrower < wider - 36, (wider, narrower)
+    page.reload()
+    page.wait_for_selector("#runs-table tbody tr")
+    assert abs(page.locator('#runs-table th[data-col="target"]').bounding_box()["width"] - narrower) < 2
+    page.locator('#runs-table th[data-col="target"] .col-resize').dblclick()  # back to fit its content
+    assert abs(page.locator('#runs-table th[data-col="target"]').bounding_box()["width"] - before) < 2

@@ -152,12 +152,13 @@
     // bubbles to the header, which a mouse may click anywhere), and focused again once redrawn.
     thead.replaceChildren(el("tr", {}, el("th", { class: "sel sticky-sel" }, all), columns().map((c) => {
       const cls = [c.num ? "num" : "", c.cls || "", c.tag ? "tag-col" : "", c.prop ? "prop-col" : ""].join(" ").trim() || null;
-      if (!c.sort) return el("th", { class: cls }, c.label);
+      if (!c.sort) return withResizer(el("th", { class: cls, dataset: { col: c.key } }, c.label), c.key);
       const sorted = state.sort === c.sort;
       const button = el("button", { type: "button", class: "sort", title: `sort by ${c.title || c.label}` }, c.label,
         sorted ? el("span", { class: "arrow", "aria-hidden": "true" }, state.order === "desc" ? "▼" : "▲") : null);
-      const th = el("th", { class: cls, dataset: { sort: c.sort },
+      const th = el("th", { class: cls, dataset: { sort: c.sort, col: c.key },
         "aria-sort": sorted ? (state.order === "desc" ? "descending" : "ascending") : "none" }, button);
+      withResizer(th, c.key);
       th.addEventListener("click", () => {
         if (state.sort === c.sort) state.order = state.order === "desc" ? "asc" : "desc";
         else { state.sort = c.sort; state.order = DESC_FIRST.has(c.sort) || c.metric ? "desc" : "asc"; }
@@ -170,11 +171,63 @@
     if (focusedSort) thead.querySelector(`th[data-sort="${CSS.escape(focusedSort)}"] button`)?.focus();
   }
 
+  /* Column widths: a handle at each header's right edge, dragged (or moved with the arrow keys when
+     focused); kept per column in localStorage and applied to the header and its cells by one style
+     rule each, so a column can be made narrower than its content (which is then cut with an ellipsis). */
+  const WIDTHS_KEY = "runlab.runs.widths";
+  const widthStyle = document.head.appendChild(document.createElement("style"));
+  function applyWidths() {
+    const widths = S.stored(WIDTHS_KEY, {});
+    widthStyle.textContent = Object.entries(widths).map(([key, w]) => {
+      const sel = `.runs-grid [data-col="${CSS.escape(key)}"]`;
+      return `${sel} { width: ${w}px; min-width: ${w}px; max-width: ${w}px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }`;
+    }).join("\n");
+  }
+  function setWidth(key, w) {
+    const widths = S.stored(WIDTHS_KEY, {});
+    widths[key] = Math.max(40, Math.min(800, Math.round(w)));
+    S.store(WIDTHS_KEY, widths);
+    applyWidths();
+  }
+  function withResizer(th, key) {
+    const handle = el("span", { class: "col-resize", role: "separator", tabindex: "0", "aria-orientation": "vertical",
+      "aria-label": `resize column ${key}`, title: "drag to resize (double-click: fit)" });
+    handle.addEventListener("click", (e) => e.stopPropagation());  // never a sort
+    handle.addEventListener("dblclick", (e) => {
+      e.stopPropagation();
+      const widths = S.stored(WIDTHS_KEY, {}); delete widths[key]; S.store(WIDTHS_KEY, widths); applyWidths();
+    });
+    handle.addEventListener("keydown", (e) => {
+      if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
+      e.preventDefault(); e.stopPropagation();
+      setWidth(key, th.getBoundingClientRect().width + (e.key === "ArrowRight" ? 16 : -16));
+    });
+    handle.addEventListener("pointerdown", (e) => {
+      e.preventDefault(); e.stopPropagation();
+      const start = e.clientX, from = th.getBoundingClientRect().width;
+      handle.setPointerCapture(e.pointerId);
+      const move = (ev) => setWidth(key, from + ev.clientX - start);
+      const up = () => { handle.removeEventListener("pointermove", move); handle.removeEventListener("pointerup", up); };
+      handle.addEventListener("pointermove", move);
+      handle.addEventListener("pointerup", up);
+    });
+    th.appendChild(handle);
+    return th;
+  }
+  applyWidths();
+
   function renderRow(run) {
     const box = el("input", { type: "checkbox", "aria-label": `select ${run.run_id}` });
     box.checked = selected.has(run.run_id);
     box.addEventListener("change", () => { box.checked ? selected.add(run.run_id) : selected.delete(run.run_id); updateSelection(); });
     const cells = columns().map((c) => {
+      const cell = cellFor(c);
+      cell.dataset.col = c.key;
+      return cell;
+    });
+    return el("tr", { dataset: { runId: run.run_id, status: run.status } }, el("td", { class: "sel sticky-sel" }, box), cells);
+
+    function cellFor(c) {
       switch (c.key) {
         case "run": return el("td", { class: "sticky-run" }, S.runLink(run), run.archived ? el("span", { class: "archived-mark", title: "archived" }, "archived") : null);
         case "experiment": return el("td", {}, el("a", { href: `/runs?experiment=${encodeURIComponent(run.experiment)}` }, run.experiment));
@@ -189,8 +242,7 @@
           if (c.prop) return el("td", { dataset: { property: c.prop } }, (run.properties || {})[c.prop] ?? "");
           return el("td", { class: "num", dataset: { metric: c.metric } }, S.fmtValue(run.metrics[c.metric]));
       }
-    });
-    return el("tr", { dataset: { runId: run.run_id, status: run.status } }, el("td", { class: "sel sticky-sel" }, box), cells);
+    }
   }
 
   function renderPager(page) {

@@ -9,7 +9,8 @@ The workspace is generated straight into the SQLite tables (SQLAlchemy Core bulk
 not API usage): N runs of one experiment, each with 3 tags, 2 properties and 10 metric summaries
 (m0..m9 and loss: the ``metrics`` rows a runs table reads; no series chunks, which a table never
 reads). Server time is an in-process request to the ASGI app (Starlette's test client: no network),
-the median of repetitions after a first, cold one. Figures are printed, nothing is asserted.
+the median of repetitions after a first, cold one. ``--browser`` adds the page in Chromium: navigation
+to the first rows in the DOM, on the page's own clock. Figures are printed, nothing is asserted.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--workspace", type=Path, default=None,
                         help="generate the workspace there and keep it; reuse it when it exists")
+    parser.add_argument("--browser", action="store_true",
+                        help="also time the runs page in Chromium (/usr/bin/chromium) over a uvicorn server on "
+                             "127.0.0.1: navigation to the first rows shown, cold (a new context) and warm")
     args = parser.parse_args(argv)
 
     scratch = Path(tempfile.mkdtemp(prefix="runlab-bench-table-"))
@@ -142,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 assert response.status_code == 200
                 return response.text.count("\n") - 1
             exported = timed(export, 1)
+        page_times = measure_page(folder, args.reps) if args.browser else None
         folder.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -157,8 +162,49 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['cold_s'] * 1000:7.1f} ms  {total}")
     print(f"{'CSV export of the query (all rows)'.ljust(width)}{exported['median_s'] * 1000:7.1f} ms "
           f"{exported['min_s'] * 1000:7.1f} ms {exported['cold_s'] * 1000:7.1f} ms  {exported['result']} rows")
+    if page_times is not None:
+        print(f"{'runs page in Chromium: first rows shown, cold'.ljust(width)}{page_times['cold_s'] * 1000:7.1f} ms")
+        print(f"{'runs page in Chromium: first rows shown, warm'.ljust(width)}{page_times['median_s'] * 1000:7.1f} ms "
+              f"{page_times['min_s'] * 1000:7.1f} ms")
     print(f"\nquery: {QUERY}")
     return 0
+
+
+def measure_page(folder: Any, reps: int) -> dict[str, float]:
+    """Navigation to the runs table's first rows in the DOM (Chromium, the page's own clock from
+    navigation start): cold in a new browser context (empty cache), then warm (the same context)."""
+    from playwright.sync_api import sync_playwright
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_studio import CHROMIUM, _Server  # the same server and browser settings
+
+    from runlab.server.app import create_app
+
+    marks = """(() => { const t = (window.__bench = {}); const seen = () => {
+        if (!t.rows && document.querySelector('#runs-table tbody tr')) t.rows = performance.now(); };
+      document.addEventListener('DOMContentLoaded', () => new MutationObserver(seen)
+        .observe(document.body, { subtree: true, childList: true })); })()"""
+    server = _Server(create_app(folder))
+    url = f"{server.url}/runs?experiment=bench&metric=loss&metric=m0&metric=m1"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"])
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            context.add_init_script(marks)
+            page = context.new_page()
+            times = []
+            for _ in range(reps + 1):
+                page.goto("about:blank")
+                page.goto(url)
+                page.wait_for_selector("#runs-table tbody tr", timeout=60_000)
+                times.append(float(page.evaluate("window.__bench.rows")) / 1000)
+            browser.close()
+    finally:
+        server.stop()
+    warm = times[1:]
+    return {"cold_s": times[0], "median_s": float(statistics.median(warm)), "min_s": min(warm)}
 
 
 if __name__ == "__main__":

@@ -257,3 +257,29 @@ def test_unfinished_multipart_uploads_under_the_prefix_are_aborted_when_old(s3_b
     assert artifacts.abort_stale_uploads() == 1
     left = {u["UploadId"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])}
     assert mine not in left and theirs in left  # outside the server's prefix: not its to abort
+
+
+def test_a_file_that_grows_while_it_is_sent_sends_what_its_length_said(
+        ws: runlab.Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in CI with a live log in S3: the size was read, then a part was added before the bytes were
+    streamed; the response sent more than its Content-Length and the client got a broken read."""
+    import warnings
+
+    from runlab.server.app import create_app
+    from runlab.store.artifacts import LocalArtifactStore
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+        from fastapi.testclient import TestClient
+
+    run = runlab.Experiment(ws, "grows").start_logging()
+    ws.folder.artifacts.put_bytes(run.id, "logs/live.txt", b"0123456789" * 100)
+    real_size = LocalArtifactStore.size
+    monkeypatch.setattr(LocalArtifactStore, "size", lambda self, r, n: real_size(self, r, n) - 300)  # it grew since
+    with TestClient(create_app(ws.folder)) as client:
+        for url in (f"/api/remote/runs/{run.id}/files/logs/live.txt?offset=100", f"/api/runs/{run.id}/files/logs/live.txt"):
+            response = client.get(url)
+            assert response.status_code == 200, response.text
+            assert len(response.content) == int(response.headers["content-length"]), url
+        assert response.content == (b"0123456789" * 100)[:700]
+    run.complete()

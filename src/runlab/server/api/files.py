@@ -46,9 +46,18 @@ def content_type_of(name: str) -> str:
     return guessed
 
 
-def _iterate(stream: BinaryIO) -> Iterator[bytes]:
+def _iterate(stream: BinaryIO, length: int | None = None) -> Iterator[bytes]:
+    """The stream's bytes, at most ``length`` of them: a response declares its Content-Length from a
+    size read before, and a log that grew meanwhile (appended to, or a part added in S3) must not send
+    more than declared (h11 refuses it, and the client sees a broken response)."""
     try:
-        while block := stream.read(BLOCK):
+        left = length
+        while left is None or left > 0:
+            block = stream.read(BLOCK if left is None else min(BLOCK, left))
+            if not block:
+                break
+            if left is not None:
+                left -= len(block)
             yield block
     finally:
         stream.close()
@@ -62,7 +71,7 @@ def _file_response(stream: BinaryIO, name: str, size: int, download: bool) -> St
         "Content-Length": str(size),
         "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(base)}",
     }
-    return StreamingResponse(_iterate(stream), media_type=content_type_of(name), headers=headers)
+    return StreamingResponse(_iterate(stream, size), media_type=content_type_of(name), headers=headers)
 
 
 FILE_RESPONSE: dict[int | str, dict[str, Any]] = {

@@ -348,8 +348,9 @@ def get_object(snapshot_id: str, sha256: str, request: Request) -> Response:
         stream = open(path, "rb")
     except OSError as exc:
         raise StoreError(f"snapshot object {sha256} cannot be read: {exc}") from exc
-    return StreamingResponse(_iterate(stream), media_type="application/octet-stream",
-                             headers={"Content-Length": str(path.stat().st_size)})
+    size = path.stat().st_size
+    return StreamingResponse(_iterate(stream, size), media_type="application/octet-stream",
+                             headers={"Content-Length": str(size)})
 
 
 # -- the workspace's own datastores ------------------------------------------------------------------
@@ -455,6 +456,12 @@ def stat_datastore_object(name: str, obj: str, request: Request) -> JSONResponse
     allowed = _check_datastore_read(request, name)
     objects = _served_store(get_state(request), name)
     rel = check_object_name(obj, objects.description)
+    if allowed is not None and rel not in allowed and any(path.startswith(rel + "/") for path in allowed):
+        from runlab.core.errors import ObjectNotFoundError
+
+        # a folder of the run's input files (a dataset of a folder, resolved where the run runs: it asks
+        # whether the path is a file before it lists it): no object, as for any token
+        raise ObjectNotFoundError(f"{rel!r} of datastore {name!r} is no object", name=rel)
     _check_input_path(allowed, name, rel, current_principal(request).run_id)
     return JSONResponse(info_to_json(objects.stat(rel)))
 
@@ -474,7 +481,7 @@ def get_datastore_object(name: str, obj: str, request: Request) -> Response:
     headers = {"Content-Length": str(size)}
     if size == info.size and info.etag:
         headers["ETag"] = f'"{info.etag}"'
-    return StreamingResponse(_iterate(stream), media_type="application/octet-stream", headers=headers)
+    return StreamingResponse(_iterate(stream, size), media_type="application/octet-stream", headers=headers)
 
 
 @router.put("/remote/datastores/{name}/objects/{obj:path}")
@@ -544,7 +551,7 @@ def get_model_blob(sha256: str, request: Request) -> Response:
     if request.method == "HEAD":
         stream.close()
         return Response(headers={"Content-Length": str(size)})
-    return StreamingResponse(_iterate(stream), media_type="application/octet-stream",
+    return StreamingResponse(_iterate(stream, size), media_type="application/octet-stream",
                              headers={"Content-Length": str(size)})
 
 

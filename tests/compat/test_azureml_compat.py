@@ -34,7 +34,7 @@ EXPORTS = {
     "azureml.core.environment": ["CondaDependencies", "DockerSection", "Environment", "PythonSection"],
     "azureml.core.experiment": ["Experiment"],
     "azureml.core.model": ["InferenceConfig", "Model"],
-    "azureml.core.run": ["Run", "ScriptRun"],
+    "azureml.core.run": ["Run", "ScriptRun", "_OfflineRun"],
     "azureml.core.runconfig": ["DEFAULT_CPU_IMAGE", "DEFAULT_GPU_IMAGE", "DockerConfiguration", "MpiConfiguration",
                                "PyTorchConfiguration", "RunConfiguration", "TensorflowConfiguration"],
     "azureml.core.script_run": ["ScriptRun"],
@@ -169,6 +169,40 @@ def test_tutorial_scripts_with_v1_imports(tmp_path: Path, v1_env: dict[str, str]
     out = _run(project, v1_env, "v1-data.py")
     assert "files in the mounted dataset: 7 offline: False" in out
     assert "subscription <azure-subscription-id> files 7" in out
+
+
+def _torch_wheel_available() -> bool:
+    return any(Path("/opt/wheels").glob("torch-2.13.0*.whl")) or os.environ.get("RUNLAB_TEST_TORCH") == "1"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _torch_wheel_available(), reason="needs the local torch 2.13.0 CPU wheel (pip find-links)")
+def test_tutorial_parts_3_and_4_with_v1_imports_train_with_torch(tmp_path: Path, v1_env: dict[str, str]) -> None:
+    """04-run-pytorch.py and 06-run-pytorch-data.py with their v1 import lines, and src/train.py with its own
+    (``from azureml.core import Run``): the pytorch-env environment is built (its ``azureml-sdk`` entry gets
+    the compatibility package, not runlab's path), and both runs train and log their loss."""
+    project = _v1_tutorial(tmp_path)
+    train = project / "src" / "train.py"
+    text, count = re.subn(r"^from runlab import Run\b[^\n]*$", "from azureml.core import Run", train.read_text(),
+                          count=1, flags=re.M)
+    assert count == 1 and "runlab" not in text
+    train.write_text(text)
+    env = {**v1_env, "RUNLAB_TEST_TORCH": "1"}
+    for script in ("01-create-workspace.py", "02-create-compute.py", "make_cifar10.py", "05-upload-data.py"):
+        _run(project, env, script)
+    assert "Finished Training" in _run(project, env, "04-run-pytorch.py")
+    assert "Finished Training" in _run(project, env, "06-run-pytorch-data.py")
+    ws = runlab.Workspace.from_config(project)
+    for name in ("day1-experiment-train", "day1-experiment-data"):
+        (run,) = runlab.Experiment(ws, name).get_runs()
+        assert run.get_status() == "Completed"
+        loss = run.get_metrics()["loss"]
+        assert len(loss) >= 5 and loss[-1] < loss[0], (name, loss)
+        with run.open_file("azureml-logs/20_image_build_log.txt") as f:
+            assert "azureml-sdk" in f.read().decode()
+    (data_run,) = runlab.Experiment(ws, "day1-experiment-data").get_runs()
+    (consumed,) = data_run.get_details()["inputDatasets"]
+    assert consumed["consumptionDetails"]["mechanism"] == "Mount"
 
 
 def test_control_script_using_more_of_the_v1_api(tmp_path: Path, v1_env: dict[str, str]) -> None:

@@ -93,15 +93,101 @@ def test_experiment_tags_archive_and_delete(ws: runlab.Workspace) -> None:
 
 
 def test_offline_run_ids_start_with_offline_run(tmp_path: Path, v1_env: dict[str, str]) -> None:
-    code = ("from azureml.core import Run\nrun = Run.get_context()\nrun.log('a', 1)\n"
-            "print(run.id, run.id.startswith('OfflineRun'), run.experiment.name)\n")
+    code = ("from azureml.core import Run\nfrom azureml.core.run import _OfflineRun\nrun = Run.get_context()\n"
+            "run.log('a', 1)\n"
+            "print(run.id, run.id.startswith('OfflineRun'), run.experiment.name, isinstance(run, _OfflineRun),\n"
+            "      isinstance(run, Run))\n")
     script = tmp_path / "train.py"
     script.write_text(code)
     done = subprocess.run([sys.executable, str(script)], env=v1_env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    run_id, offline, experiment = done.stdout.split()
+    run_id, offline, experiment, is_offline_class, is_run = done.stdout.split()
     assert run_id.startswith("OfflineRun_") and offline == "True" and experiment == "train"
+    assert is_offline_class == "True" and is_run == "True"
     assert check_run_id(run_id) == run_id
+
+
+def test_submitted_and_interactive_runs_are_not_offline_runs(ws: runlab.Workspace, tmp_path: Path) -> None:
+    from runlab.sdk.run import _OfflineRun
+
+    run = runlab.Experiment(ws, "online").start_logging()
+    assert isinstance(run, Run) and not isinstance(run, _OfflineRun)
+    run.complete()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "check.py").write_text(
+        "from runlab.sdk.run import Run, _OfflineRun\n"
+        "run = Run.get_context()\nrun.log('offline_class', int(isinstance(run, _OfflineRun)))\n")
+    try:
+        submitted = runlab.Experiment(ws, "online").submit(runlab.ScriptRunConfig(source_directory=src,
+                                                                                  script="check.py"))
+        assert submitted.wait_for_completion()["status"] == "Completed"
+        assert submitted.get_metrics()["offline_class"] == 0 and not isinstance(submitted, _OfflineRun)
+    finally:
+        from tests_support import stop_agents
+
+        stop_agents(ws)
+
+
+def test_experiment_from_directory(ws: runlab.Workspace, tmp_path: Path) -> None:
+    from runlab.core.errors import ConfigError
+
+    project = tmp_path / "project"
+    (project / ".azureml").mkdir(parents=True)
+    ws.write_config(project / ".azureml")
+    with pytest.raises(ConfigError, match="no experiment named"):
+        Experiment.from_directory(project)
+    # v1's project file: the experiment's name under "Id"
+    (project / ".azureml" / "project.json").write_text(json.dumps({
+        "Id": "from-dir", "Scope": f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/"
+                                   f"workspaces/{ws.name}/projects/from-dir"}))
+    exp = Experiment.from_directory(str(project), auth=None)
+    assert exp.name == "from-dir" and exp.workspace.path == ws.path
+    assert [e.name for e in Experiment.list(ws)] == ["from-dir"]
+    # no config.json in or above the folder: the workspace named in "Scope" (a registered one)
+    alone = tmp_path / "alone"
+    (alone / "aml_config").mkdir(parents=True)
+    (alone / "aml_config" / "project.json").write_text(json.dumps({"Id": "scoped", "Scope": "/x/workspaces/nope/y"}))
+    with pytest.raises(runlab.RunlabError):
+        Experiment.from_directory(alone)  # no workspace "nope" is registered
+    (alone / "aml_config" / "project.json").write_text(json.dumps({"Id": "scoped",
+                                                                   "Scope": f"/x/workspaces/{ws.name}/projects/s"}))
+    scoped = Experiment.from_directory(alone)
+    assert scoped.name == "scoped" and scoped.workspace.path == ws.path
+    # or the config.json's own experiment_name
+    other = tmp_path / "other"
+    other.mkdir()
+    config = json.loads((project / ".azureml" / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "experiment_name": "from-config"}))
+    assert Experiment.from_directory(other).name == "from-config"
+    with pytest.raises(ConfigError, match="not a folder"):
+        Experiment.from_directory(tmp_path / "missing")
+
+
+def test_output_file_dataset_configs_are_in_output_datasets(ws: runlab.Workspace, tmp_path: Path) -> None:
+    from runlab.sdk.output_dataset import OutputFileDatasetConfig
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "write.py").write_text(
+        "import os, sys\nos.makedirs(sys.argv[1], exist_ok=True)\n"
+        "open(os.path.join(sys.argv[1], 'part.csv'), 'w').write('a,b\\n1,2\\n')\n")
+    prepared = OutputFileDatasetConfig(name="prepared", destination=(ws.get_default_datastore(), "prepared/{run-id}"))
+    try:
+        run = runlab.Experiment(ws, "outputs").submit(runlab.ScriptRunConfig(
+            source_directory=src, script="write.py", arguments=[prepared, "--plain", "x"]))
+        assert run.wait_for_completion()["status"] == "Completed"
+    finally:
+        from tests_support import stop_agents
+
+        stop_agents(ws)
+    (output,) = run.get_details()["outputDatasets"]
+    assert output["outputType"] == "RunOutput" and output["outputDetails"] == {"outputName": "prepared"}
+    assert output["path"] == "outputs/prepared" and output["destination"] == ["workspaceblobstore", "prepared/{run-id}"]
+    assert "outputs/prepared/part.csv" in run.get_file_names()
+    # Run(experiment, id) reads it back the same
+    again = Run(runlab.Experiment(ws, "outputs"), run.id).get_details()["outputDatasets"]
+    assert [o["outputDetails"]["outputName"] for o in again] == ["prepared"]
 
 
 def test_details_have_azures_keys(ws: runlab.Workspace) -> None:

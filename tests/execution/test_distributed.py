@@ -85,9 +85,11 @@ def src(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def agents(ws: runlab.Workspace) -> Iterator[None]:
+def agents(request: pytest.FixtureRequest) -> Iterator[None]:
+    ws = request.getfixturevalue("ws") if "ws" in request.fixturenames else None  # any_ws tests stop their own
     yield
-    stop_agents(ws)
+    if ws is not None:
+        stop_agents(ws)
 
 
 def _config(src: Path, script: str, arguments: list[str], count: int) -> ScriptRunConfig:
@@ -145,6 +147,15 @@ def test_two_ranks_get_torch_variables_log_to_the_run_and_are_sampled(
     log = _driver_log(run)
     for rank in range(2):
         assert f"[rank {rank}] hello from {rank}\n" in log and f"[rank {rank}] note from {rank}\n" in log
+    # and one file per rank as Azure writes them, that rank's lines only, unprefixed
+    names = run.get_file_names()
+    assert "azureml-logs/70_driver_log_0.txt" in names and "azureml-logs/70_driver_log_1.txt" in names
+    assert "azureml-logs/70_driver_log_2.txt" not in names
+    for rank in range(2):
+        with run.open_file(f"azureml-logs/70_driver_log_{rank}.txt") as f:
+            own = f.read().decode()
+        assert f"hello from {rank}\n" in own and f"note from {rank}\n" in own
+        assert "[rank" not in own and f"hello from {1 - rank}" not in own
     assert sorted(run.get_metrics("rank")["rank"]) == [0, 1]  # every rank logs into the one run
     processes = run.get_metrics("sys/processes").get("sys/processes")
     assert processes and max(processes) >= 3  # the launcher and both ranks are one sampled tree
@@ -166,6 +177,8 @@ def test_a_failing_rank_fails_the_run_naming_it_and_stops_the_others(
     sleeper, failer = _pids(pids, 2)
     assert not _alive(sleeper) and not _alive(failer)
     assert "runlab: rank 1 exited with code 3: stopping the other ranks" in _driver_log(run)
+    with run.open_file("azureml-logs/70_driver_log_1.txt") as f:
+        assert f.read().decode() == "rank 1 gives up\n"
 
 
 def test_cancel_stops_every_rank(ws: runlab.Workspace, src: Path, tmp_path: Path) -> None:
@@ -221,3 +234,21 @@ def test_one_process_and_mpi_of_one_process_run_as_before(ws: runlab.Workspace, 
     assert run.wait_for_completion()["status"] == "Completed"
     log = _driver_log(run)
     assert "False" in log and "[rank" not in log  # one process: started as any run
+    assert not [n for n in run.get_file_names() if n.startswith("azureml-logs/70_driver_log_")]
+
+
+def test_per_rank_driver_logs_in_a_folder_and_on_a_server(any_ws: runlab.Workspace, src: Path) -> None:
+    """``70_driver_log_<i>.txt`` for each rank (Azure's names) beside the combined log, in a workspace folder
+    and in a workspace of ``runlab server`` (where the agent sends the logs over HTTP)."""
+    try:
+        run = runlab.Experiment(any_ws, "dist-logs").submit(_config(src, "ranks.py", ["0"], 2))
+        assert run.wait_for_completion(timeout_seconds=240)["status"] == "Completed", _driver_log(run)
+        for rank in range(2):
+            with run.open_file(f"azureml-logs/70_driver_log_{rank}.txt") as f:
+                own = f.read().decode()
+            # that rank's stdout and stderr lines, unprefixed (their order between the two pipes is not fixed)
+            assert sorted(own.splitlines()) == [f"hello from {rank}", f"note from {rank}"], own
+        log = _driver_log(run)
+        assert "[rank 0] hello from 0" in log and "[rank 1] hello from 1" in log
+    finally:
+        stop_agents(any_ws)

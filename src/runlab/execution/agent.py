@@ -41,7 +41,7 @@ from runlab.core.names import id_problem
 from runlab.core.process import current_identity
 from runlab.core.settings import load_settings
 from runlab.core.status import RunStatus
-from runlab.execution.distributed import launcher_argv, read_status, threads_per_rank
+from runlab.execution.distributed import launcher_argv, rank_log_name, read_status, threads_per_rank
 from runlab.execution.environments import EnvironmentDefinition, build_environment
 from runlab.execution.inputs import PreparedInputs, prepare_inputs
 from runlab.execution.monitoring import RunMonitor
@@ -352,7 +352,8 @@ class Agent:
             argv = [python, definition["script"], *arguments]
         if slot.ranks > 1:
             slot.ranks_status.unlink(missing_ok=True)
-            argv = launcher_argv(slot.ranks, slot.ranks_status, argv)
+            rank_logs = [self._log_path(record.run_id, rank_log_name(i)) for i in range(slot.ranks)]
+            argv = launcher_argv(slot.ranks, slot.ranks_status, argv, rank_logs)
             self._run_log(slot, f"distributed: {slot.ranks} processes (RANK 0 to {slot.ranks - 1}), "
                                 f"{threads} thread(s) each")
         return LaunchPlan(argv=inputs.protect(argv), cwd=slot.workdir, env=env)

@@ -11,7 +11,9 @@ does to a script (cancel's SIGTERM then SIGKILL to the group, the kill of what i
 leader exits, the watchdog, system metrics of the leader's process tree) covers every rank. The
 launcher starts rank ``i`` (0 to N-1), in its group, with ``RANK=LOCAL_RANK=i``, ``WORLD_SIZE=N``,
 ``NODE_RANK=0``, ``MASTER_ADDR=127.0.0.1`` and ``MASTER_PORT`` (a free port), copies each line the
-ranks write to its own stdout or stderr prefixed ``[rank i] `` (rank 0 too), and waits for all:
+ranks write to its own stdout or stderr prefixed ``[rank i] `` (rank 0 too), and (with ``--rank-logs``,
+as the agent starts it) also unprefixed to that rank's own file, ``azureml-logs/70_driver_log_<i>.txt``
+as Azure writes them beside the combined ``70_driver_log.txt``, and waits for all:
 
 - every rank exits 0: it exits 0;
 - a rank fails (the first one seen exiting non-zero): the others get SIGTERM, then SIGKILL after
@@ -37,7 +39,7 @@ from typing import IO, Any, Mapping, Sequence
 from runlab.core.errors import NotSupportedError, UserError
 from runlab.execution.processes import parent_death_signal
 
-__all__ = ["launcher_argv", "process_count", "rank_variables", "read_status", "threads_per_rank"]
+__all__ = ["launcher_argv", "process_count", "rank_log_name", "rank_variables", "read_status", "threads_per_rank"]
 
 MASTER_ADDR = "127.0.0.1"
 RANK_GRACE_S = 10.0  # a failed rank's peers get this long after SIGTERM before SIGKILL
@@ -109,10 +111,22 @@ def rank_variables(rank: int, world_size: int, master_port: int) -> dict[str, st
             "MASTER_ADDR": MASTER_ADDR, "MASTER_PORT": str(master_port)}
 
 
-def launcher_argv(ranks: int, status_path: Path, argv: Sequence[str]) -> list[str]:
-    """The command that starts ``argv`` as ``ranks`` processes (the agent's interpreter runs it)."""
+def rank_log_name(rank: int) -> str:
+    """The run file of one rank's output (Azure's per-process driver log)."""
+    return f"azureml-logs/70_driver_log_{rank}.txt"
+
+
+def launcher_argv(ranks: int, status_path: Path, argv: Sequence[str],
+                  rank_logs: Sequence[Path] | None = None) -> list[str]:
+    """The command that starts ``argv`` as ``ranks`` processes (the agent's interpreter runs it);
+    ``rank_logs``: one file per rank that gets that rank's stdout and stderr lines, unprefixed."""
+    logs: list[str] = []
+    if rank_logs is not None:
+        if len(rank_logs) != ranks:
+            raise ValueError(f"{len(rank_logs)} rank logs for {ranks} ranks")
+        logs = ["--rank-logs", json.dumps([str(p) for p in rank_logs])]
     return [sys.executable, "-m", "runlab.execution.distributed", "--ranks", str(ranks),
-            "--status", str(status_path), "--", *argv]
+            "--status", str(status_path), *logs, "--", *argv]
 
 
 def read_status(status_path: Path) -> dict[str, Any] | None:
@@ -136,9 +150,10 @@ def free_port() -> int:
 class _Stream:
     """One pipe of one rank, copied line by line (whole lines, so ranks never mix within a line)."""
 
-    def __init__(self, rank: int, pipe: IO[bytes], out: IO[bytes], tail: deque[str] | None) -> None:
+    def __init__(self, rank: int, pipe: IO[bytes], out: IO[bytes], tail: deque[str] | None,
+                 log: IO[bytes] | None = None) -> None:
         self.prefix = f"[rank {rank}] ".encode()
-        self.pipe, self.out, self.tail = pipe, out, tail
+        self.pipe, self.out, self.tail, self.log = pipe, out, tail, log
         self.partial = b""
 
     def read(self) -> bool:
@@ -166,11 +181,16 @@ class _Stream:
             return
         self.out.write(b"".join(self.prefix + line + b"\n" for line in lines))
         self.out.flush()
+        if self.log is not None:
+            try:
+                self.log.write(b"".join(line + b"\n" for line in lines))
+            except OSError:  # the rank's own file is a copy: the combined log has every line
+                pass
         if self.tail is not None:
             self.tail.extend(line.decode(errors="replace") + "\n" for line in lines)
 
 
-def launch(ranks: int, argv: Sequence[str], status_path: Path) -> int:
+def launch(ranks: int, argv: Sequence[str], status_path: Path, rank_logs: Sequence[Path] | None = None) -> int:
     """Run ``argv`` as ``ranks`` processes to the end (see the module docstring); the exit code."""
     terminating = False
 
@@ -188,6 +208,14 @@ def launch(ranks: int, argv: Sequence[str], status_path: Path) -> int:
     procs: list[subprocess.Popen[bytes]] = []
     tails: list[deque[str]] = []
     streams: dict[int, _Stream] = {}
+    logs: list[IO[bytes]] = []
+    for path in rank_logs or ():
+        try:
+            logs.append(open(path, "ab", buffering=0))
+        except OSError as exc:
+            err.write(f"runlab: could not open {path} (that rank's output is in the combined log only): {exc}\n"
+                      .encode())
+            logs.append(open(os.devnull, "ab", buffering=0))
     for rank in range(ranks):
         proc = subprocess.Popen(list(argv), env={**os.environ, **rank_variables(rank, ranks, port)},
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -195,8 +223,9 @@ def launch(ranks: int, argv: Sequence[str], status_path: Path) -> int:
         procs.append(proc)
         tails.append(deque(maxlen=TAIL_LINES))
         assert proc.stdout is not None and proc.stderr is not None
-        streams[proc.stdout.fileno()] = _Stream(rank, proc.stdout, out, None)
-        streams[proc.stderr.fileno()] = _Stream(rank, proc.stderr, err, tails[rank])
+        log = logs[rank] if logs else None
+        streams[proc.stdout.fileno()] = _Stream(rank, proc.stdout, out, None, log)
+        streams[proc.stderr.fileno()] = _Stream(rank, proc.stderr, err, tails[rank], log)
     failed: int | None = None
     term_at: float | None = None
     killed = False
@@ -233,6 +262,8 @@ def launch(ranks: int, argv: Sequence[str], status_path: Path) -> int:
                 break
         if not stream.pipe.closed:
             stream.close()
+    for log in logs:
+        log.close()
     if failed is None:
         return 0
     code = procs[failed].returncode
@@ -253,19 +284,21 @@ def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
 
 
 def main(args: list[str]) -> int:
-    usage = "usage: python -m runlab.execution.distributed --ranks N --status FILE -- COMMAND... (started by the agent)"
+    usage = ("usage: python -m runlab.execution.distributed --ranks N --status FILE [--rank-logs JSON-LIST-OF-FILES] "
+             "-- COMMAND... (started by the agent)")
     try:
         split = args.index("--")
         options = dict(zip(args[:split:2], args[1:split:2]))
         ranks, status = int(options["--ranks"]), Path(options["--status"])
         command = args[split + 1:]
-    except (ValueError, KeyError):
+        rank_logs = [Path(p) for p in json.loads(options["--rank-logs"])] if "--rank-logs" in options else None
+    except (ValueError, KeyError, TypeError):
         print(usage, file=sys.stderr)
         return 2
-    if ranks < 1 or not command:
+    if ranks < 1 or not command or (rank_logs is not None and len(rank_logs) != ranks):
         print(usage, file=sys.stderr)
         return 2
-    return launch(ranks, command, status)
+    return launch(ranks, command, status, rank_logs)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 from runlab.core.names import check_experiment_name
@@ -92,6 +93,62 @@ class Experiment:
     def refresh(self) -> None:
         """Read the experiment's tags and state again from the workspace."""
         self._record = self._workspace.folder.store.get_experiment(self.name)
+
+    @staticmethod
+    def from_directory(path: str | os.PathLike[str], auth: Any = None) -> "Experiment":
+        """Azure ML v1's ``Experiment.from_directory``: the experiment of a project folder. Its name is the
+        ``"Id"`` (v1's key; ``"experiment_name"`` too) of ``project.json`` in ``<path>/.azureml/``,
+        ``<path>/aml_config/`` or ``<path>/.runlab/``, else the ``"experiment_name"`` of the ``config.json``
+        that ``Workspace.from_config(path)`` finds; the workspace is that config's, else the workspace named
+        in project.json's ``"Scope"`` (``.../workspaces/<name>/...``, a registered one). ``auth``: no effect."""
+        import json
+        import re
+        from pathlib import Path
+
+        from runlab.core.errors import ConfigError
+        from runlab.sdk.workspace import Workspace, find_config
+
+        folder = Path(path).expanduser().resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"Experiment.from_directory: {folder} is not a folder", path=folder)
+        project: dict[str, Any] = {}
+        candidates = [folder / sub / "project.json" for sub in (".azureml", "aml_config", ".runlab")]
+        for candidate in candidates:
+            if candidate.is_file():
+                try:
+                    loaded = json.loads(candidate.read_text())
+                except (OSError, ValueError) as exc:
+                    raise ConfigError(f"Experiment.from_directory: {candidate} is not valid JSON ({exc})",
+                                      path=candidate) from exc
+                project = loaded if isinstance(loaded, dict) else {}
+                break
+        try:
+            config_path: Path | None = find_config(folder)
+        except ConfigError:
+            config_path = None
+        config: dict[str, Any] = {}
+        if config_path is not None:
+            try:
+                loaded = json.loads(config_path.read_text())
+                config = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                config = {}
+        name = project.get("Id") or project.get("experiment_name") or config.get("experiment_name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(
+                f"Experiment.from_directory({str(folder)!r}): no experiment named: write "
+                f'{{"Id": "my-experiment"}} to {candidates[0]} (or "experiment_name" in the config.json '
+                "the workspace is found by)", path=folder)
+        if config_path is not None:
+            workspace = Workspace.from_config(config_path, auth)
+        else:
+            scope = re.search(r"/workspaces/([^/]+)", str(project.get("Scope") or ""))
+            if scope is None:
+                raise ConfigError(f"Experiment.from_directory({str(folder)!r}): no config.json in or above it, and "
+                                  "project.json has no \"Scope\" naming a workspace: write one with "
+                                  "ws.write_config(path)", path=folder)
+            workspace = Workspace.get(scope.group(1))
+        return Experiment(workspace, name)
 
     @staticmethod
     def delete(workspace: "Workspace", experiment_id: int | str) -> None:

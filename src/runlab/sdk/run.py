@@ -100,7 +100,7 @@ class Run(TrackedRun):
         experiment = _experiment_name_from_script()
         # v1 scripts tell offline runs by their id (run.id.startswith("OfflineRun")): the same form here
         run_id = bounded_id(OFFLINE_RUN_PREFIX, f"_{uuid.uuid4()}")
-        run = cls(
+        run = _OfflineRun(
             folder,
             run_id,
             owned=True,
@@ -157,8 +157,9 @@ class Run(TrackedRun):
     def get_details(self) -> dict[str, Any]:
         """The run's details, as Azure ML gives them; ``inputDatasets`` lists each input's dataset
         (a :class:`~runlab.sdk.dataset.Dataset`) with how the run consumed it. ``submittedBy`` is the
-        user who started the run; ``outputDatasets`` and ``warnings`` are empty lists (runlab records
-        neither). ``runDefinition['environment']`` has Azure's ``python`` (``condaDependencies``,
+        user who started the run; ``outputDatasets`` lists the ``OutputFileDatasetConfig`` arguments
+        (``outputDetails.outputName``, ``path`` in the run's files, ``destination`` as recorded; ``dataset``
+        None: not registered); ``warnings`` is an empty list. ``runDefinition['environment']`` has Azure's ``python`` (``condaDependencies``,
         ``userManagedDependencies``, ``interpreterPath``), ``docker`` and ``environmentVariables`` beside
         runlab's own keys."""
         from runlab.sdk.dataset import dataset_of_input
@@ -176,7 +177,12 @@ class Run(TrackedRun):
         details["inputDatasets"] = inputs
         record = self.record
         details["submittedBy"] = record.properties.get("runlab.user") or (record.owner or "").split("@")[0] or None
-        details["outputDatasets"] = []
+        # OutputFileDatasetConfig arguments, in Azure's shape; runlab keeps the folder with the run's outputs
+        # (not registered as a dataset: 'dataset' is None, 'path' says where the files are)
+        details["outputDatasets"] = [
+            {"identifier": {"savedId": None}, "outputType": "RunOutput", "outputDetails": {"outputName": o["name"]},
+             "dataset": None, "path": o.get("path"), "destination": o.get("destination")}
+            for o in (details.get("runDefinition") or {}).get("outputDatasets") or () if isinstance(o, dict)]
         details["warnings"] = []
         definition = details.get("runDefinition")
         if isinstance(definition, dict) and isinstance(definition.get("environment"), dict):
@@ -449,6 +455,12 @@ class Run(TrackedRun):
             model_framework_version=model_framework_version, description=description, datasets=datasets,
             sample_input_dataset=sample_input_dataset, sample_output_dataset=sample_output_dataset,
             resource_configuration=resource_configuration)
+
+
+class _OfflineRun(Run):
+    """An offline run (``Run.get_context()`` outside a submitted run), as Azure ML v1 names its class:
+    v1 scripts test ``isinstance(run, _OfflineRun)``; ids start with ``OfflineRun_`` too. The same API
+    as any run (it records to ``$RUNLAB_HOME/offline``)."""
 
 
 def _read_secrets_file(path: Path) -> dict[str, Any]:

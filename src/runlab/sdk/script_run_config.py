@@ -116,6 +116,9 @@ class ScriptRunConfig:
         argument_inputs = {str(i): a.name for i, a in enumerate(self.arguments) if _is_input(a)}
         if argument_inputs:
             definition["argumentInputs"] = argument_inputs
+        outputs = _output_datasets(self.arguments)
+        if outputs:  # get_details()['outputDatasets']
+            definition["outputDatasets"] = outputs
         limit = self.max_run_duration_seconds
         if limit is not None and (not isinstance(limit, int) or limit <= 0):
             raise UserError(f"max_run_duration_seconds must be a positive int, got {limit!r}")
@@ -152,6 +155,22 @@ class ScriptRunConfig:
                                 "dataset.as_named_input('name')", name=value.name)
             found[value.name] = value
         return list(found.values())
+
+
+def _output_datasets(arguments: Sequence[Any]) -> list[dict[str, Any]]:
+    """The ``OutputFileDatasetConfig`` arguments, as recorded: name, the run's folder, the destination."""
+    from runlab.sdk.output_dataset import OutputFileDatasetConfig
+
+    out = []
+    for value in arguments:
+        if isinstance(value, OutputFileDatasetConfig):
+            where = value.destination
+            if isinstance(where, (tuple, list)) and len(where) == 2:
+                destination: Any = [str(getattr(where[0], "name", where[0])), str(where[1])]
+            else:
+                destination = None if where is None else str(where)
+            out.append({"name": value.name, "path": os.fspath(value), "destination": destination})
+    return out
 
 
 def _is_input(value: Any) -> bool:

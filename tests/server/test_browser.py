@@ -87,7 +87,7 @@ def test_run_page_chart_shows_every_point_and_the_last_value(populated: runlab.W
     screenshot(page, "run-overview")
 
     page.click("#tabs a[data-tab='files']")
-    page.wait_for_selector("#files-table tr[data-name='outputs/model.json']")
+    page.wait_for_selector("#files-tree li.file[data-name='outputs/model.json']")
     page.click("#tabs a[data-tab='children']")
     page.wait_for_selector("#children tr[data-run-id='mnist_run_11_child']")
     page.click("#tabs a[data-tab='snapshot']")

@@ -101,13 +101,89 @@ def files_with_sizes(state: StudioState, run_id: str, prefix: str = "") -> list[
     return out
 
 
+MaxBytes = Annotated[int | None, Query(ge=1, le=1 << 30, description="only the file's first bytes (a preview)")]
+
+
 @router.get("/runs/{run_id}/files/{name:path}", summary="Download a run file", response_class=StreamingResponse,
             responses=FILE_RESPONSE)
-def download_file(state: State, run_id: RunId, name: FileName, download: Download = False) -> StreamingResponse:
+def download_file(state: State, run_id: RunId, name: FileName, download: Download = False,
+                  max_bytes: MaxBytes = None) -> StreamingResponse:
     state.store.get_run(run_id)
     name = check_file_name(name)
     size = state.artifacts.size(run_id, name)
+    if max_bytes is not None:
+        size = min(size, max_bytes)
     return _file_response(state.artifacts.open(run_id, name), name, size, download)
+
+
+ZIP_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "a zip of the files", "content": {"application/zip": {}}},
+}
+
+
+@router.get("/runs/{run_id}/zip", summary="Download a folder of a run's files as a zip", response_class=StreamingResponse,
+            responses=ZIP_RESPONSE)
+def download_zip(
+    state: State,
+    run_id: RunId,
+    folder: Annotated[str, Query(max_length=1024, description="a folder of the run's files (outputs, logs/x); "
+                                 "empty: all of them")] = "",
+) -> StreamingResponse:
+    """The run's files under ``folder`` as one zip, streamed as it is made (never held whole), names as in
+    the run (``outputs/model.pt``)."""
+    state.store.get_run(run_id)
+    prefix = check_file_name(folder.strip("/")) + "/" if folder.strip("/") else ""
+    names = state.artifacts.list(run_id, prefix)
+    if not names:
+        raise NotFoundError(f"run {run_id} has no files under {folder!r}: see its Files tab or run.get_file_names()",
+                            run_id=run_id, folder=folder)
+    label = (prefix.rstrip("/").replace("/", "-") or "files")
+    filename = f"{run_id}-{label}.zip"
+    headers = {**FILE_HEADERS, "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}"}
+    return StreamingResponse(_zip_of(state, run_id, names), media_type="application/zip", headers=headers)
+
+
+class _Sink:
+    """What zipfile writes, kept until the response takes it (zipfile writes data descriptors to a stream it
+    cannot seek, so the archive is made in one pass)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.written = 0
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        self.written += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.written
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data, self.chunks = b"".join(self.chunks), []
+        return data
+
+
+def _zip_of(state: StudioState, run_id: str, names: list[str]) -> Iterator[bytes]:
+    import zipfile
+
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:  # type: ignore[call-overload]
+        for name in names:
+            try:
+                src = state.artifacts.open(run_id, name)
+            except FileNotFoundInRunError:
+                continue  # removed while the archive was made
+            with src, archive.open(zipfile.ZipInfo(name), "w", force_zip64=True) as dst:
+                while block := src.read(BLOCK * 16):
+                    dst.write(block)
+                    if sink.written and len(sink.chunks) > 16:
+                        yield sink.take()
+            yield sink.take()
+    yield sink.take()
 
 
 # -- snapshot -------------------------------------------------------------------------------------

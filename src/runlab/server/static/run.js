@@ -796,13 +796,125 @@
       }))));
   }
 
+  // The run's files as a tree of folders (collapsible; each can be downloaded as a zip), with a
+  // preview of text, JSON, CSV and images (the first 256 KB of a file; names and contents are text).
+  const PREVIEW_BYTES = 262144;
+  const IMAGE = /\.(png|jpe?g|gif|webp|bmp|svg)$/i, CSV = /\.(csv|tsv)$/i, JSON_FILE = /\.(json|ipynb)$/i;
+  const TEXT = /\.(txt|log|out|err|py|ya?ml|toml|cfg|ini|md|sh|jsonl|r|sql|rst|env)$/i;
+  const previewable = (name) => IMAGE.test(name) || CSV.test(name) || JSON_FILE.test(name) || TEXT.test(name)
+    || name.startsWith("azureml-logs/") || name.startsWith("logs/");
+
+  function fileTree(files) {
+    const root = { folders: new Map(), files: [], size: 0, count: 0 };
+    for (const f of files) {
+      const parts = f.name.split("/");
+      let node = root;
+      node.size += f.size; node.count += 1;
+      for (const part of parts.slice(0, -1)) {
+        if (!node.folders.has(part)) node.folders.set(part, { folders: new Map(), files: [], size: 0, count: 0 });
+        node = node.folders.get(part);
+        node.size += f.size; node.count += 1;
+      }
+      node.files.push({ ...f, base: parts[parts.length - 1] });
+    }
+    return root;
+  }
+
+  function renderFolder(node, path, depth) {
+    const items = [];
+    for (const [name, child] of [...node.folders].sort((a, b) => a[0].localeCompare(b[0]))) {
+      const full = path ? `${path}/${name}` : name;
+      const zip = el("a", { class: "button small", href: `${base}/zip?folder=${encodeURIComponent(full)}`,
+        title: `download ${full}/ as a zip`, download: "" }, "zip");
+      zip.addEventListener("click", (e) => e.stopPropagation());
+      const details = el("details", { class: "folder", dataset: { folder: full }, open: depth < 1 || null },
+        el("summary", {}, el("span", { class: "folder-name" }, `${name}/`),
+          el("span", { class: "faint" }, ` ${child.count} file${child.count === 1 ? "" : "s"}, ${S.fmtBytes(child.size)} `), zip),
+        renderFolder(child, full, depth + 1));
+      items.push(el("li", {}, details));
+    }
+    for (const f of node.files.sort((a, b) => a.base.localeCompare(b.base))) {
+      const actions = [];
+      if (previewable(f.name)) {
+        const button = el("button", { type: "button", class: "button small preview-button" }, "Preview");
+        button.addEventListener("click", () => preview(f));
+        actions.push(button);
+      }
+      actions.push(el("a", { class: "button small", href: `${fileUrl("files", f.name)}?download=true` }, "Download"));
+      items.push(el("li", { class: "file", dataset: { name: f.name } },
+        el("a", { href: fileUrl("files", f.name), target: "_blank", rel: "noopener" }, f.base),
+        el("span", { class: "faint" }, ` ${S.fmtBytes(f.size)} `), ...actions));
+    }
+    return el("ul", { class: "file-tree" }, items);
+  }
+
+  function csvRows(text, sep) {  // the first 100 rows; quoted fields with the separator, quotes or line ends
+    const rows = [];
+    let row = [], field = "", quoted = false;
+    for (let i = 0; i < text.length && rows.length < 100; i++) {
+      const c = text[i];
+      if (quoted) {
+        if (c === '"' && text[i + 1] === '"') { field += '"'; i++; }
+        else if (c === '"') quoted = false;
+        else field += c;
+      } else if (c === '"' && field === "") quoted = true;
+      else if (c === sep) { row.push(field); field = ""; }
+      else if (c === "\n" || c === "\r") {
+        if (c === "\r" && text[i + 1] === "\n") i++;
+        row.push(field); rows.push(row); row = []; field = "";
+      } else field += c;
+    }
+    if ((field || row.length) && rows.length < 100) { row.push(field); rows.push(row); }
+    return rows;
+  }
+
+  async function preview(f) {
+    const panel = document.getElementById("file-preview");
+    panel.hidden = false;
+    const head = el("div", { class: "toolbar" }, el("b", {}, f.name), el("span", { class: "faint" }, S.fmtBytes(f.size)));
+    const close = el("button", { type: "button", class: "button small", id: "file-preview-close" }, "Close");
+    close.addEventListener("click", () => { panel.hidden = true; panel.replaceChildren(); });
+    head.append(close);
+    if (IMAGE.test(f.name)) {
+      panel.replaceChildren(head, el("img", { class: "file-preview-image", src: fileUrl("files", f.name), alt: f.name }));
+      return;
+    }
+    panel.replaceChildren(head, el("p", { class: "faint" }, "Loading…"));
+    let text;
+    try {
+      const response = await fetch(`${fileUrl("files", f.name)}?max_bytes=${PREVIEW_BYTES}`);
+      if (!response.ok) throw new Error(`${response.status} ${response.statusText}`);
+      text = new TextDecoder("utf-8", { fatal: false }).decode(await response.arrayBuffer());
+    } catch (err) { panel.replaceChildren(head, S.errorNotice(err)); return; }
+    const cut = f.size > PREVIEW_BYTES ? el("p", { class: "faint" }, `the first ${S.fmtBytes(PREVIEW_BYTES)} of ${S.fmtBytes(f.size)}: download the file for all of it`) : null;
+    if (CSV.test(f.name)) {
+      const rows = csvRows(text, /\.tsv$/i.test(f.name) ? "\t" : ",");
+      const [header, ...body] = rows;
+      panel.replaceChildren(head, el("div", { class: "table-wrap" }, el("table", { class: "grid csv-preview" },
+        el("thead", {}, el("tr", {}, (header || []).map((h) => el("th", {}, h)))),
+        el("tbody", {}, body.map((r) => el("tr", {}, r.map((v) => el("td", {}, v))))))), cut);
+      return;
+    }
+    if (JSON_FILE.test(f.name) && f.size <= PREVIEW_BYTES) {
+      try { text = JSON.stringify(JSON.parse(text), null, 2); } catch (e) { /* not JSON after all: shown as text */ }
+    }
+    panel.replaceChildren(head, el("pre", { class: "file-preview-text" }, text), cut);
+  }
+
   async function loadFiles() {
     const box = document.getElementById("files");
     try {
       const files = await api(`${base}/files`);
-      box.replaceChildren(files.length ? fileTable(files, "files") : S.emptyState("No files yet",
-        "A submitted run's ./outputs and ./logs are uploaded when it ends. Upload files from any run with:",
-        "run.upload_file('outputs/model.pkl', 'model.pkl')"));
+      if (!files.length) {
+        box.replaceChildren(S.emptyState("No files yet",
+          "A submitted run's ./outputs and ./logs are uploaded when it ends. Upload files from any run with:",
+          "run.upload_file('outputs/model.pkl', 'model.pkl')"));
+        return;
+      }
+      const all = el("a", { class: "button small", href: `${base}/zip`, download: "", id: "files-zip" }, "Download all (zip)");
+      box.replaceChildren(el("div", { class: "toolbar" }, el("span", {}, `${files.length} files, ${S.fmtBytes(files.reduce((n, f) => n + f.size, 0))}`), all),
+        el("div", { id: "files-tree" }, renderFolder(fileTree(files), "", 0)),
+        el("section", { id: "file-preview", class: "panel file-preview", hidden: true }));
     } catch (err) { box.replaceChildren(S.errorNotice(err)); }
   }
 

@@ -24,6 +24,15 @@ import psutil
 RAY_BIN = str(Path(sys.executable).with_name("ray"))
 
 
+# `ray start --address=127.0.0.1:PORT`: with RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (Ray on loopback only, as the
+# head) it refuses to join a cluster, even on Linux; with 1 it turns 127.0.0.1 into the machine's address,
+# where the head does not listen. So the second node is started by Ray's own CLI with both checks off in
+# that one process; its Ray processes get --node-ip-address=127.0.0.1 and the variable at 0, as the head's.
+_JOIN = ("import sys; import ray._private.ray_constants as c; import ray._private.services as s; "
+         "c.ENABLE_RAY_CLUSTER = True; s.resolve_ip_for_localhost = lambda host: host; "
+         "from ray.scripts.scripts import main; sys.argv = ['ray', *sys.argv[1:]]; main()")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -68,6 +77,7 @@ class RayCluster:
                "RUNTIME_ENV_RETRY_TIMES": "1"}
         for var in [v for v in env if v.startswith(("RUNLAB_", "AZUREML_"))] + ["RAY_ADDRESS"]:
             env.pop(var, None)  # the cluster is no run's: jobs get their RUNLAB_* variables in runtime_env
+        env["RUNLAB_HOME"] = str(self.temp_dir / "home")  # the node's data cache (dataset inputs): its own
         return env
 
     def start(self, num_cpus: int = 2, timeout_s: float = 90.0) -> "RayCluster":
@@ -129,22 +139,36 @@ class RayCluster:
 
     def processes(self) -> list[psutil.Process]:
         """This cluster's processes: those whose command line names its temp dir or ports, and their children."""
-        marks = (str(self.temp_dir), f"--gcs-address={self.gcs_address}", f"127.0.0.1:{self.gcs_port}")
-        found: dict[int, psutil.Process] = {}
-        for proc in psutil.process_iter(["pid", "cmdline"]):
-            try:
-                cmdline = " ".join(proc.info["cmdline"] or ())
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-            if proc.pid != os.getpid() and any(m in cmdline for m in marks):
-                found[proc.pid] = proc
-        for proc in list(found.values()):
-            try:
-                for child in proc.children(recursive=True):
-                    found.setdefault(child.pid, child)
-            except psutil.NoSuchProcess:
-                pass
-        return list(found.values())
+        return _processes((str(self.temp_dir), f"--gcs-address={self.gcs_address}", f"127.0.0.1:{self.gcs_port}"))
+
+    def add_node(self, num_cpus: int = 1, resources: str = '{"node2": 1}', timeout_s: float = 90.0) -> "RayNode":
+        """A second Ray node on this machine: a raylet of its own (temp dir, ports) joined to this head."""
+        node = RayNode(Path(tempfile.mkdtemp(prefix="rn", dir="/tmp")), self)
+        ports = [p for p in free_ports(9) if p not in (self.gcs_port, self.dashboard_port)][:7]
+        low, high = self._worker_ports()
+        span = (high - low + 1) // 2  # the head's worker ports, halved: this node takes the upper half
+        cmd = [sys.executable, "-c", _JOIN, "start", f"--address={self.gcs_address}", "--node-ip-address=127.0.0.1",
+               f"--num-cpus={num_cpus}", "--num-gpus=0", f"--resources={resources}", f"--temp-dir={node.temp_dir}",
+               "--object-store-memory=100000000", "--disable-usage-stats",
+               f"--dashboard-agent-listen-port={ports[1]}", f"--dashboard-agent-grpc-port={ports[2]}",
+               f"--metrics-export-port={ports[3]}", f"--runtime-env-agent-port={ports[4]}",
+               f"--node-manager-port={ports[5]}", f"--object-manager-port={ports[6]}",
+               f"--min-worker-port={low + span}", f"--max-worker-port={high}"]
+        env = self.environment() | {"RUNLAB_HOME": str(node.temp_dir / "home")}
+        try:
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+            if out.returncode != 0:
+                raise RuntimeError(f"ray start (second node) failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+            deadline = time.monotonic() + timeout_s
+            while _alive_nodes(self.address) < 2:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the second Ray node did not join {self.address} in {timeout_s} s")
+                time.sleep(0.5)
+        except BaseException:
+            node.stop()
+            node.remove()
+            raise
+        return node
 
     def kill(self) -> list[int]:
         """SIGKILL every process of this cluster (a head lost at once), and wait until they are gone."""
@@ -158,30 +182,89 @@ class RayCluster:
         return [p.pid for p in procs]
 
     def stop(self) -> None:
-        procs = self.processes()
-        for proc in procs:
-            try:
-                proc.send_signal(signal.SIGTERM)
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(procs, timeout=10)
-        for proc in alive:
-            try:
-                proc.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=10)
-        left = self.processes()
+        _stop(self.processes())
+        left = self.processes()  # started meanwhile (a worker the raylet was starting): again
         if left:
-            for proc in left:
-                try:
-                    proc.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            psutil.wait_procs(left, timeout=10)
+            _stop(left)
 
     def remove(self) -> None:
+        from runlab.store.datacache import remove_tree
+
+        if (self.temp_dir / "home").exists():
+            remove_tree(self.temp_dir / "home")  # the data cache's folders are read-only
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@dataclass
+class RayNode:
+    """A second node of a :class:`RayCluster` (its processes name its own temp dir), stopped by pid."""
+
+    temp_dir: Path
+    cluster: RayCluster
+
+    def processes(self) -> list[psutil.Process]:
+        return _processes((str(self.temp_dir),))
+
+    def stop(self) -> None:
+        _stop(self.processes())
+        left = self.processes()
+        if left:
+            _stop(left)
+        deadline = time.monotonic() + 30  # the head marks it dead: later tests see one node again
+        while _alive_nodes(self.cluster.address) > 1 and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    def remove(self) -> None:
+        from runlab.store.datacache import remove_tree
+
+        if (self.temp_dir / "home").exists():
+            remove_tree(self.temp_dir / "home")
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def _alive_nodes(address: str) -> int:
+    import json
+
+    try:
+        with urllib.request.urlopen(f"{address}/api/v0/nodes?limit=100", timeout=5) as resp:
+            nodes = json.loads(resp.read())["data"]["result"]["result"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    return sum(1 for n in nodes if n.get("state") == "ALIVE")
+
+
+def _processes(marks: tuple[str, ...]) -> list[psutil.Process]:
+    found: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmdline = " ".join(proc.info["cmdline"] or ())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if proc.pid != os.getpid() and any(m in cmdline for m in marks):
+            found[proc.pid] = proc
+    for proc in list(found.values()):
+        try:
+            for child in proc.children(recursive=True):
+                found.setdefault(child.pid, child)
+        except psutil.NoSuchProcess:
+            pass
+    return list(found.values())
+
+
+def _stop(procs: list[psutil.Process]) -> None:
+    """SIGTERM, then SIGKILL what is left after 10 s, and wait until they are gone."""
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=10)
+    for proc in alive:
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=10)
 
 
 def new_cluster(num_cpus: int = 2) -> RayCluster:

@@ -14,7 +14,7 @@ from ray_support import RayCluster
 
 import runlab
 from runlab import ComputeTarget, Experiment, RayCompute, ScriptRunConfig
-from runlab.core.errors import ActivityFailedException, ComputeTargetException, NotSupportedError
+from runlab.core.errors import ActivityFailedException, ComputeTargetException, NotSupportedError, UserError
 from runlab.core.status import RunStatus
 from runlab.execution.ray_target import job_id_for
 from tests_support import stop_agents
@@ -158,8 +158,10 @@ def test_what_ray_does_not_run_is_refused_at_submit(tmp_path: Path, ray_ws: Any)
     source = _source(tmp_path, "mpi", "print('never')\n")
     with pytest.raises(NotSupportedError, match="MpiConfiguration is not supported on a Ray target"):
         _submit(ray_ws, source, distributed_job_config=runlab.MpiConfiguration())
-    with pytest.raises(NotSupportedError):  # several nodes: not yet
-        _submit(ray_ws, source, distributed_job_config=runlab.PyTorchConfiguration(process_count=2, node_count=2))
+    with pytest.raises(UserError, match="process_count must be a multiple of node_count"):  # spread evenly
+        _submit(ray_ws, source, distributed_job_config=runlab.PyTorchConfiguration(process_count=3, node_count=2))
+    with pytest.raises(UserError, match="node_count=0"):
+        _submit(ray_ws, source, distributed_job_config=runlab.PyTorchConfiguration(process_count=2, node_count=0))
     assert not list(Experiment(ray_ws, "ray-exp").get_runs())
 
 

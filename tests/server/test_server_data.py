@@ -193,6 +193,11 @@ def test_names_and_tokens_the_datastore_routes_refuse(secured: tuple[ServerProce
     as_run = HttpObjectStore(ServerClient(server.url, run_token), "workspaceblobstore")
     assert [i.name for i in as_run.list("d/")] == ["d/cifar-10-batches-py/batches.meta"]
     assert as_run.stat("d/cifar-10-batches-py/batches.meta").size == 4
+    for folder in ("d", "d/cifar-10-batches-py"):  # a folder of its inputs (a dataset resolved on a Ray node)
+        with pytest.raises(ObjectNotFoundError):
+            as_run.stat(folder)
+    with pytest.raises(PermissionDeniedError, match="dataset inputs"):
+        as_run.stat("d/cifar-10")  # not a folder of its inputs: refused as before
     with as_run.open("d/cifar-10-batches-py/batches.meta") as stream:
         assert stream.read() == b"meta"
     for other in ("d/cifar-10-batches-py/data_batch_1", "d/cifar-10-batches-py/readme.html"):

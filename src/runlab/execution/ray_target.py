@@ -32,8 +32,15 @@ An agent that starts stops this target's (and workspace's) jobs whose runs ended
 them (a dead agent's, marked Failed by the heartbeat reaper).
 
 ``PyTorchConfiguration(process_count=N)`` runs its N ranks in one job on one node (``ray_entry --ranks N``:
-the local pool's launcher). Not supported yet on Ray (refused at submit, saying so): dataset inputs, ranks
-over several nodes (node_count > 1: a placement group), MpiConfiguration.
+the local pool's launcher). Dataset inputs are made available on the node by the entrypoint (``ray_entry
+--inputs``: the node's data cache, read with the run's token); the agent records what the job consumed
+(``run_inputs``) and the inputs' paths (``run.input_datasets``) from the job's ``runlab: inputs ready``
+line. Not supported on Ray (refused at submit, saying so): MpiConfiguration.
+
+``PyTorchConfiguration(process_count=N, node_count=M)``, M > 1: the job's driver (``ray_entry --nodes M``)
+places M bundles (the target's resources per rank, times N/M) with ``STRICT_SPREAD`` and starts each node's
+ranks there (MASTER_ADDR is the node of rank 0); the entrypoint itself asks for no resources. Dataset
+inputs of such a run are refused at submit (not yet).
 """
 
 from __future__ import annotations
@@ -82,6 +89,8 @@ HTTP_TIMEOUT_S = 5.0
 STOP_GRACE_S = 15.0
 SUBMIT_RETRY_S = 1.0  # a submission the cluster refused for now ("try again later"), again after this  # a job asked to stop that is still running after this: asked again
 _EXIT_CODE = re.compile(r"exit code (-?\d+)")
+_INPUTS_READY = re.compile(r"^runlab: inputs ready: (.*)\n", re.MULTILINE)  # ray_entry.INPUTS_READY
+_INPUTS_FAILED = re.compile(r"^runlab: preparing the inputs failed \((\w+)\): (.*)$", re.MULTILINE)
 _RANK_FAILED = re.compile(r"runlab: rank (\d+) of (\d+) exited with code (-?\d+): (.*)$")
 
 
@@ -174,13 +183,46 @@ def check_ray_definition(definition: Mapping[str, Any]) -> None:
     if isinstance(job_config, Mapping) and job_config.get("type") == "Mpi":
         raise NotSupportedError("MpiConfiguration is not supported on a Ray target: runlab starts no MPI job on "
                                 "Ray; use PyTorchConfiguration, or a pool target (AmlCompute)")
+    nodes = node_count(definition)
+    if nodes > 1:
+        if not isinstance(job_config, Mapping) or job_config.get("type") != "PyTorch":
+            raise NotSupportedError("a run over several nodes (node_count > 1) on a Ray target is a "
+                                    "PyTorchConfiguration(process_count=N, node_count=M) run")
+        ranks = int(definition.get("processCount") or 1)
+        if ranks % nodes:
+            raise UserError(f"PyTorchConfiguration(process_count={ranks}, node_count={nodes}): the ranks are spread "
+                            "evenly over the nodes, so process_count must be a multiple of node_count")
+        if definition.get("inputDatasets"):
+            raise NotSupportedError("dataset inputs of a run over several Ray nodes (node_count > 1) are not "
+                                    "supported yet: pass them to a run of one node, or read the dataset in the "
+                                    "script (Dataset.get_by_name(ws, ...).download())")
+
+
+def node_count(definition: Mapping[str, Any]) -> int:
+    """The nodes a run's definition asks for (its PyTorchConfiguration's node_count, or run_config's)."""
+    job_config = definition.get("distributedJobConfig")
     nodes = job_config.get("nodeCount", 1) if isinstance(job_config, Mapping) else 1
-    if (nodes or 1) != 1 or int(definition.get("nodeCount") or 1) != 1:
-        raise NotSupportedError("distributed runs over several nodes (node_count > 1) are not supported on a Ray "
-                                "target yet: PyTorchConfiguration(process_count=N) runs its N ranks on one Ray node")
-    if definition.get("inputDatasets"):
-        raise NotSupportedError("dataset inputs are not supported on a Ray target yet: read the dataset in the "
-                                "script (Dataset.get_by_name(ws, ...).download()), or use a pool target")
+    return max(int(nodes or 1), int(definition.get("nodeCount") or 1))
+
+
+def validate_for_ray(config: Any) -> dict[str, Any]:
+    """``config.validate()`` (a ScriptRunConfig) for a Ray target: the ranks of a PyTorchConfiguration are
+    bounded by the cluster, not by this machine's cores, and may be spread over several nodes."""
+    job = getattr(config, "distributed_job_config", None)
+    if job is None or type(job).__name__ != "PyTorchConfiguration":
+        return dict(config.validate())
+    nodes, count = job.node_count, job.process_count
+    for name, value in (("node_count", nodes), ("process_count", count)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UserError(f"PyTorchConfiguration({name}={value!r}): give a whole number >= 1")
+    try:  # the local pool's checks (one machine, its cores) are not a Ray target's
+        job.node_count, job.process_count = 1, None
+        definition = dict(config.validate())
+    finally:
+        job.node_count, job.process_count = nodes, count
+    definition["distributedJobConfig"] = job.to_dict()
+    definition["processCount"] = count if count is not None else (nodes or 1)  # Azure: one per node
+    return definition
 
 
 def job_id_for(run_id: str) -> str:
@@ -307,6 +349,9 @@ class RayJob:
     runtime_env: dict[str, Any] = field(default_factory=dict)
     entrypoint: str = ""
     ranks: int = 1
+    nodes: int = 1
+    inputs: tuple[str, ...] = ()  # the run's input names; recorded once ray_entry says they are ready
+    inputs_recorded: bool = False
     first_attempt: float | None = None  # of a submission Ray refused for now
     next_attempt: float = 0.0
 
@@ -445,13 +490,35 @@ class RayAgent(Agent):
         runtime_env["working_dir"] = str(slot.workdir)
         runtime_env["env_vars"] = env_vars
         ranks = int(definition.get("processCount") or 1)
-        entry = ["python", "-m", "runlab.execution.ray_entry", *(["--ranks", str(ranks)] if ranks > 1 else []), "--"]
+        inputs = tuple(str(item.get("name")) for item in definition.get("inputDatasets") or () if isinstance(item, dict))
+        nodes = node_count(definition)
+        entry = ["python", "-m", "runlab.execution.ray_entry", *(["--ranks", str(ranks)] if ranks > 1 else []),
+                 *(["--nodes", str(nodes), "--bundle", json.dumps(self._bundle(ranks // nodes))] if nodes > 1 else []),
+                 *(["--inputs"] if inputs else []), "--"]
         entrypoint = shlex.join([*entry, *argv])
-        if ranks > 1:
+        if nodes > 1:
+            self._run_log(slot, f"distributed: {ranks} processes (RANK 0 to {ranks - 1}) over {nodes} Ray nodes "
+                                f"(a placement group of {nodes} bundles {json.dumps(self._bundle(ranks // nodes))}, "
+                                "STRICT_SPREAD)")
+        elif ranks > 1:
             self._run_log(slot, f"distributed: {ranks} processes (RANK 0 to {ranks - 1}) on one Ray node")
+        if inputs:
+            self._run_log(slot, f"inputs {', '.join(inputs)}: made available on the Ray node by the job's entrypoint")
         self.jobs[record.run_id] = RayJob(job_id=job_id_for(record.run_id), runtime_env=runtime_env,
-                                          entrypoint=entrypoint, ranks=ranks)
+                                          entrypoint=entrypoint, ranks=ranks, nodes=nodes, inputs=inputs)
         return LaunchPlan(argv=argv, cwd=slot.workdir, env=env_vars)
+
+    def _bundle(self, ranks_per_node: int) -> dict[str, float]:
+        """One node's bundle of a multi-node run: the target's resources per rank, times its ranks."""
+        bundle: dict[str, float] = {}
+        if self.config.num_cpus:
+            bundle["CPU"] = self.config.num_cpus * ranks_per_node
+        if self.config.num_gpus:
+            bundle["GPU"] = self.config.num_gpus * ranks_per_node
+        if self.config.memory:
+            bundle["memory"] = self.config.memory
+        bundle.update(self.config.resources)
+        return bundle or {"CPU": 0.01}  # a bundle asks for something: else Ray cannot spread them
 
     # -- running: the job ------------------------------------------------------------------------
 
@@ -512,13 +579,15 @@ class RayAgent(Agent):
         if time.monotonic() < job.next_attempt:
             return
         resources: dict[str, Any] = {}  # per run; a run of N ranks asks N times the CPUs and GPUs
-        if self.config.num_cpus is not None:
+        if job.nodes > 1:  # the ranks run in the placement group's bundles; the driver only follows them
+            pass
+        elif self.config.num_cpus is not None:
             resources["entrypoint_num_cpus"] = self.config.num_cpus * job.ranks
-        if self.config.num_gpus is not None:
+        if self.config.num_gpus is not None and job.nodes == 1:
             resources["entrypoint_num_gpus"] = self.config.num_gpus * job.ranks
-        if self.config.memory is not None:
+        if self.config.memory is not None and job.nodes == 1:
             resources["entrypoint_memory"] = self.config.memory
-        if self.config.resources:
+        if self.config.resources and job.nodes == 1:
             resources["entrypoint_resources"] = dict(self.config.resources)
         try:
             client = self.client()
@@ -595,6 +664,32 @@ class RayAgent(Agent):
             with open(self._log_path(slot.run_id, DRIVER_LOG), "ab") as out:
                 out.write(data[job.log_bytes:])
             job.log_bytes = len(data)
+        if job.inputs and not job.inputs_recorded:
+            self._record_inputs(slot, job, text)
+
+    def _record_inputs(self, slot: Slot, job: RayJob, log: str) -> None:
+        """Record what ray_entry made available on the node (its first ``inputs ready`` line, printed
+        before the script starts): the run's token may not, and the script waits for the paths."""
+        from runlab.core.entities import RunInputRecord
+
+        found = _INPUTS_READY.search(log)
+        if found is None:
+            return
+        job.inputs_recorded = True  # once: a line the script prints later is never read
+        try:
+            said = json.loads(found.group(1))
+            fields = {f for f in RunInputRecord.__dataclass_fields__ if f != "run_id"}
+            records = [RunInputRecord(slot.run_id, **{k: v for k, v in item.items() if k in fields})
+                       for item in said.get("records") or () if item.get("name") in job.inputs]
+            paths = {str(k): str(v) for k, v in (said.get("paths") or {}).items() if k in job.inputs}
+        except (ValueError, TypeError, AttributeError) as exc:
+            self._run_log(slot, f"the job's inputs line cannot be read ({exc}): inputs not recorded")
+            return
+        if records:
+            self.store.record_run_inputs(slot.run_id, records)
+        if paths:
+            self.store.update_definition(slot.run_id, {"inputDatasetPaths": paths})
+        self._run_log(slot, f"inputs ready on the Ray node: {', '.join(f'{k} at {v}' for k, v in paths.items())}")
 
     def _finish(self, slot: Slot, job: RayJob, status: str, info: Any) -> None:
         self._copy_log(slot, job)
@@ -629,6 +724,15 @@ class RayAgent(Agent):
                 "code": "EnvironmentBuildFailed"})
             return
         tail = _log_tail(self, slot)
+        if job.inputs:
+            from runlab.execution.ray_entry import INPUTS_FAILED_LINE
+
+            failed = _INPUTS_FAILED.search(tail)
+            if failed is not None and INPUTS_FAILED_LINE in tail:
+                self._end(slot, RunStatus.FAILED, {
+                    "message": f"preparing the run failed: the inputs could not be made available on the Ray node: "
+                               f"{failed.group(2)}", "code": failed.group(1), "exit_code": code})
+                return
         last = tail.splitlines()[-1] if tail else (message or "no output")
         reason = f"exited with code {code}" if code is not None else "failed"
         error: dict[str, Any] = {"message": f"the script {reason}: {last}", "code": "ScriptFailed",

@@ -75,6 +75,17 @@ def check_inputs(workspace: "Workspace", inputs: list[Any]) -> list[InputSpec]:
     return specs
 
 
+def _validate(folder: Any, config: ScriptRunConfig) -> dict[str, Any]:
+    """``config.validate()``; on a Ray target, its rules for distributed runs (several nodes, the cluster's cores)."""
+    target = getattr(config, "target", None)
+    if isinstance(target, str) and target != LOCAL:
+        from runlab.execution.ray_target import is_ray_target, validate_for_ray
+
+        if is_ray_target(folder, target):
+            return validate_for_ray(config)
+    return config.validate()
+
+
 def submit_script_run(
     experiment: "Experiment",
     config: Any,
@@ -89,7 +100,7 @@ def submit_script_run(
         raise UserError(f"experiment.submit takes a ScriptRunConfig, got {type(config).__name__}")
     workspace = experiment.workspace
     folder = workspace.folder
-    definition = config.validate()
+    definition = _validate(folder, config)
     target = definition["target"]
     TargetSettings.load(folder, target)  # raises ComputeTargetException for an unknown target
     environment = config.run_config.environment

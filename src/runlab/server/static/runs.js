@@ -190,15 +190,17 @@
     applyWidths();
   }
   function withResizer(th, key) {
-    const handle = el("span", { class: "col-resize", role: "separator", tabindex: "0", "aria-orientation": "vertical",
-      "aria-label": `resize column ${key}`, title: "drag to resize (double-click: fit)" });
+    // the handle is for the mouse (out of the tab order: Tab goes from header to header); keys resize the
+    // focused header with Alt+ArrowLeft / Alt+ArrowRight
+    const handle = el("span", { class: "col-resize", role: "separator", tabindex: "-1", "aria-orientation": "vertical",
+      "aria-label": `resize column ${key}`, title: "drag to resize (double-click: fit; keys: Alt+←/→ on the header)" });
     handle.addEventListener("click", (e) => e.stopPropagation());  // never a sort
     handle.addEventListener("dblclick", (e) => {
       e.stopPropagation();
       const widths = S.stored(WIDTHS_KEY, {}); delete widths[key]; S.store(WIDTHS_KEY, widths); applyWidths();
     });
-    handle.addEventListener("keydown", (e) => {
-      if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") return;
+    th.addEventListener("keydown", (e) => {
+      if (!e.altKey || (e.key !== "ArrowLeft" && e.key !== "ArrowRight")) return;
       e.preventDefault(); e.stopPropagation();
       setWidth(key, th.getBoundingClientRect().width + (e.key === "ArrowRight" ? 16 : -16));
     });

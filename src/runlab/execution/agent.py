@@ -301,32 +301,14 @@ class Agent:
                             f"{built.seconds:.2f} s)")
         inputs = slot.inputs = prepare_inputs(self.folder, record.run_id, definition, cancel=slot.cancel,
                                               say=lambda line: self._run_log(slot, line))
-        if slot.cancel.is_set() or not self.store.set_status(record.run_id, RunStatus.STARTING,
-                                                             only_if_status=[RunStatus.PREPARING]):
-            raise RunlabError(f"run {record.run_id} is no longer Preparing (canceled?): not starting it",
-                              run_id=record.run_id)
-        if slot.workdir.exists():
-            shutil.rmtree(slot.workdir)
-        snapshots = SnapshotStore(self.folder.snapshots_dir)
-        if self.remote:  # fetched from the server: the files this machine does not have yet
-            from runlab.execution.remote import pull_snapshot
-
-            pull_snapshot(self.folder.client, snapshots, definition["snapshotId"])  # type: ignore[attr-defined]
-        snapshots.restore(definition["snapshotId"], slot.workdir)
+        self._mark_starting(slot, record)
+        self._unpack_snapshot(slot, definition["snapshotId"])
         (slot.workdir / "outputs").mkdir(exist_ok=True)
         (slot.workdir / "logs").mkdir(exist_ok=True)
         self._run_log(slot, f"snapshot {definition['snapshotId'][:12]} unpacked into {slot.workdir}")
         for line in inputs.place(slot.workdir):
             self._run_log(slot, line)
-        env = {
-            **os.environ,
-            **{str(k): str(v) for k, v in (env_def.environment_variables or {}).items()},
-            "RUNLAB_WORKSPACE": str(self.folder.path),
-            "RUNLAB_RUN_ID": record.run_id,
-            "RUNLAB_RUN_OWNER": "agent",
-            "AZUREML_RUN_ID": record.run_id,
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = {**os.environ, **self._run_variables(record, env_def)}
         env.pop("VIRTUAL_ENV", None)
         env.update(self._server_variables(record.run_id, env))
         python = str(built.python_path)
@@ -490,6 +472,35 @@ class Agent:
         self._write_state()
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _mark_starting(self, slot: Slot, record: RunRecord) -> None:
+        """Preparing -> Starting, unless the run was canceled meanwhile (then RunlabError: not started)."""
+        if slot.cancel.is_set() or not self.store.set_status(record.run_id, RunStatus.STARTING,
+                                                             only_if_status=[RunStatus.PREPARING]):
+            raise RunlabError(f"run {record.run_id} is no longer Preparing (canceled?): not starting it",
+                              run_id=record.run_id)
+
+    def _unpack_snapshot(self, slot: Slot, snapshot_id: str) -> None:
+        """The run's snapshot into its (emptied) working folder; from the server first when remote."""
+        if slot.workdir.exists():
+            shutil.rmtree(slot.workdir)
+        snapshots = SnapshotStore(self.folder.snapshots_dir)
+        if self.remote:  # fetched from the server: the files this machine does not have yet
+            from runlab.execution.remote import pull_snapshot
+
+            pull_snapshot(self.folder.client, snapshots, snapshot_id)  # type: ignore[attr-defined]
+        snapshots.restore(snapshot_id, slot.workdir)
+
+    def _run_variables(self, record: RunRecord, env_def: EnvironmentDefinition) -> dict[str, str]:
+        """The environment's variables and the ones that make Run.get_context() this run."""
+        return {
+            **{str(k): str(v) for k, v in (env_def.environment_variables or {}).items()},
+            "RUNLAB_WORKSPACE": str(self.folder.path),
+            "RUNLAB_RUN_ID": record.run_id,
+            "RUNLAB_RUN_OWNER": "agent",
+            "AZUREML_RUN_ID": record.run_id,
+            "PYTHONUNBUFFERED": "1",
+        }
 
     def _server_variables(self, run_id: str, env: dict[str, str]) -> dict[str, str]:
         """For a workspace of runlab server: the script reports over HTTP, with a token that can write only

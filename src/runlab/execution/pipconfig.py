@@ -103,6 +103,30 @@ class PipConfig:
             args += ["--index-strategy", "unsafe-best-match"]
         return args
 
+    def pip_args(self) -> list[str]:
+        """Flags for ``pip install`` that reproduce these settings (where pip itself installs: Ray's pip
+        runtime environment), beside :meth:`uv_args`."""
+        args: list[str] = []
+        if self.no_index:
+            args.append("--no-index")
+        if self.index_url:
+            args += ["--index-url", self.index_url]
+        for url in self.extra_index_urls:
+            args += ["--extra-index-url", url]
+        for link in self.find_links:
+            args += ["--find-links", link]
+        for constraint in self.constraints:
+            args += ["--constraint", constraint]
+        for host in self.trusted_hosts:
+            args += ["--trusted-host", host]
+        if self.cert:
+            args += ["--cert", self.cert]
+        if self.timeout:
+            args += ["--timeout", str(self.timeout)]
+        if self.proxy:
+            args += ["--proxy", self.proxy]
+        return args
+
     def uv_env(self) -> dict[str, str]:
         """Environment variables for uv for the settings it takes only that way (certificate, timeout, proxy)."""
         env: dict[str, str] = {}

@@ -9,7 +9,7 @@ runs and makes each one a Ray job (``JobSubmissionClient.submit_job``, submissio
   limit fails the run saying so);
 - the environment's pip requirements go to Ray's ``pip`` runtime environment, with the user's pip
   settings (index URLs, find-links, constraints, trusted hosts: :mod:`runlab.execution.pipconfig`) as
-  ``pip_install_options``; no requirements: the job runs on the Ray node's own Python, which must have
+  ``pip_install_options`` (PipConfig.pip_args); no requirements: the job runs on the Ray node's own Python, which must have
   runlab installed (``Run.get_context()``, the entry below);
 - ``RUNLAB_*`` variables in ``env_vars``: against a runlab server the server's URL, the workspace id
   and the run's own token (``RUNLAB_SERVER``, ``RUNLAB_WORKSPACE``, ``RUNLAB_TOKEN``); against an
@@ -62,8 +62,7 @@ from runlab.core.settings import RUNLAB_RAY_LOST_TIMEOUT
 from runlab.core.status import RunStatus
 from runlab.execution.agent import Agent, LaunchPlan, Slot
 from runlab.execution.environments import EnvironmentDefinition
-from runlab.execution.pipconfig import PipConfig, read_pip_config
-from runlab.execution.snapshot import SnapshotStore
+from runlab.execution.pipconfig import read_pip_config
 
 __all__ = [
     "RAY_KIND",
@@ -73,7 +72,6 @@ __all__ = [
     "check_ray_definition",
     "cluster_info",
     "job_id_for",
-    "pip_install_options",
     "ray_client",
 ]
 
@@ -227,30 +225,6 @@ def validate_for_ray(config: Any) -> dict[str, Any]:
 
 def job_id_for(run_id: str) -> str:
     return JOB_PREFIX + run_id
-
-
-def pip_install_options(config: PipConfig) -> list[str]:
-    """pip's own flags for the user's pip settings (Ray's pip runtime environment runs pip, not uv)."""
-    args: list[str] = []
-    if config.no_index:
-        args.append("--no-index")
-    if config.index_url:
-        args += ["--index-url", config.index_url]
-    for url in config.extra_index_urls:
-        args += ["--extra-index-url", url]
-    for link in config.find_links:
-        args += ["--find-links", link]
-    for constraint in config.constraints:
-        args += ["--constraint", constraint]
-    for host in config.trusted_hosts:
-        args += ["--trusted-host", host]
-    if config.cert:
-        args += ["--cert", config.cert]
-    if config.timeout:
-        args += ["--timeout", str(config.timeout)]
-    if config.proxy:
-        args += ["--proxy", config.proxy]
-    return args
 
 
 # ---------------------------------------------------------------------------------------- talking to Ray
@@ -439,7 +413,7 @@ class RayAgent(Agent):
                          "the cluster's nodes: not used)")
             elif env_def.pip_requirements:
                 config = read_pip_config()
-                options = pip_install_options(config)
+                options = config.pip_args()  # pip runs there, not uv
                 runtime_env["pip"] = {"packages": list(env_def.pip_requirements), "pip_check": False,
                                       **({"pip_install_options": options} if options else {})}
                 progress(f"Ray installs the environment on the node (runtime_env pip): "
@@ -451,20 +425,8 @@ class RayAgent(Agent):
                 progress("no packages to install: the job runs on the Ray node's Python (it must have runlab)")
             for warning in env_def.warnings:
                 progress(f"warning: {warning}")
-        if slot.cancel.is_set() or not self.store.set_status(record.run_id, RunStatus.STARTING,
-                                                             only_if_status=[RunStatus.PREPARING]):
-            raise RunlabError(f"run {record.run_id} is no longer Preparing (canceled?): not starting it",
-                              run_id=record.run_id)
-        import shutil
-
-        if slot.workdir.exists():
-            shutil.rmtree(slot.workdir)
-        snapshots = SnapshotStore(self.folder.snapshots_dir)
-        if self.remote:
-            from runlab.execution.remote import pull_snapshot
-
-            pull_snapshot(self.folder.client, snapshots, definition["snapshotId"])  # type: ignore[attr-defined]
-        snapshots.restore(definition["snapshotId"], slot.workdir)
+        self._mark_starting(slot, record)
+        self._unpack_snapshot(slot, definition["snapshotId"])
         size = sum(p.stat().st_size for p in slot.workdir.rglob("*") if p.is_file())
         limit = _package_limit()
         if size >= limit:
@@ -473,14 +435,7 @@ class RayAgent(Agent):
                             "it from a datastore or dataset in the script")
         self._run_log(slot, f"snapshot {definition['snapshotId'][:12]} unpacked into {slot.workdir} "
                             f"({size} bytes) for Ray's working_dir")
-        env_vars = {
-            **{str(k): str(v) for k, v in (env_def.environment_variables or {}).items()},
-            "RUNLAB_WORKSPACE": str(self.folder.path),
-            "RUNLAB_RUN_ID": record.run_id,
-            "RUNLAB_RUN_OWNER": "agent",
-            "AZUREML_RUN_ID": record.run_id,
-            "PYTHONUNBUFFERED": "1",
-        }
+        env_vars = self._run_variables(record, env_def)
         env_vars.update(self._server_variables(record.run_id, dict(env_vars)))
         command = definition.get("command")
         if command:

@@ -37,7 +37,7 @@ from runlab.core.errors import (
 from runlab.core.names import check_datastore_name, check_run_id, shown
 from runlab.store.artifacts import check_file_name
 from runlab.store.blobs import Changed
-from runlab.store.objects import HASH_BLOCK, ObjectInfo, ProgressCallback
+from runlab.store.objects import HASH_BLOCK, ObjectInfo, ProgressCallback, copy_to_fd
 from runlab.store.objects.s3 import S3ObjectStore
 
 __all__ = ["PART_REWRITE_MAX", "S3Artifacts", "S3ArtifactStore", "S3BlobStore", "S3Datastores", "parse_s3_url"]
@@ -313,17 +313,9 @@ class S3BlobStore:
         except ObjectNotFoundError as exc:
             raise StoreError(f"the content {sha256[:16]}... is missing from {self.root}: the workspace's model files "
                              "were changed outside runlab", sha256=sha256) from exc
-        digest, total = hashlib.sha256(), 0
         with stream:
-            while block := stream.read(HASH_BLOCK):
-                digest.update(block)
-                total += len(block)
-                view = memoryview(block)
-                while view:
-                    view = view[os.write(dest_fd, view):]
-                if progress is not None:
-                    progress(len(block))
-        if total != size or digest.hexdigest() != sha256:
+            total, digest = copy_to_fd(stream, dest_fd, progress)
+        if total != size or digest != sha256:
             raise StoreError(f"the content {sha256[:16]}... in {self.root} is damaged (its bytes are not those "
                              "recorded): the workspace's model files were changed outside runlab", sha256=sha256)
 

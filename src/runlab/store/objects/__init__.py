@@ -163,6 +163,22 @@ def file_sha256(path: str | os.PathLike[str]) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def copy_to_fd(stream: BinaryIO, fd: int, progress: ProgressCallback | None = None) -> tuple[int, str]:
+    """Copy what ``stream`` holds into open file ``fd``, hashing on the way: (bytes, sha256)."""
+    digest = hashlib.sha256()
+    total = 0
+    view = memoryview(bytearray(HASH_BLOCK))
+    while n := stream.readinto(view):  # type: ignore[attr-defined]
+        digest.update(view[:n])
+        out = view[:n]
+        while out:
+            out = out[os.write(fd, out):]
+        total += n
+        if progress is not None:
+            progress(n)
+    return total, digest.hexdigest()
+
+
 def fingerprint(st: os.stat_result) -> tuple[int, int, int, int]:
     """What changes when a file is written to: size, inode, mtime and ctime (nanoseconds)."""
     return st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns

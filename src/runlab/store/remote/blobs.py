@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 from runlab.core.entities import ModelFile
 from runlab.core.errors import NotFoundError, StoreError, UserError
 from runlab.store.blobs import _SHA256, Changed
-from runlab.store.objects import HASH_BLOCK, ProgressCallback
+from runlab.store.objects import HASH_BLOCK, ProgressCallback, copy_to_fd
 from runlab.store.remote.client import ServerClient
 
 __all__ = ["BLOBS_PATH", "HttpBlobStore"]
@@ -90,22 +90,11 @@ class HttpBlobStore:
     def copy_to(self, sha256: str, size: int, dest_fd: int, progress: ProgressCallback | None = None) -> None:
         """Write the content into open file ``dest_fd``, checked against its sha256 and size."""
         resp = self.client.request("GET", self._path(sha256), stream=True, ok=(200,))
-        digest = hashlib.sha256()
-        total = 0
-        buffer = bytearray(HASH_BLOCK)
-        view = memoryview(buffer)
         try:
-            while n := resp.readinto(view):
-                digest.update(view[:n])
-                out = view[:n]
-                while out:
-                    out = out[os.write(dest_fd, out):]
-                total += n
-                if progress is not None:
-                    progress(n)
+            total, digest = copy_to_fd(resp, dest_fd, progress)  # type: ignore[arg-type]
         finally:
             resp.close()
-        if total != size or digest.hexdigest() != sha256:
+        if total != size or digest != sha256:
             raise StoreError(f"the model content {sha256[:16]}... from the runlab server at {self.client.url} "
                              f"arrived as {total} bytes with other contents than recorded ({size} bytes): "
                              "download it again; if it happens again, the server's model files were changed "

@@ -41,6 +41,7 @@ from runlab.store.objects import (
     ProgressCallback,
     check_object_name,
     check_prefix,
+    copy_to_fd,
     fingerprint,
     source_changed,
 )
@@ -210,22 +211,7 @@ class HttpObjectStore:
         resp = self.client.request("GET", self._object_path(rel), stream=True)
         body = _Body(resp, f"{rel!r} from {self.description}")
         try:
-            def fill(fd: int) -> tuple[int, str]:
-                digest = hashlib.sha256()
-                total = 0
-                buffer = bytearray(HASH_BLOCK)
-                view = memoryview(buffer)
-                while n := body.readinto(view):
-                    digest.update(view[:n])
-                    out = view[:n]
-                    while out:
-                        out = out[os.write(fd, out):]
-                    total += n
-                    if progress is not None:
-                        progress(n)
-                return total, digest.hexdigest()
-
-            size, sha256 = write_local_file(Path(dest), fill)
+            size, sha256 = write_local_file(Path(dest), lambda fd: copy_to_fd(body, fd, progress))  # type: ignore[arg-type]
         finally:
             body.close()
         known = resp.headers.get("x-object-sha256") or resp.headers.get("X-Object-SHA256")

@@ -68,6 +68,22 @@ def test_a_bad_query_shows_its_message(populated: runlab.Workspace, live_server:
     page.wait_for_selector("#query-error[hidden]", state="attached")
 
 
+def test_the_table_asks_for_its_rows_without_a_round_trip_for_the_columns(
+        populated: runlab.Workspace, live_server: LiveServer, page: Any) -> None:
+    """The page carries the column list, so the rows are the first request the table makes: a
+    cold page of 100,000 runs waited for /api/runs-columns before it asked for a single row."""
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/api/runs" in r.url else None)
+    open_page(page, f"{live_server.url}/runs?experiment=mnist")
+    wait_rows(page, 12)
+    assert not any("/api/runs-columns" in u for u in asked), asked
+    assert "/api/runs?" in asked[0]
+    # the defaults come from the embedded list: the metrics most runs have, loss first
+    heads = page.eval_on_selector_all("#runs-table th[data-sort^='metric:']", "ths => ths.map(t => t.dataset.sort)")
+    assert heads[0] == "metric:loss"
+    assert "metric=loss" in asked[0]
+
+
 def test_column_picker_adds_tag_and_property_columns_and_closes_on_esc(
         populated: runlab.Workspace, live_server: LiveServer, page: Any) -> None:
     open_page(page, f"{live_server.url}/runs?experiment=mnist")

@@ -150,8 +150,16 @@ def experiment_page(name: Annotated[str, PathParam(max_length=255)]) -> Redirect
 
 
 @router.get("/runs", response_class=HTMLResponse)
-def runs_page(state: State) -> HTMLResponse:
-    return page(state, page="runs", title="Runs", content=render("runs.html", {}))
+def runs_page(state: State, experiment: str | None = None) -> HTMLResponse:
+    # the column list (what /api/runs-columns answers) rides in the page, so that the table's first
+    # request starts as soon as the script runs instead of after another round trip
+    # (a name too long to exist gets no list; the script asks the API, which says what is wrong)
+    if experiment is not None and len(experiment) > 255:
+        return page(state, page="runs", title="Runs", content=render("runs.html", {}))
+    keys = state.queries.column_keys(experiment or None)
+    columns = {"metrics": [{"name": n, "runs": c} for n, c in keys.metrics], "tags": list(keys.tags),
+               "properties": list(keys.properties)}
+    return page(state, page="runs", title="Runs", content=render("runs.html", {}), data={"columns": columns})
 
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)

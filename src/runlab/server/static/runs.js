@@ -477,7 +477,8 @@
 
   // -- start -------------------------------------------------------------------------------
   try {
-    columnKeys = await api("/api/runs-columns", { experiment: state.experiment });
+    // the page carries the column list; a page from an older server asks for it
+    columnKeys = S.pageData.columns || await api("/api/runs-columns", { experiment: state.experiment });
   } catch (err) {
     emptyBox.replaceChildren(S.errorNotice(err));
     document.body.dataset.ready = "1";

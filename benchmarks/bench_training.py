@@ -20,7 +20,11 @@ Run from the repository root:
    start, imports and the training).
 3. **run.log.** ``_training_loop.py``: the same loop in blocks of mini-batches, with ``run.log`` after
    every mini-batch (the tutorial logs once per 2,000) and without, interleaved in one process; then
-   run.log alone in a tight loop, its cost per call against a mini-batch's time.
+   run.log alone in a tight loop, its cost per call against a mini-batch's time; then the whole cost
+   of a point until it is stored (the calls, then ``run.flush()``: the background writer's batching
+   and its write into the store), as the process's CPU time over all its threads. The paired blocks
+   show what a loop feels, but their noise on a shared machine is wider than 1 %; the stored cost is
+   what logging takes from the machine, so it is the figure held against the target.
 
 Each comparison prints the mean paired difference with its 95 % interval (Student's t). Against
 the 1 % target of run.log: PASS when the whole interval is within +-1 %, MISS when it is wholly
@@ -155,6 +159,11 @@ def log_overhead(python: Path, root: Path, pairs: int, batches: int) -> None:
     print(f"  run.log alone (20,000 calls in a tight loop): {result['log_call_s'] * 1e6:.2f} us a call = "
           f"{result['log_call_s'] / batch_s * 100:.3f} % of a mini-batch ({batch_s * 1e3:.2f} ms, median); "
           f"the tutorial logs once per 2,000 mini-batches")
+    stored = result["log_stored_cpu_s"]
+    verdict = "PASS" if stored / batch_s < 0.01 else "MISS"
+    print(f"  run.log until stored (20,000 calls, then flush: the call, the background batching and the write "
+          f"into the store): {result['log_stored_wall_s'] * 1e6:.2f} us wall, {stored * 1e6:.2f} us CPU (all threads) "
+          f"a point = {stored / batch_s * 100:.3f} % of a mini-batch's time; target < 1 %: {verdict}")
 
 
 def main() -> None:

@@ -17,7 +17,8 @@ Run from the repository root:
    ``MKL_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``NUMEXPR_NUM_THREADS`` set to what the agent sets
    for a run of the tutorial's cluster (``max_nodes=4``, ``STANDARD_D2_V2``), against none of them
    set (torch's defaults), in interleaved pairs. The process's wall time is reported (interpreter
-   start, imports and the training).
+   start, imports and the training): alone, then ``--at-once`` processes started together (the runs the
+   tutorial's cluster runs at once, each with its share of the cores), timed until the last ends.
 3. **run.log.** ``_training_loop.py``: the same loop in blocks of mini-batches, with ``run.log`` after
    every mini-batch (the tutorial logs once per 2,000) and without, interleaved in one process; then
    run.log alone in a tight loop, its cost per call against a mini-batch's time; then the whole cost
@@ -111,28 +112,33 @@ def environment_build(root: Path) -> BuiltEnvironment:
     return built
 
 
-def threads(python: Path, root: Path, rounds: int, samples: int, epochs: int) -> None:
+def threads(python: Path, root: Path, rounds: int, samples: int, epochs: int, at_once: int) -> None:
     share = run_share()
     base = clean_env(root)
     variants = {"runlab": {**base, **{v: str(share) for v in THREAD_VARIABLES}}, "default": base}
     probe = "import torch; print(torch.get_num_threads())"
     seen = {name: subprocess.run([str(python), "-c", probe], env=env, capture_output=True, text=True,
                                  check=True).stdout.strip() for name, env in variants.items()}
-    print(f"\n2. train.py --samples {samples} --epochs {epochs}, {rounds} interleaved pairs of fresh processes "
-          f"({os.cpu_count()} cores): runlab's {THREAD_VARIABLES[0]}={share} (torch threads {seen['runlab']}) "
-          f"against torch's defaults (torch threads {seen['default']})", flush=True)
-    times: dict[str, list[float]] = {"runlab": [], "default": []}
-    for i in range(rounds):
-        for name in (("runlab", "default") if i % 2 == 0 else ("default", "runlab")):
-            started = time.perf_counter()
-            done = subprocess.run([str(python), "train.py", "--samples", str(samples), "--epochs", str(epochs)],
-                                  cwd=TUTORIAL / "src", env=variants[name], capture_output=True, text=True)
-            times[name].append(time.perf_counter() - started)
-            if done.returncode != 0 or "Finished Training" not in done.stdout:
-                sys.exit(f"train.py failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    paired("wall", times["runlab"], times["default"], "runlab", "default")
-    ratio = statistics.median(times["default"]) / statistics.median(times["runlab"])
-    print(f"  torch's defaults take {ratio:.2f}x the time of runlab's setting (medians)", flush=True)
+    for k in sorted({1, at_once}):
+        print(f"\n2. train.py --samples {samples} --epochs {epochs}, {k} at once, {rounds} interleaved pairs of "
+              f"fresh processes ({os.cpu_count()} cores): runlab's {THREAD_VARIABLES[0]}={share} (torch threads "
+              f"{seen['runlab']}) against torch's defaults (torch threads {seen['default']})"
+              + ("; the time until all of them ended" if k > 1 else ""), flush=True)
+        times: dict[str, list[float]] = {"runlab": [], "default": []}
+        for i in range(rounds):
+            for name in (("runlab", "default") if i % 2 == 0 else ("default", "runlab")):
+                started = time.perf_counter()
+                procs = [subprocess.Popen([str(python), "train.py", "--samples", str(samples), "--epochs", str(epochs)],
+                                          cwd=TUTORIAL / "src", env=variants[name], stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True) for _ in range(k)]
+                outputs = [(p, *p.communicate()) for p in procs]
+                times[name].append(time.perf_counter() - started)
+                for proc, out, err in outputs:
+                    if proc.returncode != 0 or "Finished Training" not in out:
+                        sys.exit(f"train.py failed ({proc.returncode}):\n{out[-2000:]}\n{err[-2000:]}")
+        paired("wall", times["runlab"], times["default"], "runlab", "default")
+        ratio = statistics.median(times["default"]) / statistics.median(times["runlab"])
+        print(f"  torch's defaults take {ratio:.2f}x the time of runlab's setting (medians)", flush=True)
 
 
 def log_overhead(python: Path, root: Path, pairs: int, batches: int) -> None:
@@ -171,6 +177,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6, help="interleaved pairs of train.py processes")
     parser.add_argument("--samples", type=int, default=1000, help="train.py --samples (synthetic images)")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--at-once", type=int, default=4, help="also time this many train.py processes at once "
+                        "(the tutorial cluster's max_nodes: the runs the pool runs together; 1: alone only)")
     parser.add_argument("--pairs", type=int, default=20, help="interleaved pairs of loop blocks for run.log")
     parser.add_argument("--batches", type=int, default=250, help="mini-batches per loop block")
     parser.add_argument("--only", choices=("threads", "log"), help="skip the pip comparison and the other step "
@@ -184,7 +192,7 @@ def main() -> None:
         else:
             built = environment_build(root)
         if args.only in (None, "threads"):
-            threads(built.python_path, root, args.rounds, args.samples, args.epochs)
+            threads(built.python_path, root, args.rounds, args.samples, args.epochs, args.at_once)
         if args.only in (None, "log"):
             log_overhead(built.python_path, root, args.pairs, args.batches)
 

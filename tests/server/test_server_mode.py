@@ -389,6 +389,59 @@ def test_mlflow_client_logs_into_a_secured_server_with_a_token(secured: tuple[Se
 
 
 
+def test_two_machines_agents_share_the_target_s_max_nodes(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """max_nodes is the cluster's: with two machines' agents serving one target of max_nodes=1, one
+    run is claimed at a time (each agent used to run max_nodes of its own)."""
+    url = f"sqlite:///{tmp_path / 'server.db'}"
+    store = SqlStore(url)
+    writer, _ = TokenStore(store.engine).create("agent-machines", "writer")
+    server = ServerProcess(url, tmp_path / "artifacts", subprocess_env, auth=True, extra=["--no-agents"])
+    server.start()
+    agents: list[subprocess.Popen[bytes]] = []
+    go = tmp_path / "go"
+    try:
+        ws = runlab.Workspace.get("default", server=server.url, token=writer)
+        from runlab.sdk.compute import AmlCompute
+
+        runlab.ComputeTarget.create(ws, "pool", AmlCompute.provisioning_configuration(max_nodes=1))
+        for name in ("machine-a", "machine-b"):
+            env = {**subprocess_env, "RUNLAB_HOME": str(tmp_path / name), "RUNLAB_TOKEN": writer,
+                   "RUNLAB_AGENT_IDLE_WAIT": "0.2"}  # a quick look at the queue while idle
+            agents.append(subprocess.Popen([sys.executable, "-m", "runlab.cli", "agent", "--server", server.url,
+                                            "--target", "pool"], env=env, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL, start_new_session=True))
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "wait.py").write_text("import os, sys, time\nwhile not os.path.exists(sys.argv[1]):\n    time.sleep(0.05)\n")
+        experiment = runlab.Experiment(ws, "shared-bound")
+        runs = [experiment.submit(runlab.ScriptRunConfig(source_directory=str(src), script="wait.py", arguments=[str(go)],
+                                                         compute_target="pool")) for _ in range(3)]
+        taken = ("Preparing", "Starting", "Running", "Finalizing")
+        deadline = time.monotonic() + 120
+        while not any(r.get_status() == "Running" for r in runs):
+            assert time.monotonic() < deadline, [r.get_status() for r in runs]
+            time.sleep(0.1)
+        most = 0
+        for _ in range(30):  # both agents look at the queue every 0.2 s meanwhile
+            most = max(most, sum(r.get_status() in taken for r in runs))
+            time.sleep(0.1)
+        assert most == 1, [r.get_status() for r in runs]
+        go.touch()
+        for r in runs:
+            r.wait_for_completion(timeout_seconds=120)
+            assert r.get_status() == "Completed", r.get_details()
+    finally:
+        for agent in agents:
+            os.killpg(agent.pid, signal.SIGTERM)
+            try:
+                agent.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(agent.pid, signal.SIGKILL)
+                agent.wait()
+        server.stop()
+        store.close()
+
+
 def test_an_agent_on_another_machine_runs_the_server_s_runs(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     """`runlab agent --server URL` with its own RUNLAB_HOME (another machine, as far as it can tell) claims
     the run through the API, fetches the snapshot, runs the script, ships its logs; the server starts no

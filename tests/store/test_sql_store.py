@@ -168,6 +168,62 @@ def test_runs_of_dead_owners_are_marked_failed(store: SqlStore) -> None:
     assert "no heartbeat" in (store.get_run(stale).error or {})["message"]
 
 
+def test_max_active_bounds_the_runs_of_a_target_whichever_agent_claims(store: SqlStore) -> None:
+    """max_nodes is the target's: two agents (two machines) serving one target share it."""
+    for i in range(4):
+        _run(store, f"exp_{i}_q", status=RunStatus.QUEUED, run_type=RunType.SUBMITTED, target="pool",
+             created_at=float(i))
+    _run(store, "exp_other_q", status=RunStatus.QUEUED, run_type=RunType.SUBMITTED, target="other")
+    first = store.claim_queued_run("pool", "agent-a", max_active=2)
+    second = store.claim_queued_run("pool", "agent-b", max_active=2)
+    assert first is not None and second is not None
+    assert store.claim_queued_run("pool", "agent-a", max_active=2) is None  # the target's two are taken
+    assert store.claim_queued_run("pool", "agent-b", max_active=2) is None
+    assert store.claim_queued_run("other", "agent-a", max_active=1) is not None  # another target's own bound
+    for status in (RunStatus.STARTING, RunStatus.RUNNING, RunStatus.FINALIZING, RunStatus.CANCEL_REQUESTED):
+        store.set_status(first.run_id, status)  # every stage of a claimed run holds its node
+        assert store.claim_queued_run("pool", "agent-b", max_active=2) is None
+    store.set_status(first.run_id, RunStatus.COMPLETED)
+    third = store.claim_queued_run("pool", "agent-b", max_active=2)
+    assert third is not None and third.run_id == "exp_2_q"
+    assert store.claim_queued_run("pool", "agent-b") is not None  # no bound given: the caller's own
+
+
+def test_max_active_holds_when_agents_claim_at_the_same_moment(store: SqlStore) -> None:
+    """Separate stores (connections, as two agents' processes have) claiming at once never take
+    more than the bound: the count and the claim are one step per target."""
+    for i in range(12):
+        _run(store, f"exp_{i}_q", status=RunStatus.QUEUED, run_type=RunType.SUBMITTED, target="pool",
+             created_at=float(i))
+    stores = [SqlStore(store.url) for _ in range(6)]
+    start = threading.Barrier(len(stores))
+    claimed: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def agent(own: SqlStore, name: str) -> None:
+        try:
+            start.wait()
+            for _ in range(5):
+                record = own.claim_queued_run("pool", name, max_active=3)
+                if record is not None:
+                    with lock:
+                        claimed.append(record.run_id)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=agent, args=(s, f"agent-{i}")) for i, s in enumerate(stores)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for s in stores:
+        s.close()
+    assert not errors, errors
+    assert len(claimed) == 3 and len(set(claimed)) == 3, claimed
+    assert store.count_runs_by_status("pool") == {RunStatus.PREPARING: 3, RunStatus.QUEUED: 9}
+
+
 def test_status_history_records_each_transition(store: SqlStore) -> None:
     run_id = _run(store, status=RunStatus.QUEUED, run_type=RunType.SUBMITTED, target="pool")
     assert store.claim_queued_run("pool", "agent") is not None

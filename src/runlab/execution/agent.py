@@ -251,7 +251,7 @@ class Agent:
             self._heartbeat()
         self._ship_logs()
         while len(self.slots) < self.settings.max_nodes:
-            record = self.store.claim_queued_run(self.target, self.identity)
+            record = self.store.claim_queued_run(self.target, self.identity, max_active=self.settings.max_nodes)
             if record is None:
                 break
             self._start(record)

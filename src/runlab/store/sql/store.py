@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import uuid
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -56,6 +57,9 @@ from runlab.core.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus, Ru
 from runlab.store import series
 from runlab.store.base import MetricSeries
 from runlab.store.sql import schema as t
+
+# the runs of a target that hold one of its max_nodes: claimed by an agent and not ended
+_TAKEN_STATUSES = sorted(str(s) for s in ACTIVE_STATUSES - {RunStatus.QUEUED})
 
 _UNAVAILABLE_MARKERS = (
     "database is locked",
@@ -819,10 +823,24 @@ class SqlStore:
 
     # -- submitted runs --------------------------------------------------------------------
 
-    def claim_queued_run(self, target: str, owner: str) -> RunRecord | None:
-        """Atomically take the oldest Queued run of ``target``: it becomes Preparing, owned by ``owner``."""
+    def claim_queued_run(self, target: str, owner: str, max_active: int | None = None) -> RunRecord | None:
+        """Atomically take the oldest Queued run of ``target``: it becomes Preparing, owned by ``owner``.
+
+        ``max_active``: the target's ``max_nodes``. No run is taken while that many runs of the target
+        are being prepared or running, whichever agent has them: two machines' agents serving one
+        target share its bound instead of each running that many."""
         now = time.time()
         with self._write(f"claiming a queued run of {target}") as conn:
+            if max_active is not None:
+                if not self.is_sqlite:  # claims of one target one at a time (SQLite's write lock does that)
+                    key = zlib.crc32(f"runlab claim {target}".encode())
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+                active = conn.execute(
+                    sa.select(sa.func.count()).select_from(t.runs)
+                    .where(t.runs.c.target == target, t.runs.c.status.in_(_TAKEN_STATUSES))
+                ).scalar()
+                if int(active or 0) >= max_active:
+                    return None
             oldest = (
                 sa.select(t.runs.c.id)
                 .where(t.runs.c.status == str(RunStatus.QUEUED), t.runs.c.target == target)

@@ -50,3 +50,36 @@ def test_experiment_summary_and_series(queries: StudioQueries) -> None:
     assert summary.name == "exp" and summary.run_count == 30 and summary.last_run_id == "exp_29_run"
     series = queries.read_series("exp_01_run", "loss")
     assert series.count == 2 and list(series.values) == [1.0, 99.0]
+
+
+def test_series_chunks_read_alike_on_every_store(store: SqlStore) -> None:
+    """Chunks are read in PostgreSQL's binary result format (store/sql/blobs.py): every reader gives
+    the same steps, times and values, floats with NaN and infinities, strings, from a start inside a
+    chunk, and for several runs at once (an IN list)."""
+    import math
+
+    import numpy as np
+
+    for r in range(3):
+        store.create_run(f"exp_s{r}", "exp", run_type=RunType.INTERACTIVE, status=RunStatus.RUNNING)
+        for part in range(4):
+            values = [float(part * 10 + i) for i in range(10)]
+            values[3] = math.nan if part == 1 else values[3]
+            values[4] = math.inf if part == 2 else -math.inf if part == 3 else values[4]
+            store.append_metrics(f"exp_s{r}", [MetricBatch("loss", "scalar", list(range(part * 10, part * 10 + 10)),
+                                                           [1000.0 + part * 10 + i for i in range(10)], values)])
+        store.append_metrics(f"exp_s{r}", [MetricBatch("note", "scalar", [None, None], [1.0, 2.0], ["a", "é\0b"])])
+    queries = StudioQueries(store)
+    whole = store.get_metric_series("exp_s1", "loss")
+    assert list(whole.steps) == list(range(40)) and list(whole.times) == [1000.0 + i for i in range(40)]
+    expected = np.asarray(whole.values)
+    assert math.isnan(expected[13]) and expected[24] == math.inf and expected[34] == -math.inf
+    tail = queries.read_series("exp_s1", "loss", start=15)
+    assert list(tail.steps) == list(range(15, 40))
+    assert np.array_equal(np.asarray(tail.values), expected[15:], equal_nan=True)
+    many = queries.read_series_many(["exp_s2", "exp_s0", "nope"], "loss")
+    assert list(many) == ["exp_s2", "exp_s0"]
+    for data in many.values():
+        assert np.array_equal(np.asarray(data.values), expected, equal_nan=True) and list(data.steps) == list(range(40))
+    assert list(store.get_metric_series("exp_s0", "note").values) == ["a", "é\0b"]
+    assert list(queries.read_series("exp_s0", "note").values) == ["a", "é\0b"]

@@ -29,6 +29,7 @@ from runlab.core.errors import ExperimentNotFoundError, NotFoundError, RunNotFou
 from runlab.core.status import RunStatus, RunType
 from runlab.store import series as codec
 from runlab.store.sql import schema as t
+from runlab.store.sql.blobs import fetch_blob_rows
 from runlab.store.sql.store import SqlStore, _translate
 
 # Run columns a listing can sort by, besides ``metric:<name>``.
@@ -555,10 +556,10 @@ class StudioQueries:
                         first_seq = seq
                         break
                     skipped += n
-            chunks = conn.execute(
+            chunks = fetch_blob_rows(conn,
                 sa.select(c.c.encoding, c.c.steps, c.c.times, c.c["values"])
                 .where(c.c.metric_id == metric.id, c.c.seq >= first_seq).order_by(c.c.seq)
-            ).all()
+            )
         steps, times, values = _decode(chunks)
         cut = start - skipped
         if cut > 0:
@@ -579,7 +580,7 @@ class StudioQueries:
                 if not metrics:
                     continue
                 by_id: dict[int, list[Any]] = {row.id: [] for row in metrics}
-                for chunk in conn.execute(
+                for chunk in fetch_blob_rows(conn,
                     sa.select(c.c.metric_id, c.c.encoding, c.c.steps, c.c.times, c.c["values"])
                     .where(c.c.metric_id.in_(list(by_id))).order_by(c.c.metric_id, c.c.seq)
                 ):

@@ -57,6 +57,7 @@ from runlab.core.status import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus, Ru
 from runlab.store import series
 from runlab.store.base import MetricSeries
 from runlab.store.sql import schema as t
+from runlab.store.sql.blobs import fetch_blob_rows
 
 # the runs of a target that hold one of its max_nodes: claimed by an agent and not ended
 _TAKEN_STATUSES = sorted(str(s) for s in ACTIVE_STATUSES - {RunStatus.QUEUED})
@@ -802,11 +803,11 @@ class SqlStore:
             ).first()
             if metric is None:
                 raise NotFoundError(f"run {run_id} has no metric named {name!r}", run_id=run_id, metric=name)
-            chunks = conn.execute(
+            chunks = fetch_blob_rows(conn,
                 sa.select(t.metric_chunks.c.encoding, t.metric_chunks.c.steps, t.metric_chunks.c.times, t.metric_chunks.c["values"])
                 .where(t.metric_chunks.c.metric_id == metric.id)
                 .order_by(t.metric_chunks.c.seq)
-            ).all()
+            )
         steps = _concat([np.frombuffer(c.steps, dtype=np.int64) for c in chunks], np.int64)
         times = _concat([np.frombuffer(c.times, dtype=np.float64) for c in chunks], np.float64)
         encodings = {c.encoding for c in chunks}

@@ -290,14 +290,16 @@ def encode_series(series: Any) -> bytes:
     steps = np.ascontiguousarray(series.steps, dtype="<i8")
     times = np.ascontiguousarray(series.times, dtype="<f8")
     values = series.values
+    blob: Any
     if isinstance(values, np.ndarray) and values.dtype.kind in "if":
         encoding = "i8" if values.dtype.kind == "i" else "f8"
-        blob = np.ascontiguousarray(values, dtype="<" + encoding).tobytes()
+        blob = np.ascontiguousarray(values, dtype="<" + encoding).data.cast("B")
     else:
         encoding = "json"
         blob = json.dumps([to_wire(v) for v in list(values)], separators=(",", ":"), allow_nan=False).encode()
     head = json.dumps({"name": series.name, "kind": series.kind, "n": len(steps), "values": encoding}).encode()
-    return SERIES_MAGIC + struct.pack(">I", len(head)) + head + steps.tobytes() + times.tobytes() + blob
+    # one copy of the arrays into the body (``+`` copied the growing body at each step: 24 MB, 5 times)
+    return b"".join((SERIES_MAGIC, struct.pack(">I", len(head)), head, steps.data.cast("B"), times.data.cast("B"), blob))
 
 
 def decode_series(body: bytes) -> Any:
@@ -318,13 +320,13 @@ def decode_series(body: bytes) -> Any:
         raise WireError("metric series truncated")
     steps = np.frombuffer(body, dtype="<i8", count=n, offset=pos).astype(np.int64)
     times = np.frombuffer(body, dtype="<f8", count=n, offset=pos + 8 * n).astype(np.float64)
-    rest = body[pos + 16 * n:]
     if encoding in ("f8", "i8"):
-        if len(rest) != 8 * n:
+        if len(body) - (pos + 16 * n) != 8 * n:
             raise WireError("metric series values truncated")
-        values: Any = np.frombuffer(rest, dtype="<" + encoding).astype(np.float64 if encoding == "f8" else np.int64)
+        values: Any = np.frombuffer(body, dtype="<" + encoding, count=n, offset=pos + 16 * n).astype(
+            np.float64 if encoding == "f8" else np.int64)
     elif encoding == "json":
-        values = [from_wire(v) for v in json.loads(rest)]
+        values = [from_wire(v) for v in json.loads(body[pos + 16 * n:])]
     else:
         raise WireError(f"unknown value encoding {encoding!r}")
     return MetricSeries(str(head["name"]), str(head["kind"]), steps, times, values)

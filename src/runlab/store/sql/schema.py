@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 # The Alembic revision this code expects; a test pins it to the newest migration file.
-SCHEMA_REVISION = "0010_run_archive_notes"
+SCHEMA_REVISION = "0011_chunks_lz4"
 
 metadata = MetaData()
 

@@ -1,4 +1,6 @@
-/* Compare runs: overlay one metric's curves, and a table of parameters and final metrics. */
+/* Compare runs: overlay one metric's curves (and more metrics, a chart each), with the run page's
+   chart settings for every chart and per chart, full screen, and the view in the URL; parallel
+   coordinates and a scatter for many runs; a table of parameters and final metrics. */
 "use strict";
 (async function () {
   const S = window.Studio;
@@ -12,12 +14,27 @@
   let colourBy = q.get("colour") || "run";  // run, tag:KEY or prop:KEY
   // parallel coordinates draw with WebGL (seconds where the GPU is off): drawn when asked for (pc=1)
   let showParcoords = q.get("pc") === "1";
-  const chartView = { x: Object.keys(S.X_MODES).includes(q.get("x")) ? q.get("x") : "step",
-    smooth: Math.min(0.99, Math.max(0, Number(q.get("smooth")) || 0)), log: q.get("log") === "1" };
+  // smoothing, log, x axis, clipping for every chart and per chart (charts={"acc":{"log":true}}),
+  // full=METRIC: as the run page (Studio.readChartView)
+  const view = S.readChartView(q);
   let data = null;
+  let seriesCache = new Map();  // metric -> its series of the runs compared (a setting redraws from here)
 
   const select = document.getElementById("metric-select");
   const chart = document.getElementById("compare-chart");
+  // the charts' cards: the first chart's (`main`, its metric the one chosen) and one per more metric
+  const slot = document.createComment("the first chart");
+  chart.replaceWith(slot);
+  const main = S.chartCard({ name: metric || "metric", div: chart, attrs: { class: "chart-card compare-card", id: "compare-main" },
+    onChange: (key, value) => setOwn(metric, key, value), onFull: () => setFull(view.full === metric ? "" : metric) });
+  slot.replaceWith(main.card);
+  const extraCards = new Map();  // metric -> card
+  const shownCards = () => [...(metric ? [[metric, main]] : []), ...extraCards];
+  function retitle(c, name) {  // the first chart shows another metric
+    c.title.textContent = name; c.title.title = name; c.card.dataset.metric = name;
+    c.settingsButton.setAttribute("aria-label", `Settings of ${name}`);
+    c.fullButton.setAttribute("aria-label", `Full screen ${name}`);
+  }
   const table = document.getElementById("compare-table");
   const onlyDiff = document.getElementById("only-diff");
   const body = document.getElementById("compare-body");
@@ -45,7 +62,7 @@
 
   function saveQuery() {
     S.setQuery({ runs: ids.join(","), metric: metric ? [metric, ...extras.filter((m) => m !== metric)] : [], colour: colourBy === "run" ? "" : colourBy,
-      x: chartView.x === "step" ? "" : chartView.x, smooth: chartView.smooth || "", log: chartView.log, pc: showParcoords });
+      pc: showParcoords, ...S.chartViewQuery(view) });
   }
 
   function chartableNames() {
@@ -62,26 +79,28 @@
 
   // one metric of every run in one chart: traces with smoothing are the raw line (faint, not in the
   // legend) and the moving average; `meta` is the run id of a run's main trace
+  function seriesOf(name) {
+    if (!seriesCache.has(name)) {
+      const points = Math.max(200, Math.min(2000, Math.floor(60000 / ids.length)));
+      const pending = api("/api/series", { name, run: ids, points });
+      pending.catch(() => seriesCache.delete(name));  // asked again on the next draw
+      seriesCache.set(name, pending);
+    }
+    return seriesCache.get(name);
+  }
   async function drawMetric(div, name) {
-    const points = Math.max(200, Math.min(2000, Math.floor(60000 / ids.length)));
-    const set = await api("/api/series", { name, run: ids, points });
+    const set = await seriesOf(name);
+    const st = S.chartSettings(view, name);
     const byId = runById();
     const grouped = colourBy !== "run";
     const raws = [], mains = [], runs = [], base = [];
     for (const s of set.series) {
       const r = byId[s.run_id] || { run_id: s.run_id };
-      const x = S.xValues(s, chartView.x, r.started_at || r.created_at);
-      const colour = colourOf(s.run_id);
       const group = grouped ? groupValue(r) : undefined;
-      const main = { x, y: s.values, type: "scatter", mode: s.steps.length <= 50 ? "lines+markers" : "lines",
-        name: S.plotText(runName(r)), line: { width: 1.5, color: colour }, marker: { size: 4 }, meta: s.run_id,
-        customdata: S.hoverData(s), hovertemplate: S.hoverTemplate(S.plotText(name)) };
+      const { raw, main } = S.seriesTraces(s, { x: S.xValues(s, st.x, r.started_at || r.created_at), colour: colourOf(s.run_id),
+        name: S.plotText(runName(r)), label: S.plotText(name), smooth: st.smooth, meta: s.run_id });
       if (grouped) Object.assign(main, { legendgroup: group, legendgrouptitle: { text: S.plotText(group) } });
-      if (chartView.smooth > 0) {
-        raws.push({ x, y: s.values, type: "scatter", mode: "lines", line: { width: 1, color: colour }, opacity: 0.25,
-          showlegend: false, hoverinfo: "skip", legendgroup: grouped ? group : s.run_id });
-        Object.assign(main, { y: S.ema(s.values, chartView.smooth), mode: "lines", hovertemplate: S.hoverTemplate(`${S.plotText(name)} (smoothed)`) });
-      }
+      if (raw) raws.push(Object.assign(raw, { legendgroup: grouped ? group : s.run_id }));
       mains.push(main);
     }
     if (grouped) {  // a group's runs together in the legend
@@ -95,13 +114,16 @@
     const layout = S.plotLayout({ showlegend: true, hovermode: "closest",
       legend: Object.assign(many ? { orientation: "v", x: 1.02, y: 1, xanchor: "left" } : { orientation: "h", y: -0.22 },
         { font: { color: S.chartTheme().text }, groupclick: "toggleitem" }),
-      margin: { l: 56, r: 16, t: 8, b: 40 }, yaxis: Object.assign({ title: { text: S.plotText(name) }, gridcolor: S.chartTheme().grid, zeroline: false, automargin: true },
-        S.yAxisFor(set.series.map((s) => s.values), { log: chartView.log })) });
-    layout.xaxis = Object.assign({}, layout.xaxis, S.xAxis(chartView.x));
+      margin: { l: 56, r: 16, t: 8, b: 40 }, yaxis: { title: { text: S.plotText(name) }, gridcolor: S.chartTheme().grid, zeroline: false, automargin: true } });
+    S.chartAxes(layout, st, set.series.map((s) => s.values));
+    layout.uirevision = [st.x, st.log, st.clip].join("|");  // a zoom stays while smoothing changes, not across axes
     await Plotly.react(div, traces, layout, S.plotConfig);
     div.runOf = runs; div.baseOpacity = base;
+    delete div.dataset.highlight;
     hookHighlight(div);
     div.dataset.traces = String(mains.length);
+    const card = div.closest(".chart-card")?.dataset;
+    if (card) { card.smooth = String(st.smooth); card.log = st.log ? "1" : "0"; card.x = st.x; card.clip = st.clip ? "1" : "0"; }
     return set;
   }
 
@@ -134,20 +156,54 @@
 
   async function drawChart() {
     const note = document.getElementById("chart-note");
+    main.card.querySelector(".chart-head").hidden = main.settingsButton.hidden = !metric;
     if (!metric) {
       Plotly.purge(chart);
+      main.showControls(false);
       chart.replaceChildren(S.emptyState("No numeric metrics", "These runs have no numeric metric to chart."));
       drawExtras().catch(() => {});
       return;
     }
     chart.replaceChildren();
+    retitle(main, metric);
+    syncCard(metric, main);
     const set = await drawMetric(chart, metric);
     const drawn = set.series.reduce((n, s) => n + s.steps.length, 0);
     note.textContent = `${set.series.length} run${set.series.length === 1 ? "" : "s"}, ${drawn.toLocaleString()} points drawn` +
       (set.missing.length ? ` · ${set.missing.length} without ${metric}` : "");
     await drawExtras();
+    setFull(view.full, false);  // a link's full-screen chart, once it is there
     manySoon();
   }
+
+  // -- settings: the page's (every chart) and one chart's; full screen -------------------------
+  function syncCard(name, c) {
+    c.controls.sync(S.chartSettings(view, name));
+    c.card.classList.toggle("own-settings", !!view.per[name]);
+    if (view.per[name] && c.box.hidden) c.showControls(true);
+  }
+  // a setting redraws the charts from the series already read (no request)
+  const redrawAll = () => Promise.all(shownCards().map(([name, c]) => drawMetric(c.div, name)));
+  function setPage(key, value) {
+    S.setPageSetting(view, key, value);
+    pageControls.sync(view);
+    shownCards().forEach(([name, c]) => syncCard(name, c));
+    redraw(redrawAll);
+  }
+  function setOwn(name, key, value) {
+    if (!name) return;
+    S.setOwnSetting(view, name, key, value);
+    const c = name === metric ? main : extraCards.get(name);
+    if (!c) return;
+    syncCard(name, c);
+    redraw(() => drawMetric(c.div, name));
+  }
+  function setFull(name, save = true) {
+    view.full = shownCards().some(([n]) => n === name) ? name : "";
+    S.showFull(shownCards(), view.full);
+    if (save) saveQuery();
+  }
+  document.addEventListener("keydown", (e) => { if (e.key === "Escape" && view.full) setFull(""); });
 
   // the many-runs panel is drawn when it scrolls into view (parallel coordinates draw with WebGL:
   // not on the way to the first chart)
@@ -170,11 +226,21 @@
   async function drawExtras() {
     const box = document.getElementById("compare-extras");
     const names = extras.filter((m) => m !== metric && chartableNames().includes(m));
-    for (const div of [...box.children]) if (!names.includes(div.dataset.metric)) { Plotly.purge(div.querySelector(".chart")); div.remove(); }
+    for (const [name, c] of [...extraCards]) {
+      if (names.includes(name)) continue;
+      Plotly.purge(c.div); c.card.remove(); extraCards.delete(name);
+      if (view.full === name) setFull("");
+    }
     await Promise.all(names.map((name) => {
-      let wrap = box.querySelector(`.compare-extra[data-metric="${CSS.escape(name)}"]`);
-      if (!wrap) { wrap = el("div", { class: "compare-extra", dataset: { metric: name } }, el("h3", {}, name), el("div", { class: "chart" })); box.append(wrap); }
-      return drawMetric(wrap.querySelector(".chart"), name).catch((err) => wrap.querySelector(".chart").replaceChildren(S.errorNotice(err)));
+      let c = extraCards.get(name);
+      if (!c) {
+        c = S.chartCard({ name, div: el("div", { class: "chart" }), attrs: { class: "chart-card compare-card compare-extra" },
+          onChange: (key, value) => setOwn(name, key, value), onFull: () => setFull(view.full === name ? "" : name) });
+        extraCards.set(name, c);
+        box.append(c.card);
+      }
+      syncCard(name, c);
+      return drawMetric(c.div, name).catch((err) => c.div.replaceChildren(S.errorNotice(err)));
     }));
   }
 
@@ -331,6 +397,7 @@
       document.body.dataset.ready = "1";
       return;
     }
+    seriesCache = new Map();  // the runs compared changed
     try {
       data = await api("/api/compare", { run: ids });
     } catch (err) {
@@ -355,6 +422,9 @@
 
   // the chart options: more metrics, colour by, x axis, smoothing, log
   const optionsBox = document.getElementById("compare-options");
+  // the settings every chart takes (#compare-smooth, #compare-log, #compare-x, #compare-clip)
+  const pageControls = S.settingControls({ ids: "compare", label: "every chart", onChange: (key, value) => setPage(key, value) });
+  pageControls.sync(view);
   function renderOptions(names) {
     const picks = document.getElementById("metric-picks");
     picks.replaceChildren(...names.filter((n) => n !== metric).map((n) => el("label", { class: "check" },
@@ -376,20 +446,7 @@
   }
   optionsBox.append(
     el("label", { class: "check" }, "Colour by", el("select", { class: "input small", id: "colour-by", onchange: (e) => { colourBy = e.target.value; renderTable(); redraw(); } })),
-    el("label", { class: "check" }, "x axis", el("select", { class: "input small", id: "compare-x", onchange: (e) => { chartView.x = e.target.value; redraw(); } },
-      Object.entries(S.X_MODES).map(([v, label]) => { const o = el("option", { value: v }, label); o.selected = v === chartView.x; return o; }))),
-    el("label", { class: "check" }, "Smoothing", (() => {
-      const input = el("input", { type: "range", id: "compare-smooth", min: "0", max: "0.99", step: "0.01", "aria-label": "Smoothing" });
-      input.value = String(chartView.smooth);
-      input.addEventListener("change", () => { chartView.smooth = Number(input.value); redraw(); });
-      return input;
-    })()),
-    el("label", { class: "check" }, (() => {
-      const input = el("input", { type: "checkbox", id: "compare-log" });
-      input.checked = chartView.log;
-      input.addEventListener("change", () => { chartView.log = input.checked; redraw(); });
-      return input;
-    })(), "log scale"));
+    ...pageControls.items);
   document.getElementById("parcoords-toggle").addEventListener("click", () => {
     showParcoords = !showParcoords;
     saveQuery();

@@ -10,6 +10,24 @@
 
   let run = null;
   let summaries = [];
+
+  /* The run's record, read once (GET /api/runs/ID) and shared: run_actions.js (the write actions)
+     waits for `ready`, gives what a write answered to `update` (the page redraws from it), and hears
+     of every change (a write, or a live run's new status) through `onChange`. */
+  const listeners = [];
+  let resolveReady, rejectReady;
+  const ready = new Promise((resolve, reject) => { resolveReady = resolve; rejectReady = reject; });
+  ready.catch(() => {});  // the page shows the error
+  function setRun(details) {
+    run = details;
+    renderOverview();
+    for (const fn of listeners) { try { fn(run); } catch (err) { console.error(err); } }
+  }
+  window.RunPage = {
+    ready, get run() { return run; },
+    update(details) { setRun(details); },
+    onChange(fn) { listeners.push(fn); },
+  };
   const charts = new Map();
   const loaded = new Set();
 
@@ -87,8 +105,7 @@
   }
 
   async function loadDetails() {
-    run = await api(base);
-    renderOverview();
+    setRun(await api(base));
     loadModels().catch((err) => document.getElementById("models").replaceChildren(S.errorNotice(err)));
   }
 
@@ -119,110 +136,97 @@
   }
 
   // -- chart view: for the page and per chart, kept in the URL (a link reproduces the view) -------
-  // ?smooth=0.6&log=1&x=wall&clip=1&q=loss&metric=a&metric=b&full=a&charts={"a":{"log":false}}
-  const X_KEYS = Object.keys(S.X_MODES);
+  // ?smooth=0.6&log=1&x=wall&clip=1&full=a&charts={"a":{"log":false}} (Studio.readChartView, as compare),
+  // q=loss (the search box), metric=a&metric=b (the charts shown: all without it; none: one empty metric=)
   const COLLAPSED_KEY = "runlab.charts.collapsed";
-  const clampSmooth = (v) => { const n = Number(v); return Number.isFinite(n) ? Math.min(0.99, Math.max(0, n)) : 0; };
-  function cleanPer(per) {
-    const out = {};
-    if (!per || typeof per !== "object" || Array.isArray(per)) return out;
-    for (const [name, o] of Object.entries(per)) {
-      if (!o || typeof o !== "object") continue;
-      const c = {};
-      if ("smooth" in o) c.smooth = clampSmooth(o.smooth);
-      if ("log" in o) c.log = !!o.log;
-      if (X_KEYS.includes(o.x)) c.x = o.x;
-      if ("clip" in o) c.clip = !!o.clip;
-      if (Object.keys(c).length) out[name] = c;
-    }
-    return out;
-  }
-  function readView() {
-    const q = new URLSearchParams(location.search);
-    let per = {};
-    try { per = JSON.parse(q.get("charts") || "{}"); } catch (e) { per = {}; }
-    return { smooth: clampSmooth(q.get("smooth")), log: q.get("log") === "1", x: X_KEYS.includes(q.get("x")) ? q.get("x") : "step",
-      clip: q.get("clip") === "1", q: q.get("q") || "", metrics: q.getAll("metric"), full: q.get("full") || "", per: cleanPer(per) };
-  }
-  const view = readView();
-  function saveView() {
-    S.setQuery({ smooth: view.smooth || "", log: view.log, x: view.x === "step" ? "" : view.x, clip: view.clip, q: view.q,
-      metric: view.metrics, full: view.full, charts: Object.keys(view.per).length ? JSON.stringify(view.per) : "" });
-  }
-  const settingsOf = (c) => Object.assign({ smooth: view.smooth, log: view.log, x: view.x, clip: view.clip }, view.per[c.name] || {});
+  const query = new URLSearchParams(location.search);
+  const view = Object.assign(S.readChartView(query), { q: query.get("q") || "", metrics: query.getAll("metric") });
+  function saveView() { S.setQuery(Object.assign(S.chartViewQuery(view), { q: view.q, metric: view.metrics })); }
+  const settingsOf = (c) => S.chartSettings(view, c.name);
   const runStart = () => run.started_at || run.created_at;
   const runName = () => S.plotText(run.display_name || run.run_id);
 
-  // one setting for one chart: kept apart from the page's only where it differs
+  // a setting changed: a new x axis drops a zoom (its range is in the other axis's units)
+  function redrawFor(c, key) {
+    if (key === "x" && c.zoom) { c.zoom = null; c.yzoom = null; drawFull(c).catch((err) => (c.meta.textContent = err.message)); }
+    else if (c.s) render(c).catch((err) => (c.meta.textContent = err.message));
+  }
   function setChartSetting(c, key, value) {
-    const own = Object.assign({}, view.per[c.name]);
-    if (value === view[key]) delete own[key]; else own[key] = value;
-    if (Object.keys(own).length) view.per[c.name] = own; else delete view.per[c.name];
-    saveView();
-    if (key === "x" && c.zoom) { c.zoom = null; c.yzoom = null; drawFull(c).catch((err) => (c.meta.textContent = err.message)); return; }
-    render(c).catch((err) => (c.meta.textContent = err.message));
+    S.setOwnSetting(view, c.name, key, value);
+    saveView(); syncControls(c); redrawFor(c, key);
   }
-  // one setting for the page: every chart takes it (their own values of it go)
   function setPageSetting(key, value) {
-    view[key] = value;
-    for (const name of Object.keys(view.per)) {
-      delete view.per[name][key];
-      if (!Object.keys(view.per[name]).length) delete view.per[name];
-    }
-    saveView();
-    charts.forEach((c) => {
-      if (key === "x" && c.zoom) { c.zoom = null; c.yzoom = null; drawFull(c).catch((err) => (c.meta.textContent = err.message)); }
-      else if (c.s) render(c).catch((err) => (c.meta.textContent = err.message));
-    });
+    S.setPageSetting(view, key, value);
+    saveView(); pageControls.sync(view);
+    charts.forEach((c) => { syncControls(c); redrawFor(c, key); });
   }
 
-  const xOptions = (value) => X_KEYS.map((k) => { const o = el("option", { value: k }, S.X_MODES[k]); o.selected = k === value; return o; });
-  function smoothInput(value, attrs) {
-    const input = el("input", Object.assign({ type: "range", min: "0", max: "0.99", step: "0.01", value: String(value) }, attrs));
-    input.value = String(value);
-    return input;
-  }
-  const fmtSmooth = (v) => (v > 0 ? v.toFixed(2) : "off");
-
-  // the page's toolbar: search, and the settings every chart takes at once
+  // the page's toolbar: search, the metric picker, and the settings every chart takes at once
   const chartsRoot = document.getElementById("charts");
   chartsRoot.className = "chart-groups";
+  const pageControls = S.settingControls({ ids: "chart", label: "every chart", onChange: setPageSetting });
+  pageControls.sync(view);
   const tb = {
     search: el("input", { type: "search", class: "input small", id: "chart-search", placeholder: "Search metrics", "aria-label": "Search metrics", autocomplete: "off" }),
-    smooth: smoothInput(view.smooth, { id: "chart-smooth", "aria-label": "Smoothing of every chart" }),
-    smoothOut: el("output", { id: "chart-smooth-value", for: "chart-smooth" }, fmtSmooth(view.smooth)),
-    log: el("input", { type: "checkbox", id: "chart-log" }),
-    x: el("select", { class: "input small", id: "chart-x", "aria-label": "x axis of every chart" }, xOptions(view.x)),
-    clip: el("input", { type: "checkbox", id: "chart-clip" }),
     showAll: el("button", { type: "button", class: "button small", id: "chart-show-all", hidden: true }, "Show all"),
     note: el("span", { class: "faint", id: "chart-note" }),
   };
   tb.search.value = view.q;
-  tb.log.checked = view.log;
-  tb.clip.checked = view.clip;
+
+  // the metric picker: a box per chart to show or hide it, a filter of the list (Esc and a click
+  // outside close it, as the runs table's column picker)
+  const pick = {
+    count: el("span", { class: "count", id: "chart-picker-count" }),
+    filter: el("input", { type: "search", class: "input small", id: "chart-picker-filter", placeholder: "Filter metrics", "aria-label": "Filter the metric list", autocomplete: "off" }),
+    list: el("div", { class: "picker-list", id: "chart-picker-list" }),
+    all: el("button", { type: "button", class: "button small", id: "chart-picker-all" }, "Show all"),
+    none: el("button", { type: "button", class: "button small", id: "chart-picker-none" }, "Hide all"),
+    empty: el("p", { class: "muted", id: "chart-picker-empty", hidden: true }, "no metric matches"),
+  };
+  const picker = S.dropdown(el("details", { class: "dropdown chart-picker", id: "chart-picker" },
+    el("summary", { class: "button small", "aria-haspopup": "true" }, "Metrics ", pick.count),
+    el("div", { class: "dropdown-body" }, el("div", { class: "picker-tools" }, pick.filter, pick.all, pick.none), pick.list, pick.empty)));
+  // the charts shown: all of them is no list (charts that come later show too), none is [""]
+  function choose(names) {
+    const set = new Set(names.filter(Boolean));
+    view.metrics = [...charts.keys()].every((n) => set.has(n)) ? [] : set.size ? [...set] : [""];
+    if (view.full && !isChosen(view.full)) setFull("");
+    saveView(); applyFilter();
+  }
+  const isChosen = (name) => !view.metrics.length || view.metrics.includes(name);
+  const shownNames = () => [...charts.keys()].filter(isChosen);
+  function renderPicker() {
+    const needle = pick.filter.value.trim().toLowerCase();
+    const have = new Map([...pick.list.children].map((label) => [label.dataset.metric, label]));
+    let matching = 0;
+    for (const name of charts.keys()) {
+      let label = have.get(name);
+      if (!label) {
+        const box = el("input", { type: "checkbox", value: name });
+        box.addEventListener("change", () => choose(box.checked ? [...shownNames(), name] : shownNames().filter((n) => n !== name)));
+        label = el("label", { dataset: { metric: name }, title: name }, box, name);
+        pick.list.append(label);
+      }
+      label.querySelector("input").checked = isChosen(name);
+      label.hidden = !!needle && !name.toLowerCase().includes(needle);
+      if (!label.hidden) matching++;
+    }
+    pick.empty.hidden = matching > 0 || !charts.size;
+    const n = shownNames().length;
+    pick.count.textContent = n === charts.size ? `(${n})` : `(${n} of ${charts.size})`;
+  }
+  pick.filter.addEventListener("input", renderPicker);
+  pick.filter.addEventListener("keydown", (e) => { if (e.key === "Enter") e.preventDefault(); });
+  pick.all.addEventListener("click", () => choose([...charts.keys()]));
+  pick.none.addEventListener("click", () => choose([]));
+  picker.addEventListener("toggle", () => { if (picker.open) pick.filter.focus(); });
+
   const toolbar = el("div", { class: "panel toolbar chart-toolbar", id: "chart-toolbar" },
-    tb.search,
-    el("label", { class: "check", title: "exponential moving average; the raw line stays faint behind" }, "Smoothing", tb.smooth, tb.smoothOut),
-    el("label", { class: "check" }, tb.log, "log scale"),
-    el("label", { class: "check" }, "x axis", tb.x),
-    el("label", { class: "check", title: "y axis from the 1st to the 99th percentile: spikes leave the view" }, tb.clip, "clip outliers"),
-    tb.showAll, el("span", { class: "spacer" }), tb.note);
+    tb.search, picker, ...pageControls.items, tb.showAll, el("span", { class: "spacer" }), tb.note);
   toolbar.hidden = true;  // until there is a chart
   chartsRoot.before(toolbar);
-  const redrawSoon = (() => {  // a slider drags through many values: one redraw a frame
-    let pending = null;
-    return (fn) => { pending = fn; requestAnimationFrame(() => { if (pending) { const f = pending; pending = null; f(); } }); };
-  })();
-  tb.smooth.addEventListener("input", () => {
-    const v = clampSmooth(tb.smooth.value);
-    tb.smoothOut.textContent = fmtSmooth(v);
-    redrawSoon(() => { setPageSetting("smooth", v); charts.forEach(syncControls); });
-  });
-  tb.log.addEventListener("change", () => { setPageSetting("log", tb.log.checked); charts.forEach(syncControls); });
-  tb.clip.addEventListener("change", () => { setPageSetting("clip", tb.clip.checked); charts.forEach(syncControls); });
-  tb.x.addEventListener("change", () => { setPageSetting("x", tb.x.value); charts.forEach(syncControls); });
   tb.search.addEventListener("input", S.debounce(() => { view.q = tb.search.value; saveView(); applyFilter(); }, 120));
-  tb.showAll.addEventListener("click", () => { view.metrics = []; saveView(); applyFilter(); });
+  tb.showAll.addEventListener("click", () => choose([...charts.keys()]));
 
   // -- groups by the name's prefix (train/, val/, sys/), collapsed ones remembered ------------
   const groups = new Map();  // prefix -> { g, section, grid, head }
@@ -294,26 +298,15 @@
     tb.showAll.textContent = `Show all (${hidden} hidden)`;
     tb.note.textContent = charts.size && !visible ? "no chart matches" : needle || chosen ? `${visible} of ${charts.size} charts` : "";
     toolbar.hidden = !charts.size;
+    renderPicker();
   }
 
-  function resize(c) {
-    if (c.div.offsetParent === null || !c.div.data) return;  // not displayed: resized when it is
-    Promise.resolve(Plotly.Plots.resize(c.div)).catch(() => {});
-  }
+  const resize = (c) => S.resizeChart(c.div);  // not displayed: resized when it is
 
   // -- full screen: one chart over the page (Esc or the button again closes it) ----------------
   function setFull(name) {
     view.full = charts.has(name) ? name : "";
-    charts.forEach((c) => {
-      const on = c.name === view.full;
-      if (c.card.classList.contains("fullscreen") !== on) {
-        c.card.classList.toggle("fullscreen", on);
-        c.fullButton.setAttribute("aria-pressed", String(on));
-        c.fullButton.title = on ? "Close full screen (Esc)" : "Full screen";
-        requestAnimationFrame(() => resize(c));
-      }
-    });
-    document.body.classList.toggle("chart-fullscreen", !!view.full);
+    S.showFull(charts, view.full);
     saveView();
   }
   document.addEventListener("keydown", (e) => { if (e.key === "Escape" && view.full) setFull(""); });
@@ -331,30 +324,17 @@
       ` · last ${S.fmtValue(last)}`;
   }
 
-  // traces[0] is the series as logged; with smoothing, traces[1] is its moving average (the raw line faint behind)
+  // the series, or with smoothing the series as logged (faint, traces[0]) and its moving average (traces[1])
   function tracesOf(c, st) {
-    const s = c.s;
-    const x = S.xValues(s, st.x, runStart());
-    const custom = S.hoverData(s);
-    const colour = S.colour(c.index);
-    const mode = s.steps.length <= 50 ? "lines+markers" : "lines";
-    const raw = { x, y: s.values.slice(), type: "scatter", mode, line: { width: 1.6, color: colour }, marker: { size: 4 },
-      name: runName(), connectgaps: false, customdata: custom, hovertemplate: S.hoverTemplate("value") };
-    if (!(st.smooth > 0)) return [raw];
-    Object.assign(raw, { opacity: 0.28, hoverinfo: "skip", hovertemplate: undefined });
-    const smooth = S.ema(s.values, st.smooth);
-    return [raw, { x, y: smooth, type: "scatter", mode: "lines", line: { width: 2, color: colour }, name: runName(), connectgaps: false,
-      customdata: custom.map((d, i) => [d[0], d[1], S.fmtValue(s.values[i])]),
-      hovertemplate: "%{fullData.name}<br>step %{customdata[0]}<br>smoothed %{y} (raw %{customdata[2]})<br>%{customdata[1]}<extra></extra>" }];
+    const { raw, main } = S.seriesTraces(c.s, { x: S.xValues(c.s, st.x, runStart()), colour: S.colour(c.index), name: runName(), smooth: st.smooth });
+    return raw ? [raw, main] : [main];
   }
 
   async function render(c) {
     if (!c.s) return;
     await S.plotly();
     const st = settingsOf(c);
-    const layout = S.plotLayout();
-    layout.xaxis = Object.assign({}, layout.xaxis, S.xAxis(st.x));
-    layout.yaxis = Object.assign({}, layout.yaxis, S.yAxisFor([c.s.values], { log: st.log, clip: st.clip }));
+    const layout = S.chartAxes(S.plotLayout(), st, [c.s.values]);
     if (c.zoom) {
       layout.xaxis = Object.assign(layout.xaxis, { range: [c.zoom.lo, c.zoom.hi], autorange: false });
       if (c.yzoom) layout.yaxis = Object.assign(layout.yaxis, { range: c.yzoom, autorange: false });
@@ -442,69 +422,24 @@
 
   // a chart's own controls: the page's settings for this chart only
   function syncControls(c) {
-    const st = settingsOf(c), k = c.controls;
-    k.smooth.value = String(st.smooth); k.smoothOut.textContent = fmtSmooth(st.smooth);
-    k.log.checked = st.log; k.x.value = st.x; k.clip.checked = st.clip;
+    c.controls.sync(settingsOf(c));
     c.card.classList.toggle("own-settings", !!view.per[c.name]);
-  }
-
-  // four corners (a glyph for it is missing from many fonts)
-  function fullIcon() {
-    const ns = "http://www.w3.org/2000/svg";
-    const svg = document.createElementNS(ns, "svg");
-    svg.setAttribute("viewBox", "0 0 16 16"); svg.setAttribute("width", "13"); svg.setAttribute("height", "13"); svg.setAttribute("aria-hidden", "true");
-    const path = document.createElementNS(ns, "path");
-    path.setAttribute("d", "M1 6V1h5M10 1h5v5M15 10v5h-5M6 15H1v-5");
-    path.setAttribute("fill", "none"); path.setAttribute("stroke", "currentColor"); path.setAttribute("stroke-width", "1.8");
-    svg.append(path);
-    return svg;
   }
 
   function chartFor(m) {
     let c = charts.get(m.name);
     if (c) return c;
-    const div = el("div", { class: "chart" });
     const meta = el("span", { class: "meta" }, "");
-    const k = {
-      smooth: smoothInput(0, { class: "c-smooth", "aria-label": `Smoothing of ${m.name}` }),
-      smoothOut: el("output", { class: "c-smooth-value" }, "off"),
-      log: el("input", { type: "checkbox", class: "c-log" }),
-      x: el("select", { class: "input small c-x", "aria-label": `x axis of ${m.name}` }, xOptions("step")),
-      clip: el("input", { type: "checkbox", class: "c-clip" }),
-    };
-    const controls = el("div", { class: "chart-controls", hidden: true },
-      el("label", { class: "check" }, "Smoothing", k.smooth, k.smoothOut), el("label", { class: "check" }, k.log, "log"),
-      el("label", { class: "check" }, "x", k.x), el("label", { class: "check" }, k.clip, "clip outliers"));
-    const settingsButton = el("button", { type: "button", class: "icon-button c-settings", title: "Settings of this chart", "aria-label": `Settings of ${m.name}`, "aria-expanded": "false" }, "⚙");
-    const fullButton = el("button", { type: "button", class: "icon-button c-full", title: "Full screen", "aria-label": `Full screen ${m.name}`, "aria-pressed": "false" }, fullIcon());
     const hideButton = el("button", { type: "button", class: "icon-button c-hide", title: "Hide this chart", "aria-label": `Hide ${m.name}` }, "×");
-    const card = el("div", { class: "panel chart-card", dataset: { metric: m.name } },
-      el("div", { class: "chart-head" }, el("h2", { title: m.name }, m.name), meta, settingsButton, fullButton, hideButton), controls, div);
-    const entry = groupFor(m.name);
-    entry.grid.append(card);
-    c = { name: m.name, div, card, meta, controls: k, fullButton, count: 0, drawn: false, downsampled: false, busy: false, again: false, index: charts.size, s: null, zoom: null };
+    const parts = S.chartCard({ name: m.name, div: el("div", { class: "chart" }), meta, extra: hideButton,
+      onChange: (key, value) => setChartSetting(c, key, value), onFull: () => setFull(view.full === m.name ? "" : m.name) });
+    groupFor(m.name).grid.append(parts.card);
+    c = { name: m.name, div: parts.div, card: parts.card, meta, controls: parts.controls, fullButton: parts.fullButton, count: 0,
+      drawn: false, downsampled: false, busy: false, again: false, index: charts.size, s: null, zoom: null };
     charts.set(m.name, c);
-    settingsButton.addEventListener("click", () => {
-      controls.hidden = !controls.hidden;
-      settingsButton.setAttribute("aria-expanded", String(!controls.hidden));
-      resize(c);
-    });
-    fullButton.addEventListener("click", () => setFull(view.full === c.name ? "" : c.name));
-    hideButton.addEventListener("click", () => {
-      view.metrics = (view.metrics.length ? view.metrics : [...charts.keys()]).filter((n) => n !== c.name);
-      if (view.full === c.name) setFull("");
-      saveView(); applyFilter();
-    });
-    k.smooth.addEventListener("input", () => {
-      const v = clampSmooth(k.smooth.value);
-      k.smoothOut.textContent = fmtSmooth(v);
-      redrawSoon(() => { setChartSetting(c, "smooth", v); syncControls(c); });
-    });
-    k.log.addEventListener("change", () => { setChartSetting(c, "log", k.log.checked); syncControls(c); });
-    k.clip.addEventListener("change", () => { setChartSetting(c, "clip", k.clip.checked); syncControls(c); });
-    k.x.addEventListener("change", () => { setChartSetting(c, "x", k.x.value); syncControls(c); });
+    hideButton.addEventListener("click", () => choose(shownNames().filter((n) => n !== c.name)));
     syncControls(c);
-    if (view.per[c.name]) { controls.hidden = false; settingsButton.setAttribute("aria-expanded", "true"); }
+    if (view.per[c.name]) parts.showControls(true);
     if (view.full === c.name) setFull(c.name);
     applyFilter();
     return c;
@@ -959,10 +894,7 @@
   async function liveTick() {
     const [fresh, metrics] = await Promise.all([api(base), api(`${base}/metrics`)]);
     const ended = terminal(fresh.status);
-    if (fresh.status !== run.status || fresh.started_at !== run.started_at || fresh.ended_at !== run.ended_at) {
-      run = fresh;
-      renderOverview();
-    }
+    if (fresh.status !== run.status || fresh.started_at !== run.started_at || fresh.ended_at !== run.ended_at) setRun(fresh);
     const counts = metrics.map((m) => `${m.name}:${m.count}`).join("|");
     if (counts !== live.counts) { live.counts = counts; await applyMetrics(metrics); }
     if (live.ticks++ % 3 === 0 || ended) applyLogFiles(await api(`${base}/logs`));
@@ -986,9 +918,11 @@
   try {
     await loadDetails();
   } catch (err) {
+    rejectReady(err);
     document.getElementById("main").replaceChildren(S.errorNotice(err));
     return;
   }
+  resolveReady(run);
   showTab(location.hash.slice(1) || "overview");
   S.afterPaint().then(() => S.plotly()).catch(() => {});  // the overview on screen: the chart library runs while the metrics load
   try { await applyMetrics(await api(`${base}/metrics`)); } catch (err) { document.getElementById("charts").replaceChildren(S.errorNotice(err)); }

@@ -1,7 +1,8 @@
 /* The run page's write actions: edit the display name, description and tags; add a note; cancel a
    run that has not ended; archive or unarchive; delete (after a confirmation). Each is a call of the
    API (api/runs.py) through Studio.send, which sends the session's CSRF token. Loaded before
-   studio.js and run.js, so it starts once the document's scripts have all run. */
+   studio.js and run.js, so it starts once the document's scripts have all run; the run's record is
+   run.js's (window.RunPage: read once, redrawn from what each write answers). */
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   const S = window.Studio;
@@ -58,34 +59,23 @@ document.addEventListener("DOMContentLoaded", () => {
     }));
   }
 
-  /* Show the run as the API answered (the header and the Tags card too, which run.js drew). */
-  function apply(details) {
+  /* What a write answered: the page (run.js) redraws from it, header, Details and Tags too, and
+     tells show() below. */
+  const apply = (details) => window.RunPage.update(details);
+
+  /* this script's parts for the run as it is now */
+  function show(details) {
+    const before = run;
     run = details;
-    nameInput.value = run.display_name || "";
-    descInput.value = run.description || "";
+    // what is being typed stays while a live run's status moves on: the fields follow the record's own changes
+    if (!before || before.display_name !== run.display_name) nameInput.value = run.display_name || "";
+    if (!before || before.description !== run.description) descInput.value = run.description || "";
     renderTags();
     const active = !ENDED.has(run.status);
     cancelButton.hidden = !active;
     deleteButton.disabled = active;
     deleteButton.title = active ? "cancel the run first: a run that has not ended is not deleted" : "";
     archiveButton.textContent = run.archived ? "Unarchive" : "Archive";
-    const title = document.getElementById("run-title");
-    if (title) title.textContent = run.display_name || run.run_id;
-    document.getElementById("run-status")?.replaceChildren(S.statusBadge(run.status));
-    // the Details card (drawn by run.js): its display name and description rows
-    const card = document.getElementById("details");
-    if (card && card.children.length) {
-      for (const [field, value] of [["Display name", run.display_name || ""], ["Description", run.description || ""]]) {
-        let dd = card.querySelector(`dd[data-field="${field}"]`);
-        if (!dd && value) {
-          dd = el("dd", { dataset: { field } });
-          card.append(el("dt", {}, field), dd);
-        }
-        if (dd) dd.textContent = value;
-      }
-    }
-    const tags = document.getElementById("tags");
-    if (tags) tags.replaceChildren(...(Object.keys(run.tags).length ? S.tagChips(run.tags) : [el("p", { class: "muted" }, "none")]));
   }
 
   function renderNotes(notes) {
@@ -130,9 +120,13 @@ document.addEventListener("DOMContentLoaded", () => {
     location.href = `/runs?experiment=${encodeURIComponent(run.experiment)}`;
   }));
 
+  // the run's record is run.js's (one GET /api/runs/ID for the page): shown once it has it, and after each change
+  if (!window.RunPage) { say("the run page's script (run.js) did not load"); return; }
+  window.RunPage.onChange(show);
   act(async () => {
-    apply(await S.api(base));
-    renderNotes(await S.api(`${base}/notes`));
+    const [details, notes] = await Promise.all([window.RunPage.ready, S.api(`${base}/notes`)]);
+    show(details);
+    renderNotes(notes);
     bar.dataset.ready = "1";
   });
 });

@@ -95,11 +95,7 @@
   };
 
   // -- column picker: closes on Esc and on a click outside it ----------------------------
-  const picker = document.getElementById("columns");
-  document.addEventListener("keydown", (ev) => {
-    if (ev.key === "Escape" && picker.open) { picker.open = false; picker.querySelector("summary").focus(); }
-  });
-  document.addEventListener("click", (ev) => { if (picker.open && !picker.contains(ev.target)) picker.open = false; });
+  S.dropdown(document.getElementById("columns"));  // the run page's metric picker closes the same way
 
   function pickerSection(title, names, chosen, kind) {
     if (!names.length) return el("div", { class: "picker-section" }, el("h3", {}, title), el("p", { class: "muted" }, "none yet"));

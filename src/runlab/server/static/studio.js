@@ -339,6 +339,183 @@
     return Object.assign(axis, lo > 0 ? { autorange: false, range: [Math.log10(lo), Math.log10(hi)] } : { autorange: true });
   }
 
+  // -- a page's chart view: settings for every chart, and per chart, kept in the URL ---------------
+  // ?smooth=0.6&log=1&x=wall&clip=1&full=NAME&charts={"NAME":{"log":false}} (the run page and compare)
+  const X_KEYS = Object.keys(X_MODES);
+  const clampSmooth = (v) => { const n = Number(v); return Number.isFinite(n) ? Math.min(0.99, Math.max(0, n)) : 0; };
+  /* a chart's own settings from a URL: only known keys, each checked (a hand-edited link may hold anything) */
+  function cleanPer(per) {
+    const out = Object.create(null);  // keyed by metric names: "__proto__" and "constructor" are names too
+    if (!per || typeof per !== "object" || Array.isArray(per)) return out;
+    for (const [name, o] of Object.entries(per)) {
+      if (!o || typeof o !== "object" || Array.isArray(o)) continue;
+      const c = {};
+      if ("smooth" in o) c.smooth = clampSmooth(o.smooth);
+      if ("log" in o) c.log = !!o.log;
+      if (X_KEYS.includes(o.x)) c.x = o.x;
+      if ("clip" in o) c.clip = !!o.clip;
+      if (Object.keys(c).length) out[name] = c;
+    }
+    return out;
+  }
+  /* the view of a page's charts from its URL's query (a URLSearchParams) */
+  function readChartView(q) {
+    let per = {};
+    try { per = JSON.parse(q.get("charts") || "{}"); } catch (e) { per = {}; }
+    return { smooth: clampSmooth(q.get("smooth")), log: q.get("log") === "1", x: X_KEYS.includes(q.get("x")) ? q.get("x") : "step",
+      clip: q.get("clip") === "1", full: q.get("full") || "", per: cleanPer(per) };
+  }
+  /* ...and back: the query parameters of a view (for setQuery), defaults left out */
+  const chartViewQuery = (view) => ({ smooth: view.smooth || "", log: view.log, x: view.x === "step" ? "" : view.x, clip: view.clip,
+    full: view.full, charts: Object.keys(view.per).length ? JSON.stringify(view.per) : "" });
+  /* the settings one chart draws with: the page's, and its own where it has them */
+  const chartSettings = (view, name) => Object.assign({ smooth: view.smooth, log: view.log, x: view.x, clip: view.clip }, view.per[name] || {});
+  /* one setting for one chart: kept apart from the page's only where it differs */
+  function setOwnSetting(view, name, key, value) {
+    const own = Object.assign(Object.create(null), view.per[name]);
+    if (value === view[key]) delete own[key]; else own[key] = value;
+    if (Object.keys(own).length) view.per[name] = own; else delete view.per[name];
+  }
+  /* one setting for the page: every chart takes it (their own values of it go) */
+  function setPageSetting(view, key, value) {
+    view[key] = value;
+    for (const name of Object.keys(view.per)) {
+      delete view.per[name][key];
+      if (!Object.keys(view.per[name]).length) delete view.per[name];
+    }
+  }
+
+  const fmtSmooth = (v) => (v > 0 ? v.toFixed(2) : "off");
+  const xOptions = (value) => X_KEYS.map((k) => { const o = el("option", { value: k }, X_MODES[k]); o.selected = k === value; return o; });
+  function smoothInput(value, attrs) {
+    const input = el("input", Object.assign({ type: "range", min: "0", max: "0.99", step: "0.01", value: String(value) }, attrs));
+    input.value = String(value);
+    return input;
+  }
+  /* a slider drags through many values: fn once a frame, the last one given */
+  function perFrame() {
+    let pending = null;
+    return (fn) => { const first = !pending; pending = fn; if (first) requestAnimationFrame(() => { const f = pending; pending = null; f?.(); }); };
+  }
+
+  /* The four settings (smoothing, log, x axis, clipping) as controls, for the page's toolbar (`ids`:
+     the element ids' prefix, as "chart" gives #chart-smooth) or one chart (classes .c-smooth, ...).
+     onChange(key, value) is called when one changes; sync(settings) shows settings. */
+  function settingControls({ ids, label, onChange }) {
+    const id = (name) => (ids ? `${ids}-${name}` : undefined);
+    const cls = (name) => (ids ? undefined : `c-${name}`);
+    const k = {
+      smooth: smoothInput(0, { id: id("smooth"), class: cls("smooth"), "aria-label": `Smoothing of ${label}` }),
+      smoothOut: el("output", { id: id("smooth-value"), class: cls("smooth-value"), for: id("smooth") }, "off"),
+      log: el("input", { type: "checkbox", id: id("log"), class: cls("log"), "aria-label": `log scale of ${label}` }),
+      x: el("select", { class: `input small${ids ? "" : " c-x"}`, id: id("x"), "aria-label": `x axis of ${label}` }, xOptions("step")),
+      clip: el("input", { type: "checkbox", id: id("clip"), class: cls("clip"), "aria-label": `clip outliers of ${label}` }),
+    };
+    const soon = perFrame();
+    k.smooth.addEventListener("input", () => {
+      const v = clampSmooth(k.smooth.value);
+      k.smoothOut.textContent = fmtSmooth(v);
+      soon(() => onChange("smooth", v));
+    });
+    k.log.addEventListener("change", () => onChange("log", k.log.checked));
+    k.clip.addEventListener("change", () => onChange("clip", k.clip.checked));
+    k.x.addEventListener("change", () => onChange("x", k.x.value));
+    const items = [
+      el("label", { class: "check", title: "exponential moving average; the raw line stays faint behind" }, "Smoothing", k.smooth, k.smoothOut),
+      el("label", { class: "check" }, k.log, ids ? "log scale" : "log"),
+      el("label", { class: "check" }, ids ? "x axis" : "x", k.x),
+      el("label", { class: "check", title: "y axis from the 1st to the 99th percentile: spikes leave the view" }, k.clip, "clip outliers")];
+    function sync(st) {
+      k.smooth.value = String(st.smooth); k.smoothOut.textContent = fmtSmooth(st.smooth);
+      k.log.checked = st.log; k.x.value = st.x; k.clip.checked = st.clip;
+    }
+    return { k, items, sync };
+  }
+
+  // four corners (a glyph for it is missing from many fonts)
+  function fullIcon() {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 16 16"); svg.setAttribute("width", "13"); svg.setAttribute("height", "13"); svg.setAttribute("aria-hidden", "true");
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("d", "M1 6V1h5M10 1h5v5M15 10v5h-5M6 15H1v-5");
+    path.setAttribute("fill", "none"); path.setAttribute("stroke", "currentColor"); path.setAttribute("stroke-width", "1.8");
+    svg.append(path);
+    return svg;
+  }
+
+  /* A chart's card: its name (as text), `meta` and buttons in the head (settings, full screen, and
+     `extra`), its own settings (hidden until the settings button), then `div`, the chart. */
+  function chartCard({ name, div, meta, extra, onChange, onFull, attrs }) {
+    const controls = settingControls({ label: name, onChange });
+    const box = el("div", { class: "chart-controls", hidden: true }, controls.items);
+    const settingsButton = el("button", { type: "button", class: "icon-button c-settings", title: "Settings of this chart", "aria-label": `Settings of ${name}`, "aria-expanded": "false" }, "⚙");
+    const fullButton = el("button", { type: "button", class: "icon-button c-full", title: "Full screen", "aria-label": `Full screen ${name}`, "aria-pressed": "false" }, fullIcon());
+    const title = el("h2", { title: name }, name);
+    const card = el("div", Object.assign({ class: "panel chart-card", dataset: { metric: name } }, attrs || {}),
+      el("div", { class: "chart-head" }, title, meta || null, settingsButton, fullButton, extra || null), box, div);
+    const showControls = (open) => {
+      box.hidden = !open;
+      settingsButton.setAttribute("aria-expanded", String(open));
+      resizeChart(div);
+    };
+    settingsButton.addEventListener("click", () => showControls(box.hidden));
+    fullButton.addEventListener("click", () => onFull?.());
+    return { card, div, title, controls, box, settingsButton, fullButton, showControls };
+  }
+
+  /* plotly's size follows its box (full screen, a panel opened): only for a drawn, displayed chart */
+  function resizeChart(div) {
+    if (!div || div.offsetParent === null || !div.data || !window.Plotly) return;
+    Promise.resolve(window.Plotly.Plots.resize(div)).catch(() => {});
+  }
+  /* Full screen: the chart of `name` over the page, or none (""). `cards`: [name, {card, div, fullButton}]
+     pairs (a Map). Esc closes it: each page listens, see onEscape. */
+  function showFull(cards, name) {
+    let any = false;
+    for (const [n, c] of cards) {
+      const on = n === name;
+      any = any || on;
+      if (c.card.classList.contains("fullscreen") === on) continue;
+      c.card.classList.toggle("fullscreen", on);
+      c.fullButton.setAttribute("aria-pressed", String(on));
+      c.fullButton.title = on ? "Close full screen (Esc)" : "Full screen";
+      requestAnimationFrame(() => resizeChart(c.div));
+    }
+    document.body.classList.toggle("chart-fullscreen", any);
+    return any;
+  }
+
+  /* A chart's lines for one series: `main` (the series, or with smoothing its moving average) and
+     `raw` (with smoothing: the series as logged, faint behind, not in the legend; else null). */
+  function seriesTraces(s, { x, colour, name, label = "value", smooth = 0, meta }) {
+    const customdata = hoverData(s);
+    const line = { x, y: s.values.slice(), type: "scatter", mode: s.steps.length <= 50 ? "lines+markers" : "lines", name, meta,
+      line: { width: 1.6, color: colour }, marker: { size: 4 }, connectgaps: false, customdata, hovertemplate: hoverTemplate(label) };
+    if (!(smooth > 0)) return { raw: null, main: line };
+    const raw = Object.assign(line, { mode: "lines", line: { width: 1, color: colour }, opacity: 0.25, hoverinfo: "skip",
+      hovertemplate: undefined, showlegend: false, meta: undefined });
+    const main = { x, y: ema(s.values, smooth), type: "scatter", mode: "lines", name, meta, line: { width: 2, color: colour }, connectgaps: false,
+      customdata: customdata.map((d, i) => [d[0], d[1], fmtValue(s.values[i])]),
+      hovertemplate: `%{fullData.name}<br>step %{customdata[0]}<br>${label} smoothed %{y} (raw %{customdata[2]})<br>%{customdata[1]}<extra></extra>` };
+    return { raw, main };
+  }
+  /* the axes of a chart drawn with these settings (`lists`: its series' values) */
+  function chartAxes(layout, st, lists) {
+    layout.xaxis = Object.assign({}, layout.xaxis, xAxis(st.x));
+    layout.yaxis = Object.assign({}, layout.yaxis, yAxisFor(lists, { log: st.log, clip: st.clip }));
+    return layout;
+  }
+
+  /* A <details> dropdown (a picker) closes on Esc (focus back on its summary) and on a click outside it. */
+  function dropdown(details) {
+    document.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape" && details.open) { details.open = false; details.querySelector("summary")?.focus(); }
+    });
+    document.addEventListener("click", (ev) => { if (details.open && !details.contains(ev.target)) details.open = false; });
+    return details;
+  }
+
   /* localStorage that may be off (private windows): a value or the fallback */
   function stored(key, fallback) {
     try { const v = localStorage.getItem(key); return v === null ? fallback : JSON.parse(v); } catch (e) { return fallback; }
@@ -363,6 +540,8 @@
   window.Studio = {
     pageData, api, send, ApiError, el, fmtTime, fmtTimeZone, zoneName, whenEl, fmtAgo,
     plotly, afterPaint, chartTheme, onThemeChange, ema, clippedRange, plotDate, fromPlotDate, X_MODES, xValues, xAxis, hoverData, hoverTemplate, yAxisFor,
+    clampSmooth, readChartView, chartViewQuery, chartSettings, setOwnSetting, setPageSetting, fmtSmooth, perFrame, settingControls,
+    fullIcon, chartCard, resizeChart, showFull, seriesTraces, chartAxes, dropdown,
     stored, store, fmtDuration, fmtValue, fmtBytes, timeEl, statusBadge, runLink,
     tagChips, tagValue, isNumericSummary, valueAxis, emptyState, errorNotice, kvTable, setQuery, debounce, colour, plotConfig, plotLayout, plotText,
   };

@@ -274,8 +274,10 @@ def test_a_file_that_grows_while_it_is_sent_sends_what_its_length_said(
 
     run = runlab.Experiment(ws, "grows").start_logging()
     ws.folder.artifacts.put_bytes(run.id, "logs/live.txt", b"0123456789" * 100)
-    real_size = LocalArtifactStore.size
+    real_size, real_open_sized = LocalArtifactStore.size, LocalArtifactStore.open_sized
     monkeypatch.setattr(LocalArtifactStore, "size", lambda self, r, n: real_size(self, r, n) - 300)  # it grew since
+    monkeypatch.setattr(LocalArtifactStore, "open_sized",
+                        lambda self, r, n, o=0: (lambda got: (got[0], got[1] - 300))(real_open_sized(self, r, n, o)))
     with TestClient(create_app(ws.folder)) as client:
         for url in (f"/api/remote/runs/{run.id}/files/logs/live.txt?offset=100", f"/api/runs/{run.id}/files/logs/live.txt"):
             response = client.get(url)
@@ -283,3 +285,128 @@ def test_a_file_that_grows_while_it_is_sent_sends_what_its_length_said(
             assert len(response.content) == int(response.headers["content-length"]), url
         assert response.content == (b"0123456789" * 100)[:700]
     run.complete()
+
+
+SNAPSHOT_TRAIN = "from helpers.message import TEXT\nprint(TEXT, flush=True)\n"
+MESSAGE = b"TEXT = 'from the snapshot'\n"
+INTRUDER = b"TEXT = 'from an intruder!'\n"  # as long as MESSAGE: the object's size does not give it away
+
+
+def test_a_submitted_snapshot_lives_in_the_bucket_and_a_changed_object_is_never_run(
+        s3_server_ws: tuple[runlab.Workspace, ServerProcess, str, str], tmp_path: Path, subprocess_env: dict[str, str],
+        aws_env: dict[str, str]) -> None:
+    import json
+
+    import httpx
+
+    from runlab.core.errors import StoreError
+    from runlab.execution.remote import pull_snapshot
+    from runlab.execution.snapshot import SnapshotStore
+    from runlab.store.remote.client import ServerClient
+
+    ws, server, endpoint, bucket = s3_server_ws
+    env = {**subprocess_env, **aws_env}
+    src = tmp_path / "src"
+    (src / "helpers").mkdir(parents=True)
+    (src / "helpers" / "__init__.py").write_text("")
+    (src / "helpers" / "message.py").write_bytes(MESSAGE)
+    (src / "train.py").write_text(SNAPSHOT_TRAIN)
+    runlab.ComputeTarget.create(ws, "cpu-cluster", runlab.AmlCompute.provisioning_configuration(max_nodes=1))
+    config = ScriptRunConfig(source_directory=str(src), script="train.py", compute_target="cpu-cluster")
+    run = runlab.Experiment(ws, "snap").submit(config)
+    run.wait_for_completion(show_output=False, timeout_seconds=300)
+    assert run.get_status() == "Completed", run.get_details().get("error")
+    run.download_file("azureml-logs/70_driver_log.txt", str(tmp_path / "driver.txt"))
+    assert "from the snapshot" in (tmp_path / "driver.txt").read_text()
+
+    snapshot_id = run.get_snapshot_id()
+    assert snapshot_id
+    shas = {hashlib.sha256(p.read_bytes()).hexdigest() for p in src.rglob("*") if p.is_file()}
+    keys = _keys(endpoint, bucket, "team/snapshots/")
+    assert set(keys) == {f"team/snapshots/manifests/{snapshot_id}.json",
+                         *(f"team/snapshots/objects/{sha[:2]}/{sha[2:]}" for sha in shas)}
+    state = tmp_path / "state"
+    assert [p for p in (state / "files" / "snapshots").rglob("*") if not p.is_dir()] == []  # none on the server's disk
+    assert not [p for p in state.rglob("*") if p.is_file() and p.name == f"{snapshot_id}.json"]
+    run_keys = _keys(endpoint, bucket, "team/")
+    assert any(k.startswith((f"team/runs/{run.id}/azureml-logs/20_image_build_log.txt",
+                             f"team/parts/{run.id}/azureml-logs/20_image_build_log.txt/")) for k in run_keys)
+
+    # a second server process on the same bucket (and store, and state folder) serves the same snapshot
+    second = ServerProcess(server.store_url, state, env, extra=["--state", str(state), "--s3-endpoint-url", endpoint,
+                                                                "--no-agents"])
+    second.artifacts_arg = f"s3://{bucket}/team"
+    with second:
+        info = httpx.get(f"{second.url}/api/runs/{run.id}/snapshot", timeout=30).json()
+        assert sorted(f["path"] for f in info["files"]) == ["helpers/__init__.py", "helpers/message.py", "train.py"]
+        got = httpx.get(f"{second.url}/api/runs/{run.id}/snapshot/helpers/message.py", timeout=30)
+        assert got.status_code == 200 and got.content == MESSAGE
+        agent_cache = SnapshotStore(tmp_path / "agent-cache")  # an agent on another machine fetches it
+        pull_snapshot(ServerClient(second.url), agent_cache, snapshot_id)
+        agent_cache.restore(snapshot_id, tmp_path / "agent-work")
+        assert (tmp_path / "agent-work" / "helpers" / "message.py").read_bytes() == MESSAGE
+
+    # the backup's manifest lists the snapshot with the bucket's other objects
+    done = subprocess.run([sys.executable, "-m", "runlab.cli", "server", "backup", str(tmp_path / "bk"), "--store",
+                           server.store_url, "--artifacts", str(state)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    listed = {o["name"] for o in json.loads((tmp_path / "bk" / "manifest.json").read_text())["s3"]["listing"]}
+    assert {k[len("team/"):] for k in keys} <= listed
+
+    # someone changes an object in the bucket: same length, other bytes
+    sha = hashlib.sha256(MESSAGE).hexdigest()
+    key = f"team/snapshots/objects/{sha[:2]}/{sha[2:]}"
+    boto3_client(endpoint).put_object(Bucket=bucket, Key=key, Body=INTRUDER)
+    with pytest.raises(httpx.HTTPError):  # the server cuts the response rather than send it whole
+        httpx.get(f"{server.url}/api/remote/snapshots/{snapshot_id}/objects/{sha}", timeout=30).raise_for_status()
+    with pytest.raises(StoreError, match="message.py"):
+        pull_snapshot(ServerClient(server.url), SnapshotStore(tmp_path / "other-cache"), snapshot_id)
+    again = runlab.Experiment(ws, "snap").submit(config)  # the same tree: the same snapshot, nothing sent again
+    assert again.get_snapshot_id() == snapshot_id
+    again.wait_for_completion(show_output=False, raise_on_error=False, timeout_seconds=300)
+    assert again.get_status() == "Failed"
+    error = str(again.get_details().get("error"))
+    assert "damaged" in error and "helpers/message.py" in error and "changed outside runlab" in error, error
+    assert "intruder" not in "".join(again.get_file_names())
+    for name in again.get_file_names():
+        if name.endswith(".txt"):
+            again.download_file(name, str(tmp_path / "again.txt"))
+            assert "intruder" not in (tmp_path / "again.txt").read_text()
+
+    boto3_client(endpoint).put_object(Bucket=bucket, Key=key, Body=b"x")  # another length: refused up front, with why
+    refused = httpx.get(f"{server.url}/api/remote/snapshots/{snapshot_id}/objects/{sha}", timeout=30)
+    assert refused.status_code >= 400 and "holds 1 bytes" in refused.text, refused.text
+
+
+def test_a_download_lists_the_files_objects_once(s3_bucket: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """open_sized (what the download endpoints use) gives open()'s bytes and size()'s size from one listing."""
+    from runlab.store.artifacts import open_with_size
+
+    endpoint, bucket = s3_bucket
+    monkeypatch.setattr(s3_artifacts, "PART_REWRITE_MAX", 10)
+    store = S3ArtifactStore(S3ObjectStore(bucket, "p", endpoint))
+    store.put_bytes("run_1", "logs/driver.txt", b"whole\n")
+    sent = b"whole\n"
+    for i in range(5):
+        chunk = f"line {i}\n".encode()
+        store.append_bytes("run_1", "logs/driver.txt", chunk)
+        sent += chunk
+    calls: list[str] = []
+    real_list = S3ObjectStore.list
+
+    def counting(self: S3ObjectStore, prefix: str = "") -> list[object]:
+        calls.append(prefix)
+        return real_list(self, prefix)  # type: ignore[return-value]
+
+    monkeypatch.setattr(S3ObjectStore, "list", counting)
+    store.size("run_1", "logs/driver.txt")
+    one_look = len(calls)
+    for offset in (0, 3, 6, 7, len(sent) - 1, len(sent), len(sent) + 4):
+        calls.clear()
+        stream, size = open_with_size(store, "run_1", "logs/driver.txt", offset)
+        with stream:
+            assert (stream.read(), size) == (sent[offset:], len(sent)), offset
+        assert len(calls) == one_look, calls  # not size()'s listing and then open()'s
+    with pytest.raises(FileNotFoundInRunError):
+        open_with_size(store, "run_1", "logs/none.txt")

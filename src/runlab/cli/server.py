@@ -15,10 +15,11 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 STORE_HELP = ("Database of the workspace's metadata and metrics: postgresql+psycopg://user:password@host:port/db "
               "or sqlite:////absolute/path.db (env RUNLAB_STORE_URL, which keeps a password out of `ps`).")
 ARTIFACTS_HELP = ("Where the workspace's files go: a folder (snapshots, run files, logs, datastore and model files; "
-                  "created when new), or s3://bucket/prefix in an S3-compatible store (run files, logs, model files, "
-                  "the workspace's own datastores; credentials from the environment, as boto3 finds them).")
-STATE_HELP = ("With --artifacts s3://...: the server's own folder on this machine (source snapshots, agents' state, "
-              "journals; default $RUNLAB_HOME/server-state/BUCKET/PREFIX). Every server process of the workspace "
+                  "created when new), or s3://bucket/prefix in an S3-compatible store (source snapshots, run files, "
+                  "logs, model files, the workspace's own datastores; credentials from the environment, as boto3 "
+                  "finds them).")
+STATE_HELP = ("With --artifacts s3://...: the server's own folder on this machine (agents' state, journals; "
+              "default $RUNLAB_HOME/server-state/BUCKET/PREFIX). Every server process of the workspace "
               "on this machine uses the same one.")
 
 

@@ -8,9 +8,11 @@ reverse for an agent on another machine. Neither holds a whole file in memory.
 
 from __future__ import annotations
 
+import http.client
 import json
 from typing import Any
 
+from runlab.core.errors import StoreError, UserError
 from runlab.execution.snapshot import SnapshotStore
 from runlab.store.remote.client import ServerClient
 
@@ -41,12 +43,19 @@ def push_snapshot(client: ServerClient, local: SnapshotStore, snapshot_id: str) 
 def pull_snapshot(client: ServerClient, local: SnapshotStore, snapshot_id: str) -> dict[str, Any]:
     """Fetch snapshot ``snapshot_id`` from the server into ``local`` (objects it lacks, then the manifest)."""
     manifest = client.get_json(f"/api/remote/snapshots/manifests/{snapshot_id}")
-    for sha in sorted({str(f["sha256"]) for f in manifest.get("files", []) if isinstance(f, dict)}):
-        if local.has_object(sha):
-            continue
+    paths = {str(f.get("sha256")): str(f.get("path")) for f in manifest.get("files", []) if isinstance(f, dict)}
+    for sha in sorted(set(local.missing_objects(sorted(paths)))):
         resp = client.request("GET", f"/api/remote/snapshots/{snapshot_id}/objects/{sha}", stream=True)
         try:
             local.import_object(resp, sha)  # type: ignore[arg-type]
+        except UserError as exc:  # the bytes are not those the manifest names: never run them
+            raise StoreError(f"snapshot {snapshot_id} is damaged on the server: the content of {paths[sha]!r} arrived "
+                             f"as other bytes than the {sha} its manifest records ({exc}); nothing of it was run. "
+                             "Submit the run again to send the files anew", snapshot_id=snapshot_id) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise StoreError(f"could not fetch {paths[sha]!r} ({sha}) of snapshot {snapshot_id} from the server: "
+                             f"{exc!r} (the server's log says why: a content changed in its store is cut off rather "
+                             "than sent)", snapshot_id=snapshot_id) from exc
         finally:
             resp.close()
     local.import_manifest(snapshot_id, manifest)

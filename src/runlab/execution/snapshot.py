@@ -33,17 +33,22 @@ Every file in the store is written to a temporary file in its final folder, flus
 renamed with ``os.replace``: a crash never leaves a partial object or manifest, and two processes that
 snapshot at once at worst both write the same bytes. Objects are written before the manifest that
 names them.
+
+The same layout can live elsewhere: a :class:`SnapshotStore` takes a folder (a
+:class:`FolderSnapshotStorage` over it) or any :class:`SnapshotStorage`; ``runlab server --artifacts
+s3://...`` gives it the bucket's (:class:`runlab.store.s3_artifacts.S3SnapshotStorage`, under
+``<prefix>/snapshots/``). Whatever the storage, an object is named by the hash of the bytes actually
+stored, and :meth:`SnapshotStore.restore` checks each file's sha256 as it copies it out: a content
+changed in the store is refused, never restored.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
 import tempfile
@@ -51,7 +56,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Callable, NamedTuple, Union
+from typing import IO, Any, BinaryIO, Callable, NamedTuple, Protocol, Sequence, Union
 
 import pathspec
 
@@ -62,10 +67,12 @@ __all__ = [
     "DEFAULT_SNAPSHOT_MAX_BYTES",
     "DEFAULT_SNAPSHOT_MAX_FILES",
     "IGNORE_FILE_NAMES",
+    "FolderSnapshotStorage",
     "FolderUsage",
     "GitInfo",
     "Snapshot",
     "SnapshotLimits",
+    "SnapshotStorage",
     "SnapshotStore",
     "SnapshotStoreStats",
     "SnapshotTooLargeError",
@@ -169,7 +176,8 @@ class Snapshot:
     total_bytes: int
     git: GitInfo | None
     """Git state at this take; None when the folder is not in a git repository."""
-    manifest_path: Path
+    manifest_path: Path | str
+    """The manifest's file, or its place in a bucket."""
     skipped: tuple[str, ...] = ()
     """Links to folders or to files outside the folder, broken links and special files that were left out."""
     skipped_reasons: tuple[str, ...] = ()
@@ -497,19 +505,16 @@ def read_git_info(folder: PathLike) -> GitInfo | None:
 # the store
 
 
-def _copy_hashing(source: io.BufferedIOBase, target: IO[bytes] | None) -> tuple[str, int]:
+def _copy_hashing(source: IO[bytes], target: IO[bytes] | None) -> tuple[str, int]:
+    """Read ``source`` to its end (a file, a request body, an S3 object's stream), hashing it, and write
+    it to ``target`` when given: (sha256, size)."""
     digest = hashlib.sha256()
-    buffer = bytearray(_BLOCK_SIZE)
-    view = memoryview(buffer)
     size = 0
-    while True:
-        read = source.readinto(buffer)
-        if not read:
-            break
-        digest.update(view[:read])
+    while block := source.read(_BLOCK_SIZE):
+        digest.update(block)
         if target is not None:
-            target.write(view[:read])
-        size += read
+            target.write(block)
+        size += len(block)
     return digest.hexdigest(), size
 
 
@@ -519,12 +524,6 @@ def _has_size(path: Path, size: int) -> bool:
     except OSError:
         return False
 
-
-def _has_any(path: Path) -> bool:
-    try:
-        return path.is_file()
-    except OSError:
-        return False
 
 
 def _snapshot_id(files: list[dict[str, Any]]) -> str:
@@ -539,16 +538,175 @@ def _safe_relpath(raw: object) -> PurePosixPath:
     return rel
 
 
-class SnapshotStore:
-    """Snapshots kept under ``root`` (the workspace's files area); see the module docstring."""
+def _check_sha256(sha256: object) -> str:
+    if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
+        raise StoreError(f"{str(sha256)[:80]!r} is not a sha256: the snapshot manifest that names it is damaged",
+                         sha256=sha256)
+    return sha256
+
+
+def _write_atomic(path: Path, write: Callable[[IO[bytes]], object], mode: int, sync: bool = True) -> None:
+    """Write ``path`` through a temporary file in its folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+            if sync:
+                out.flush()
+                os.fsync(out.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+class SnapshotStorage(Protocol):
+    """Where a :class:`SnapshotStore` keeps its objects (named by sha256, checked before they get here) and
+    manifests: a folder (:class:`FolderSnapshotStorage`) or, for ``runlab server --artifacts s3://...``, a
+    bucket (:class:`runlab.store.s3_artifacts.S3SnapshotStorage`). A missing object or manifest is a
+    :class:`FileNotFoundError`; other failures an :class:`OSError` or runlab's own errors."""
+
+    description: str
+    """Where, for messages."""
+
+    def object_sizes(self, shas: Sequence[str]) -> dict[str, int | None]:
+        """The size of each object, None for those not kept."""
+        ...
+
+    def store_object(self, source: IO[bytes], expected: str, only_expected: bool) -> tuple[str, int, bool]:
+        """Copy ``source`` in, hashed as it is copied and named by the sha256 of the bytes copied (checked
+        before the object becomes visible): (sha256, size, whether it was new). ``only_expected``: store
+        nothing when the bytes are not those of ``expected``."""
+        ...
+
+    def open_object(self, sha256: str) -> tuple[BinaryIO, int]:
+        """The object's bytes, streamed, and its size."""
+        ...
+
+    def manifest_exists(self, snapshot_id: str) -> bool: ...
+
+    def read_manifest(self, snapshot_id: str) -> bytes: ...
+
+    def write_manifest(self, snapshot_id: str, data: bytes) -> None: ...
+
+    def manifest_location(self, snapshot_id: str) -> Path | str: ...
+
+    def counts(self) -> tuple[int, int, int]:
+        """(manifests, objects, bytes of the objects)."""
+        ...
+
+
+class FolderSnapshotStorage:
+    """Snapshots in a folder (``objects/ab/cdef...``, ``manifests/<id>.json``): every write goes through a
+    temporary file in the final folder, flushed and renamed (see the module docstring)."""
 
     def __init__(self, root: PathLike) -> None:
         self.root = Path(root)
-        self._objects = self.root / "objects"
-        self._manifests = self.root / "manifests"
+        self.description = str(self.root)
+        self.objects = self.root / "objects"
+        self.manifests = self.root / "manifests"
+
+    def object_path(self, sha256: str) -> Path:
+        return self.objects / sha256[:2] / sha256[2:]
+
+    def object_sizes(self, shas: Sequence[str]) -> dict[str, int | None]:
+        sizes: dict[str, int | None] = {}
+        for sha in shas:
+            try:
+                st = self.object_path(sha).stat()
+            except OSError:
+                sizes[sha] = None
+                continue
+            sizes[sha] = st.st_size if stat.S_ISREG(st.st_mode) else None
+        return sizes
+
+    def store_object(self, source: IO[bytes], expected: str, only_expected: bool) -> tuple[str, int, bool]:
+        folder = self.object_path(expected).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                # hashed again while copying: if the file changed since, the object is named by what
+                # was actually copied
+                sha256, size = _copy_hashing(source, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(temp, 0o444)
+            final = self.object_path(sha256)
+            if sha256 != expected and only_expected:
+                os.unlink(temp)
+                return sha256, size, False
+            if sha256 != expected:
+                final.parent.mkdir(parents=True, exist_ok=True)
+            if sha256 != expected and _has_size(final, size):
+                os.unlink(temp)
+                return sha256, size, False
+            os.replace(temp, final)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(temp)
+            raise
+        return sha256, size, True
+
+    def open_object(self, sha256: str) -> tuple[BinaryIO, int]:
+        stream = open(self.object_path(sha256), "rb")
+        try:
+            return stream, os.fstat(stream.fileno()).st_size
+        except BaseException:
+            stream.close()
+            raise
+
+    def manifest_location(self, snapshot_id: str) -> Path:
+        return self.manifests / f"{snapshot_id}.json"
+
+    def manifest_exists(self, snapshot_id: str) -> bool:
+        return self.manifest_location(snapshot_id).exists()
+
+    def read_manifest(self, snapshot_id: str) -> bytes:
+        path = self.manifest_location(snapshot_id)
+        if not path.is_file():
+            raise FileNotFoundError(str(path))
+        return path.read_bytes()
+
+    def write_manifest(self, snapshot_id: str, data: bytes) -> None:
+        _write_atomic(self.manifest_location(snapshot_id), lambda out: out.write(data), mode=0o644)
+
+    def counts(self) -> tuple[int, int, int]:
+        snapshots = sum(1 for _ in self.manifests.glob("*.json")) if self.manifests.is_dir() else 0
+        objects = object_bytes = 0
+        if self.objects.is_dir():
+            for folder in self.objects.iterdir():
+                for obj in folder.iterdir():
+                    if not obj.name.startswith(_TEMP_PREFIX):
+                        objects += 1
+                        object_bytes += obj.stat().st_size
+        return snapshots, objects, object_bytes
+
+
+class _Damaged(Exception):
+    def __init__(self, sha256: str, size: int) -> None:
+        super().__init__(sha256)
+        self.sha256, self.size = sha256, size
+
+
+class SnapshotStore:
+    """Snapshots kept under ``root`` (the workspace's files area), or in another :class:`SnapshotStorage`
+    (a server's bucket); see the module docstring."""
+
+    def __init__(self, root: PathLike | SnapshotStorage) -> None:
+        if isinstance(root, (str, os.PathLike)):
+            self.storage: SnapshotStorage = FolderSnapshotStorage(root)
+            self.root: Path | None = Path(root)
+        else:
+            self.storage = root
+            self.root = None
+        self.where = self.storage.description
 
     def __repr__(self) -> str:
-        return f"SnapshotStore({str(self.root)!r})"
+        return f"SnapshotStore({self.where!r})"
 
     def take(self, source_dir: PathLike, limits: SnapshotLimits = SnapshotLimits(),
              progress: ProgressCallback | None = None) -> Snapshot:
@@ -581,8 +739,8 @@ class SnapshotStore:
 
         snapshot_id = _snapshot_id(entries)
         total_bytes = sum(e["size"] for e in entries)
-        manifest_path = self._manifests / f"{snapshot_id}.json"
-        if not manifest_path.exists():  # the same tree was snapshotted before: keep its first manifest
+        manifest_path = self.storage.manifest_location(snapshot_id)
+        if not self.storage.manifest_exists(snapshot_id):  # the same tree was snapshotted before: keep its first manifest
             manifest = {
                 "format": _MANIFEST_FORMAT,
                 "snapshot_id": snapshot_id,
@@ -595,12 +753,7 @@ class SnapshotStore:
                 "files": entries,
                 "skipped": [{"path": path, "reason": reason} for path, reason in scan.skipped],
             }
-            data = json.dumps(manifest, indent=1).encode("utf-8")
-            try:
-                self._write_atomic(manifest_path, lambda out: out.write(data), mode=0o644)
-            except OSError as exc:
-                raise StoreError(f"cannot write to the snapshot store {self.root}: {exc}",
-                                 path=manifest_path) from exc
+            self._write_manifest(snapshot_id, json.dumps(manifest, indent=1).encode("utf-8"))
         return Snapshot(snapshot_id=snapshot_id, source_dir=scan.root, file_count=len(entries),
                         total_bytes=total_bytes, git=git, manifest_path=manifest_path,
                         skipped=tuple(path for path, _ in scan.skipped),
@@ -612,12 +765,15 @@ class SnapshotStore:
 
         Raises :class:`NotFoundError` for an unknown id, :class:`StoreError` for an unreadable manifest.
         """
-        path = self._manifests / f"{snapshot_id}.json"
-        if not isinstance(snapshot_id, str) or not _SHA256_RE.fullmatch(snapshot_id) or not path.is_file():
-            raise NotFoundError(f"snapshot {snapshot_id!r} not found in {self.root}: snapshot ids are "
+        unknown = NotFoundError(f"snapshot {snapshot_id!r} not found in {self.where}: snapshot ids are "
                                 "the 64-character ids that take() returns", snapshot_id=snapshot_id)
+        if not isinstance(snapshot_id, str) or not _SHA256_RE.fullmatch(snapshot_id):
+            raise unknown
+        path = self.storage.manifest_location(snapshot_id)
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
+            manifest = json.loads(self.storage.read_manifest(snapshot_id).decode("utf-8"))
+        except FileNotFoundError:
+            raise unknown from None
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot read the manifest of snapshot {snapshot_id} at {path}: {exc}",
                              snapshot_id=snapshot_id, path=path) from exc
@@ -630,10 +786,12 @@ class SnapshotStore:
         """Write the files of a snapshot under ``dest``, with their executable bits.
 
         Folders are created and existing files overwritten; other files in ``dest`` are left alone.
-        Returns the paths written, in manifest order.
+        Each file's bytes are checked against the sha256 and size its manifest records as they are
+        copied: a content changed in the store is never restored (the run would not run the code that
+        was submitted). Returns the paths written, in manifest order.
 
         Raises :class:`NotFoundError` for an unknown id, :class:`StoreError` when the snapshot is
-        damaged or ``dest`` cannot be written.
+        damaged (a content missing or changed) or ``dest`` cannot be written.
         """
         manifest = self.manifest(snapshot_id)
         dest_root = Path(dest)
@@ -647,20 +805,33 @@ class SnapshotStore:
             if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
                 raise StoreError(f"the manifest of snapshot {snapshot_id} has a bad sha256 for {rel}",
                                  snapshot_id=snapshot_id, path=str(rel))
-            obj = self._object_path(sha256)
             target = dest_root.joinpath(*rel.parts)
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with open(obj, "rb") as source:
-                    self._write_atomic(target, lambda out: shutil.copyfileobj(source, out, _BLOCK_SIZE),
-                                       mode=0o755 if item.get("mode") == "755" else 0o644, sync=False)
+                source, _size = self.storage.open_object(sha256)
             except FileNotFoundError as exc:
-                if not obj.exists():
-                    raise StoreError(f"snapshot {snapshot_id} is damaged: the content of {rel} "
-                                     f"({sha256}) is missing from {self._objects}",
-                                     snapshot_id=snapshot_id, path=str(rel)) from exc
-                raise StoreError(f"cannot restore {rel} of snapshot {snapshot_id} to {target}: {exc}",
-                                 snapshot_id=snapshot_id, path=target) from exc
+                raise StoreError(f"snapshot {snapshot_id} is damaged: the content of {rel} "
+                                 f"({sha256}) is missing from {self.where}",
+                                 snapshot_id=snapshot_id, path=str(rel)) from exc
+            except OSError as exc:
+                raise StoreError(f"cannot read {rel} of snapshot {snapshot_id} from {self.where}: {exc}",
+                                 snapshot_id=snapshot_id, path=str(rel)) from exc
+
+            def copy(out: IO[bytes], source: BinaryIO = source, sha256: str = sha256) -> None:
+                got, size = _copy_hashing(source, out)
+                if got != sha256:
+                    raise _Damaged(got, size)
+
+            try:
+                with source:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    _write_atomic(target, copy, mode=0o755 if item.get("mode") == "755" else 0o644, sync=False)
+            except _Damaged as exc:
+                raise StoreError(
+                    f"snapshot {snapshot_id} is damaged: the content of {rel} in {self.where} has sha256 "
+                    f"{exc.sha256} ({exc.size} bytes), not the {sha256} ({item.get('size')} bytes) its manifest "
+                    "records: it was changed outside runlab. Not restored, so that nothing runs code other than "
+                    "what was submitted: submit the run again to send the files anew",
+                    snapshot_id=snapshot_id, path=str(rel)) from None
             except OSError as exc:
                 raise StoreError(f"cannot restore {rel} of snapshot {snapshot_id} to {target}: {exc}",
                                  snapshot_id=snapshot_id, path=target) from exc
@@ -670,19 +841,21 @@ class SnapshotStore:
     # -- between stores (a client and runlab server) --------------------------------------------
 
     def has_object(self, sha256: str) -> bool:
-        return _has_any(self.object_path(sha256))
+        sha256 = _check_sha256(sha256)
+        return self.storage.object_sizes([sha256]).get(sha256) is not None
 
-    def import_object(self, source: io.BufferedIOBase, sha256: str) -> None:
-        """Store the bytes of ``source`` as object ``sha256``; :class:`UserError` when they are not those bytes."""
-        self.object_path(sha256)  # StoreError for anything but a sha256
-        expected = sha256
-        try:
-            got, _size, _new = self._copy_object(source, expected)
-        except OSError as exc:
-            raise StoreError(f"cannot write to the snapshot store {self.root}: {exc}", path=self.root) from exc
+    def missing_objects(self, shas: Sequence[str]) -> list[str]:
+        """Those of ``shas`` the store does not hold, in their order (:class:`StoreError` for a non-sha256)."""
+        checked = [_check_sha256(sha) for sha in shas]
+        sizes = self._sizes(checked)
+        return [sha for sha in checked if sizes.get(sha) is None]
+
+    def import_object(self, source: IO[bytes], sha256: str) -> None:
+        """Store the bytes of ``source`` as object ``sha256``; :class:`UserError` when they are not those
+        bytes (then nothing is stored)."""
+        expected = _check_sha256(sha256)
+        got, _size, _new = self._put(source, expected, only_expected=True)
         if got != expected:
-            with suppress(OSError):
-                os.unlink(self._object_path(got))
             raise UserError(f"the bytes sent for snapshot object {expected} have sha256 {got}: not stored")
 
     def import_manifest(self, snapshot_id: str, manifest: object) -> None:
@@ -696,106 +869,79 @@ class SnapshotStore:
                 raise UserError(f"snapshot manifest entry {str(item)[:120]!r} is malformed")
             try:
                 _safe_relpath(item.get("path"))
-                obj = self.object_path(item.get("sha256"))
+                _check_sha256(item.get("sha256"))
             except StoreError as exc:
                 raise UserError(str(exc)) from exc
-            if not _has_size(obj, item["size"]):
+        sizes = self._sizes(sorted({item["sha256"] for item in files}))
+        for item in files:
+            if sizes.get(item["sha256"]) != item["size"]:
                 raise UserError(f"snapshot object {item['sha256']} ({item['path']}) has not been sent: send it first")
         if _snapshot_id(files) != snapshot_id or manifest.get("snapshot_id") != snapshot_id:
             raise UserError(f"snapshot manifest {snapshot_id} does not match its file list")
-        path = self._manifests / f"{snapshot_id}.json"
-        if path.exists():
+        if self.storage.manifest_exists(snapshot_id):
             return
-        data = json.dumps(manifest, indent=1).encode("utf-8")
+        self._write_manifest(snapshot_id, json.dumps(manifest, indent=1).encode("utf-8"))
+
+    def open_object(self, sha256: object) -> tuple[BinaryIO, int]:
+        """The bytes of object ``sha256``, streamed, and its size. :class:`StoreError` for anything but a
+        sha256, :class:`NotFoundError` when the store does not hold it."""
+        sha256 = _check_sha256(sha256)
         try:
-            self._write_atomic(path, lambda out: out.write(data), mode=0o644)
+            return self.storage.open_object(sha256)
+        except FileNotFoundError:
+            raise NotFoundError(f"snapshot object {sha256} is missing from {self.where}", sha256=sha256) from None
         except OSError as exc:
-            raise StoreError(f"cannot write to the snapshot store {self.root}: {exc}", path=path) from exc
+            raise StoreError(f"snapshot object {sha256} in {self.where} cannot be read: {exc}",
+                             sha256=sha256) from exc
 
     def stats(self) -> SnapshotStoreStats:
         """How many snapshots and distinct file contents the store holds."""
-        snapshots = sum(1 for p in self._manifests.glob("*.json")) if self._manifests.is_dir() else 0
-        objects = object_bytes = 0
-        if self._objects.is_dir():
-            for folder in self._objects.iterdir():
-                for obj in folder.iterdir():
-                    if not obj.name.startswith(_TEMP_PREFIX):
-                        objects += 1
-                        object_bytes += obj.stat().st_size
+        snapshots, objects, object_bytes = self.storage.counts()
         return SnapshotStoreStats(snapshots=snapshots, objects=objects, object_bytes=object_bytes)
 
     def object_path(self, sha256: object) -> Path:
-        """Where the content with this sha256 is kept (the file may be missing).
+        """Where the content with this sha256 is kept (the file may be missing); only for a store in a
+        folder (:meth:`open_object` reads any store).
 
         Raises :class:`StoreError` for anything but a sha256: a damaged manifest never names a path.
         """
-        if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
-            raise StoreError(f"{str(sha256)[:80]!r} is not a sha256: the snapshot manifest that names it is damaged",
-                             sha256=sha256)
-        return self._object_path(sha256)
+        checked = _check_sha256(sha256)
+        if not isinstance(self.storage, FolderSnapshotStorage):
+            raise StoreError(f"the snapshot objects of {self.where} are not files on this machine: read them with "
+                             "open_object()", sha256=checked)
+        return self.storage.object_path(checked)
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _object_path(self, sha256: str) -> Path:
-        return self._objects / sha256[:2] / sha256[2:]
+    def _sizes(self, shas: Sequence[str]) -> dict[str, int | None]:
+        try:
+            return self.storage.object_sizes(shas)
+        except OSError as exc:
+            raise StoreError(f"cannot read the snapshot store {self.where}: {exc}") from exc
+
+    def _put(self, source: IO[bytes], expected: str, only_expected: bool) -> tuple[str, int, bool]:
+        try:
+            return self.storage.store_object(source, expected, only_expected)
+        except OSError as exc:
+            raise StoreError(f"cannot write to the snapshot store {self.where}: {exc}", path=self.where) from exc
+
+    def _write_manifest(self, snapshot_id: str, data: bytes) -> None:
+        try:
+            self.storage.write_manifest(snapshot_id, data)
+        except OSError as exc:
+            raise StoreError(f"cannot write to the snapshot store {self.where}: {exc}",
+                             path=self.storage.manifest_location(snapshot_id)) from exc
 
     def _store_file(self, entry: _Entry) -> tuple[str, int, bool]:
         """Hash one source file and copy it into the store unless its content is there already."""
         try:
             with open(entry.abs_path, "rb") as source:
                 sha256, size = _copy_hashing(source, None)
-                if _has_size(self._object_path(sha256), size):
+                if self._sizes([sha256]).get(sha256) == size:
                     return sha256, size, False
                 source.seek(0)
-                try:
-                    return self._copy_object(source, sha256)
-                except OSError as exc:
-                    raise StoreError(f"cannot write to the snapshot store {self.root}: {exc}",
-                                     path=self.root) from exc
+                return self._put(source, sha256, only_expected=False)
         except OSError as exc:
             raise UserError(f"cannot read {entry.abs_path} for the snapshot: {exc.strerror}. Fix its "
                             f"permissions or add {entry.path} to .runlabignore.",
                             path=Path(entry.abs_path)) from exc
-
-    def _copy_object(self, source: io.BufferedIOBase, expected: str) -> tuple[str, int, bool]:
-        folder = self._object_path(expected).parent
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                # hashed again while copying: if the file changed since, the object is named by what
-                # was actually copied
-                sha256, size = _copy_hashing(source, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temp, 0o444)
-            final = self._object_path(sha256)
-            if sha256 != expected:
-                final.parent.mkdir(parents=True, exist_ok=True)
-            if sha256 != expected and _has_size(final, size):
-                os.unlink(temp)
-                return sha256, size, False
-            os.replace(temp, final)
-        except BaseException:
-            with suppress(OSError):
-                os.unlink(temp)
-            raise
-        return sha256, size, True
-
-    def _write_atomic(self, path: Path, write: Callable[[IO[bytes]], object], mode: int,
-                      sync: bool = True) -> None:
-        """Write ``path`` through a temporary file in its folder and ``os.replace``."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                write(out)
-                if sync:
-                    out.flush()
-                    os.fsync(out.fileno())
-            os.chmod(temp, mode)
-            os.replace(temp, path)
-        except BaseException:
-            with suppress(OSError):
-                os.unlink(temp)
-            raise

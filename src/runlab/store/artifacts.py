@@ -30,7 +30,7 @@ from runlab.core.errors import (
 from runlab.core.names import check_run_id, shown
 from runlab.store.paths import MAX_NAME_PART_BYTES, check_relative_name, leads_out
 
-__all__ = ["MAX_NAME_PART_BYTES", "ArtifactStore", "LocalArtifactStore", "check_file_name"]
+__all__ = ["MAX_NAME_PART_BYTES", "ArtifactStore", "LocalArtifactStore", "check_file_name", "open_with_size"]
 
 EXAMPLE = "for example 'outputs/model.pt'"
 _ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EISDIR)
@@ -51,6 +51,18 @@ class ArtifactStore(Protocol):
     def open(self, run_id: str, name: str, offset: int = 0) -> BinaryIO: ...
     def get_to_path(self, run_id: str, name: str, dest: Path) -> Path: ...
     def delete_run(self, run_id: str) -> None: ...
+
+
+def open_with_size(store: ArtifactStore, run_id: str, name: str, offset: int = 0) -> tuple[BinaryIO, int]:
+    """``store.open(run_id, name, offset)`` and the file's whole size: from one look at the file when the
+    store can (``open_sized``: an S3 store lists a file's objects once, not once for each), else
+    ``size`` then ``open``."""
+    opener = getattr(store, "open_sized", None)
+    if opener is not None:
+        stream, size = opener(run_id, name, offset)
+        return stream, int(size)
+    size = store.size(run_id, name)
+    return store.open(run_id, name, offset), size
 
 
 class LocalArtifactStore:
@@ -197,6 +209,11 @@ class LocalArtifactStore:
         if offset:
             stream.seek(offset)
         return stream
+
+    def open_sized(self, run_id: str, name: str, offset: int = 0) -> tuple[BinaryIO, int]:
+        """:meth:`open` and the size of the file opened."""
+        stream = self.open(run_id, name, offset)
+        return stream, os.fstat(stream.fileno()).st_size
 
     def get_to_path(self, run_id: str, name: str, dest: Path) -> Path:
         dest = Path(dest)

@@ -60,8 +60,8 @@ class HostedWorkspace(WorkspaceFolder):
 
     def __init__(self, store_url: str, artifacts: Path | str, *, name: str | None = None, create: bool = True,
                  server_url: str | None = None, s3: S3Location | None = None) -> None:
-        """``artifacts`` is the server's folder; with ``s3``, its run files, model contents and own
-        datastores are in that bucket instead and the folder keeps the rest (its state)."""
+        """``artifacts`` is the server's folder; with ``s3``, its run files, source snapshots, model contents
+        and own datastores are in that bucket instead and the folder keeps the rest (its state)."""
         check_store_url(store_url)
         root = Path(artifacts).expanduser().resolve()
         marker = root / MARKER
@@ -117,6 +117,16 @@ class HostedWorkspace(WorkspaceFolder):
         from runlab.store.s3_artifacts import S3Datastores
 
         return S3Datastores(self._s3)
+
+    @property
+    def snapshots_dir(self) -> Any:
+        """The folder of source snapshots; in S3 their storage in the bucket (``snapshots/``), which
+        :class:`~runlab.execution.snapshot.SnapshotStore` takes in place of a folder."""
+        if self._s3 is None:
+            return super().snapshots_dir
+        from runlab.store.s3_artifacts import S3SnapshotStorage
+
+        return S3SnapshotStorage(self._s3.sub("snapshots"))
 
     def content_blobs(self) -> Any:
         if self._s3 is None:

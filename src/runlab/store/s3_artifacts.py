@@ -7,6 +7,8 @@
     parts/<run id>/<name>/<00000001>  what appends added to run file <name> (live logs), in order
     models/<ab>/<cdef...>             model contents, named by their sha256 (as files/models/objects/)
     datastores/<name>/<path>          the files of the workspace's own datastores (workspaceblobstore)
+    snapshots/objects/<ab>/<cdef...>  source snapshots' file contents, named by their sha256, and
+    snapshots/manifests/<id>.json     their manifests (as files/snapshots/: :class:`S3SnapshotStorage`)
 
 S3 has no append: a live log is the file written whole (if any) followed by its parts. An append
 rewrites the last part while it is under :data:`PART_REWRITE_MAX` bytes and starts a new part after,
@@ -23,9 +25,9 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO, List
+from typing import IO, BinaryIO, List
 
 from runlab.core.errors import (
     ConfigError,
@@ -38,15 +40,18 @@ from runlab.core.names import check_datastore_name, check_run_id, shown
 from runlab.store.artifacts import check_file_name
 from runlab.store.blobs import Changed
 from runlab.store.objects import HASH_BLOCK, ObjectInfo, ProgressCallback, copy_to_fd
-from runlab.store.objects.s3 import S3ObjectStore
+from runlab.store.objects.s3 import SINGLE_PUT, S3ObjectStore
 
-__all__ = ["PART_REWRITE_MAX", "S3Artifacts", "S3ArtifactStore", "S3BlobStore", "S3Datastores", "parse_s3_url"]
+__all__ = ["PART_REWRITE_MAX", "S3Artifacts", "S3ArtifactStore", "S3BlobStore", "S3Datastores", "S3SnapshotStorage",
+           "parse_s3_url"]
 
 PART_REWRITE_MAX = 4 << 20
 STALE_UPLOAD_S = 24 * 3600  # an unfinished multipart upload older than this is aborted when a server starts
 _SEQ = re.compile(r"\d{8}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 MARKER = "workspace.json"
+MANIFEST_MAX = 64 << 20  # a snapshot's manifest (2,000 files by default: some 300 kB); more is not one of runlab's
+HEAD_WORKERS = 16  # HEAD requests in flight at once when a submit asks which of its files the bucket lacks
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -235,7 +240,14 @@ class S3ArtifactStore:
 
     def open(self, run_id: str, name: str, offset: int = 0) -> BinaryIO:
         """The file's bytes from ``offset`` on: the objects before it are not read, the first in part."""
+        return self._open_pieces(self._pieces(run_id, name), offset)
+
+    def open_sized(self, run_id: str, name: str, offset: int = 0) -> tuple[BinaryIO, int]:
+        """:meth:`open` and the file's whole size (:meth:`size`) from one listing of its objects."""
         pieces = self._pieces(run_id, name)
+        return self._open_pieces(pieces, offset), sum(p.size for p in pieces)
+
+    def _open_pieces(self, pieces: List[ObjectInfo], offset: int) -> BinaryIO:  # noqa: UP006
         while pieces and offset >= pieces[0].size and len(pieces) > 1:
             offset -= pieces[0].size
             pieces = pieces[1:]
@@ -325,6 +337,116 @@ class S3BlobStore:
     def count(self) -> tuple[int, int]:
         found = [o for o in self.objects.list("") if _SHA256.fullmatch(o.name.replace("/", "", 1))]
         return len(found), sum(o.size for o in found)
+
+
+class S3SnapshotStorage:
+    """Source snapshots in the bucket, under ``snapshots/``: the
+    :class:`~runlab.execution.snapshot.SnapshotStorage` of a server whose files are in S3.
+
+    An object is named by the sha256 of its bytes, computed here from the bytes about to be sent (spooled
+    first: in memory up to 8 MB, else in a temporary file), so a wrong or cut upload is never stored under
+    a name it does not hash to. S3's PUT is atomic: two servers that store the same content at once both
+    write the same bytes, and a reader sees one whole object or none.
+    """
+
+    def __init__(self, objects: S3ObjectStore) -> None:
+        self.objects = objects
+        self.description = objects.description
+
+    def __repr__(self) -> str:
+        return f"S3SnapshotStorage({self.objects.description!r})"
+
+    @staticmethod
+    def _object(sha256: str) -> str:
+        if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+            raise StoreError(f"{str(sha256)[:80]!r} is not a sha256: the snapshot manifest that names it is damaged",
+                             sha256=sha256)
+        return f"objects/{sha256[:2]}/{sha256[2:]}"
+
+    @staticmethod
+    def _manifest(snapshot_id: str) -> str:
+        if not isinstance(snapshot_id, str) or not _SHA256.fullmatch(snapshot_id):
+            raise StoreError(f"{str(snapshot_id)[:80]!r} is not a snapshot id", snapshot_id=snapshot_id)
+        return f"manifests/{snapshot_id}.json"
+
+    def _size(self, name: str) -> int | None:
+        try:
+            return self.objects.stat(name).size
+        except ObjectNotFoundError:
+            return None
+
+    def object_sizes(self, shas: Sequence[str]) -> dict[str, int | None]:
+        names = {sha: self._object(sha) for sha in shas}
+        if len(names) <= 1:
+            return {sha: self._size(name) for sha, name in names.items()}
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(HEAD_WORKERS, len(names)), thread_name_prefix="snapshot-head") as pool:
+            return dict(zip(names, pool.map(self._size, names.values())))
+
+    def store_object(self, source: IO[bytes], expected: str, only_expected: bool) -> tuple[str, int, bool]:
+        import tempfile
+
+        self._object(expected)
+        digest = hashlib.sha256()
+        head = source.read(SINGLE_PUT)
+        digest.update(head)
+        if len(head) < SINGLE_PUT:  # small (most source files): from memory, in one PUT
+            sha256, size = digest.hexdigest(), len(head)
+            if (only_expected and sha256 != expected) or self._size(self._object(sha256)) == size:
+                return sha256, size, False
+            self.objects.put_bytes(self._object(sha256), head)
+            return sha256, size, True
+        with tempfile.TemporaryDirectory(prefix="runlab-snapshot-") as folder:
+            spool = Path(folder) / "object"
+            size = len(head)
+            with open(spool, "wb") as out:
+                out.write(head)
+                del head
+                while block := source.read(HASH_BLOCK):
+                    digest.update(block)
+                    out.write(block)
+                    size += len(block)
+            sha256 = digest.hexdigest()
+            if (only_expected and sha256 != expected) or self._size(self._object(sha256)) == size:
+                return sha256, size, False
+            self.objects.put(self._object(sha256), spool)  # hashes the spool again for the object's metadata
+        return sha256, size, True
+
+    def open_object(self, sha256: str) -> tuple[BinaryIO, int]:
+        name = self._object(sha256)
+        try:
+            size = self.objects.stat(name).size
+            return self.objects.open(name), size
+        except ObjectNotFoundError:
+            raise FileNotFoundError(f"{self.description} has no snapshot object {sha256}") from None
+
+    def manifest_location(self, snapshot_id: str) -> str:
+        base = f"{self.objects.prefix}/" if self.objects.prefix else ""
+        return f"s3://{self.objects.bucket}/{base}{self._manifest(snapshot_id)}"
+
+    def manifest_exists(self, snapshot_id: str) -> bool:
+        return self.objects.exists(self._manifest(snapshot_id))
+
+    def read_manifest(self, snapshot_id: str) -> bytes:
+        try:
+            with self.objects.open(self._manifest(snapshot_id)) as f:
+                data = f.read(MANIFEST_MAX + 1)
+        except ObjectNotFoundError:
+            raise FileNotFoundError(f"{self.description} has no manifest of snapshot {snapshot_id}") from None
+        if len(data) > MANIFEST_MAX:
+            raise StoreError(f"the manifest of snapshot {snapshot_id} in {self.description} is over "
+                             f"{MANIFEST_MAX >> 20} MiB: it is not runlab's", snapshot_id=snapshot_id)
+        return bytes(data)
+
+    def write_manifest(self, snapshot_id: str, data: bytes) -> None:
+        self.objects.put_bytes(self._manifest(snapshot_id), data)
+
+    def counts(self) -> tuple[int, int, int]:
+        manifests = sum(1 for o in self.objects.list("manifests/") if o.name.endswith(".json"))
+        objects = [o for o in self.objects.list("objects/")
+                   if _SHA256.fullmatch(o.name[len("objects/"):].replace("/", "", 1))]
+        return manifests, len(objects), sum(o.size for o in objects)
 
 
 class S3Datastores:

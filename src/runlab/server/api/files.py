@@ -15,7 +15,7 @@ from runlab.core.layout import LOG_PREFIXES
 from runlab.execution.snapshot import SnapshotStore
 from runlab.server import models, views
 from runlab.server.state import StudioState, get_state
-from runlab.store.artifacts import check_file_name
+from runlab.store.artifacts import check_file_name, open_with_size
 
 router = APIRouter(tags=["files"], responses=models.ERROR_RESPONSES)
 State = Annotated[StudioState, Depends(get_state)]
@@ -110,10 +110,10 @@ def download_file(state: State, run_id: RunId, name: FileName, download: Downloa
                   max_bytes: MaxBytes = None) -> StreamingResponse:
     state.store.get_run(run_id)
     name = check_file_name(name)
-    size = state.artifacts.size(run_id, name)
+    stream, size = open_with_size(state.artifacts, run_id, name)
     if max_bytes is not None:
         size = min(size, max_bytes)
-    return _file_response(state.artifacts.open(run_id, name), name, size, download)
+    return _file_response(stream, name, size, download)
 
 
 ZIP_RESPONSE: dict[int | str, dict[str, Any]] = {
@@ -219,8 +219,9 @@ def download_snapshot_file(state: State, run_id: RunId, path: FileName, download
     store, manifest = _snapshot(state, run_id)
     for item in manifest.get("files", []):
         if isinstance(item, dict) and item.get("path") == path:
-            obj = store.object_path(item.get("sha256"))  # StoreError for a damaged manifest
-            if not obj.is_file():
+            try:
+                stream, size = store.open_object(item.get("sha256"))  # StoreError for a damaged manifest
+            except NotFoundError:
                 break
-            return _file_response(open(obj, "rb"), path, obj.stat().st_size, download)
+            return _file_response(stream, path, size, download)
     raise NotFoundError(f"the snapshot of run {run_id} has no file {path!r}", run_id=run_id, path=path)

@@ -24,9 +24,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Request
@@ -39,11 +41,13 @@ from runlab.execution.snapshot import SnapshotStore
 from runlab.server.api.files import _file_response, _iterate, files_with_sizes
 from runlab.server.auth import Principal, current_principal
 from runlab.server.state import StudioState, get_state
-from runlab.store.artifacts import check_file_name
+from runlab.store.artifacts import check_file_name, open_with_size
 from runlab.store.objects import ObjectStore, check_object_name, check_prefix
 from runlab.store.remote import codec
 from runlab.store.remote.objects import SHA256_HEADER, info_to_json
 from runlab.store.remote.protocol import METHODS, PRIVATE_META_PREFIX, Access
+
+_log = logging.getLogger("runlab.server")
 
 router = APIRouter(include_in_schema=False)
 SPOOL_BYTES = 8 << 20
@@ -238,14 +242,12 @@ def get_file(run_id: str, name: str, request: Request, offset: int = 0) -> Respo
     state = get_state(request)
     run_id, name = check_run_id(run_id), check_file_name(name)
     _check_run_access(state, current_principal(request), run_id, False)
-    size = state.artifacts.size(run_id, name)
     if request.method == "HEAD":
-        return Response(headers={"Content-Length": str(size)})
+        return Response(headers={"Content-Length": str(state.artifacts.size(run_id, name))})
     if offset < 0:
         raise UserError(f"offset {offset} is negative")
-    offset = min(offset, size)
-    stream = state.artifacts.open(run_id, name, offset)
-    return _file_response(stream, name, size - offset, download=True)
+    stream, size = open_with_size(state.artifacts, run_id, name, offset)  # one listing of its objects in S3
+    return _file_response(stream, name, size - min(offset, size), download=True)
 
 
 @router.delete("/remote/runs/{run_id}/files")
@@ -294,8 +296,8 @@ async def missing_objects(request: Request) -> JSONResponse:
     shas = payload.get("objects") if isinstance(payload, dict) else None
     if not isinstance(shas, list):
         raise UserError('the body is {"objects": [sha256, ...]}')
-    store = _snapshots(state)
-    missing = [sha for sha in map(_sha, shas) if not store.object_path(sha).is_file()]
+    checked = [_sha(sha) for sha in shas]
+    missing = await run_in_threadpool(_snapshots(state).missing_objects, checked)  # HEADs, in a bucket
     return JSONResponse({"missing": missing})
 
 
@@ -312,7 +314,7 @@ async def put_object(sha256: str, request: Request) -> Response:
         if digest.hexdigest() != expected:
             raise UserError(f"the bytes sent for object {expected} have sha256 {digest.hexdigest()}: nothing stored")
         spool.seek(0)
-        await run_in_threadpool(_snapshots(state).import_object, spool, expected)  # type: ignore[arg-type]
+        await run_in_threadpool(_snapshots(state).import_object, spool, expected)
     finally:
         spool.close()
     return Response(status_code=204)
@@ -341,16 +343,41 @@ def get_object(snapshot_id: str, sha256: str, request: Request) -> Response:
     if not _run_may_read_snapshot(state, current_principal(request), _sha(snapshot_id)):
         raise _forbidden("a run's token reads only its own run's snapshot")
     store = _snapshots(state)
-    if not any(isinstance(f, dict) and f.get("sha256") == _sha(sha256) for f in store.manifest(snapshot_id)["files"]):
+    entry = next((f for f in store.manifest(snapshot_id)["files"]
+                  if isinstance(f, dict) and f.get("sha256") == _sha(sha256)), None)
+    if entry is None:
         raise NotFoundError(f"snapshot {snapshot_id} holds no object {sha256}")
-    path = store.object_path(sha256)
     try:
-        stream = open(path, "rb")
-    except OSError as exc:
-        raise StoreError(f"snapshot object {sha256} cannot be read: {exc}") from exc
-    size = path.stat().st_size
-    return StreamingResponse(_iterate(stream, size), media_type="application/octet-stream",
+        stream, size = store.open_object(sha256)
+    except NotFoundError as exc:
+        raise StoreError(f"snapshot {snapshot_id} is damaged: the content of {entry.get('path')!r} is missing from "
+                         f"{store.where}", snapshot_id=snapshot_id) from exc
+    if size != entry.get("size"):
+        stream.close()
+        raise StoreError(f"snapshot {snapshot_id} is damaged: the content of {entry.get('path')!r} ({sha256}) in "
+                         f"{store.where} holds {size} bytes, not the {entry.get('size')} its manifest records: it was "
+                         "changed outside runlab. Submit the run again to send the files anew", snapshot_id=snapshot_id)
+    return StreamingResponse(_verified(stream, size, sha256, snapshot_id), media_type="application/octet-stream",
                              headers={"Content-Length": str(size)})
+
+
+def _verified(stream: BinaryIO, size: int, sha256: str, snapshot_id: str) -> Iterator[bytes]:
+    """The object's bytes, hashed as they go; the last block is held back until the hash is known, so a
+    content changed in the store (same length, other bytes) never reaches the client whole: the response
+    is cut instead."""
+    digest = hashlib.sha256()
+    held = b""
+    for block in _iterate(stream, size):
+        digest.update(block)
+        if held:
+            yield held
+        held = block
+    if digest.hexdigest() != sha256:
+        _log.error("snapshot %s: object %s has sha256 %s in the store: changed outside runlab, not sent",
+                   snapshot_id, sha256, digest.hexdigest())
+        raise StoreError(f"snapshot object {sha256} of snapshot {snapshot_id} is damaged in the store: not sent")
+    if held:
+        yield held
 
 
 # -- the workspace's own datastores ------------------------------------------------------------------

@@ -27,8 +27,16 @@ def runlab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> "runlab.Workspace":
-    return runlab.Workspace.create("test-ws", path=tmp_path / "ws")
+def ws(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator["runlab.Workspace"]:
+    """The embedded workspace; with ``RUNLAB_TEST_WS=server``, any_ws's live server instead, so that a
+    whole suite runs over HTTP (``RUNLAB_TEST_WS=server python -m pytest tests/sdk``)."""
+    if os.environ.get("RUNLAB_TEST_WS") == "server":
+        only = request.node.get_closest_marker("embedded_only")
+        if only is not None:
+            pytest.skip(f"embedded workspace only: {only.kwargs.get('reason') or (only.args or ['-'])[0]}")
+        yield from _server_ws(request, tmp_path, request.getfixturevalue("subprocess_env"))
+        return
+    yield runlab.Workspace.create("test-ws", path=tmp_path / "ws")
 
 
 @pytest.fixture(params=["embedded", "server"])
@@ -38,6 +46,11 @@ def any_ws(request: pytest.FixtureRequest, tmp_path: Path, subprocess_env: dict[
     if request.param == "embedded":
         yield runlab.Workspace.create("test-ws", path=tmp_path / "ws")
         return
+    yield from _server_ws(request, tmp_path, subprocess_env)
+
+
+def _server_ws(request: pytest.FixtureRequest, tmp_path: Path, subprocess_env: dict[str, str]
+               ) -> Iterator["runlab.Workspace"]:
     from server_support import ServerProcess
 
     server = ServerProcess(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-files", subprocess_env)

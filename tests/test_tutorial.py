@@ -27,7 +27,15 @@ SCRIPTS = ["01-create-workspace.py", "02-create-compute.py", "03-run-hello.py", 
 
 
 def _torch_wheel_available() -> bool:
-    return any(Path("/opt/wheels").glob("torch-2.13.0*.whl")) or os.environ.get("RUNLAB_TEST_TORCH") == "1"
+    """torch 2.13.0's CPU wheel in a folder pip's configuration names (find-links), as .ci/run looks for it;
+    RUNLAB_TEST_TORCH=1 says a mirror has it."""
+    if os.environ.get("RUNLAB_TEST_TORCH") == "1":
+        return True
+    from runlab.execution.pipconfig import read_pip_config
+
+    folders = [Path(link.removeprefix("file://")) for link in read_pip_config().find_links if "://" not in link
+               or link.startswith("file://")]
+    return any(any(folder.glob("torch-2.13.0*.whl")) for folder in folders if folder.is_dir())
 
 
 def _quickstart(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -389,6 +389,43 @@ def test_mlflow_client_logs_into_a_secured_server_with_a_token(secured: tuple[Se
 
 
 
+def test_take_snapshot_reaches_the_server_and_restores_on_another_machine(
+        tmp_path: Path, subprocess_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """run.take_snapshot() over HTTP sends the files to the server (it used to record an id only the
+    taking machine's cache knew); restore_snapshot() elsewhere fetches them from the server."""
+    import shutil
+    import zipfile
+
+    url = f"sqlite:///{tmp_path / 'server.db'}"
+    store = SqlStore(url)
+    writer, _ = TokenStore(store.engine).create("people", "writer")
+    server = ServerProcess(url, tmp_path / "artifacts", subprocess_env, auth=True, extra=["--no-agents"])
+    server.start()
+    try:
+        code = tmp_path / "code"
+        (code / "pkg").mkdir(parents=True)
+        (code / "train.py").write_text("print('hi')\n")
+        (code / "pkg" / "util.py").write_text("X = 1\n")
+        ws = runlab.Workspace.get("default", server=server.url, token=writer)
+        run = runlab.Experiment(ws, "snap").start_logging()
+        snapshot_id = run.take_snapshot(code)
+        run.complete()
+        assert (tmp_path / "artifacts" / "files" / "snapshots" / "manifests" / f"{snapshot_id}.json").is_file()
+
+        monkeypatch.setenv("RUNLAB_HOME", str(tmp_path / "other-machine"))  # an empty local cache
+        other = runlab.Workspace.get("default", server=server.url, token=writer)
+        again = other.get_run(run.id)
+        assert again.get_snapshot_id() == snapshot_id
+        archive = again.restore_snapshot(path=tmp_path / "restored.zip")
+        with zipfile.ZipFile(archive) as z:
+            assert sorted(z.namelist()) == ["pkg/util.py", "train.py"]
+            assert z.read("pkg/util.py") == b"X = 1\n"
+        shutil.rmtree(tmp_path / "other-machine", ignore_errors=True)
+    finally:
+        server.stop()
+        store.close()
+
+
 def test_two_machines_agents_share_the_target_s_max_nodes(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
     """max_nodes is the cluster's: with two machines' agents serving one target of max_nodes=1, one
     run is claimed at a time (each agent used to run max_nodes of its own)."""

@@ -340,6 +340,10 @@ class Run(TrackedRun):
                 shutil.copy2(source, Path(tmp) / source.name)
                 snapshot = store.take(tmp, limits)
         snapshot_id = snapshot.snapshot_id
+        if getattr(self._backend, "remote", False):  # a server's workspace: the snapshot is the server's too
+            from runlab.execution.remote import push_snapshot
+
+            push_snapshot(self._backend.client, store, snapshot_id)  # type: ignore[attr-defined]
         self._write(f"recording snapshot {snapshot_id[:12]} of run {self.id}",
                     lambda st: st.update_definition(self.id, {"snapshotId": snapshot_id}))
         if "runlab.snapshot_id" not in self._refresh().properties:
@@ -364,8 +368,17 @@ class Run(TrackedRun):
         where = Path(path) if path is not None else Path.cwd()
         target = where if where.suffix.lower() == ".zip" else where / f"{snapshot_id}.zip"
         target.parent.mkdir(parents=True, exist_ok=True)
+        store = SnapshotStore(self._backend.snapshots_dir)
+        if getattr(self._backend, "remote", False):  # taken on another machine: fetched from the server
+            from runlab.core.errors import NotFoundError
+            from runlab.execution.remote import pull_snapshot
+
+            try:
+                store.manifest(snapshot_id)
+            except NotFoundError:
+                pull_snapshot(self._backend.client, store, snapshot_id)  # type: ignore[attr-defined]
         with tempfile.TemporaryDirectory(prefix="runlab-restore-") as tmp:
-            written = SnapshotStore(self._backend.snapshots_dir).restore(snapshot_id, tmp)
+            written = store.restore(snapshot_id, tmp)
             with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
                 for file in written:
                     archive.write(file, Path(file).relative_to(tmp).as_posix())

@@ -12,12 +12,15 @@ stopped by its pids), then, with the same trivial script (prints one line):
 3. N jobs submitted at once, then N runs submitted at once, each asking 0.5 CPU (the cluster has 2),
    the runlab target's max_nodes = N so that only Ray schedules: runs per second until all ended.
 
-Prints the figures side by side; asserts nothing.
+Prints the figures side by side, each with the machine's load average (1, 5, 15 min) when it was taken
+(the figures move with what else runs on the machine); asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import shutil
 import statistics
 import sys
@@ -32,6 +35,10 @@ from ray_support import new_cluster  # noqa: E402
 
 SCRIPT = 'print("first line from the job", flush=True)\n'
 LINE = "first line from the job"
+
+
+def _load() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _bare_first_line(client: object, source: Path) -> float:
@@ -72,15 +79,19 @@ def main() -> int:
 
     from ray.job_submission import JobSubmissionClient
 
+    # ray sets this logger's level itself: its "Package ... already exists, skipping upload" per submit
+    logging.getLogger("ray.dashboard.modules.dashboard_sdk").setLevel(logging.WARNING)
+
     import runlab
     from runlab import ComputeTarget, Experiment, RayCompute, ScriptRunConfig
     from runlab.execution.targets import stop_agent
 
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
+    os.environ["RUNLAB_HOME"] = str(work / "home")  # its own registry and caches: nothing left in the user's
     source = work / "src"
     source.mkdir()
     (source / "hello.py").write_text(SCRIPT)
-    print("starting a Ray head on 127.0.0.1 (2 CPUs)...", flush=True)
+    print(f"starting a Ray head on 127.0.0.1 (2 CPUs; {os.cpu_count()} CPUs here, {_load()})...", flush=True)
     cluster = new_cluster(num_cpus=2)
     ws = None
     try:
@@ -96,7 +107,7 @@ def main() -> int:
 
         bare = [_bare_first_line(client, source) for _ in range(args.repeat)]
         mine = [_runlab_first_line(experiment, config) for _ in range(args.repeat)]
-        print(f"\nsubmit -> first output line, median of {args.repeat} (min-max):")
+        print(f"\nsubmit -> first output line, median of {args.repeat} (min-max), {_load()}:")
         print(f"  bare ray job submit : {statistics.median(bare):6.2f} s ({min(bare):.2f}-{max(bare):.2f})")
         print(f"  runlab Ray target   : {statistics.median(mine):6.2f} s ({min(mine):.2f}-{max(mine):.2f})"
               f"   ratio {statistics.median(mine) / statistics.median(bare):.2f}x")
@@ -113,7 +124,7 @@ def main() -> int:
             run.wait_for_completion()
         mine_s = time.perf_counter() - started
         failed = sum(1 for r in runs if r.get_status() != "Completed")
-        print(f"\n{args.runs} runs submitted at once, until all ended:")
+        print(f"\n{args.runs} runs submitted at once, until all ended, {_load()}:")
         print(f"  bare ray job submit : {bare_s:6.1f} s  {args.runs / bare_s:5.2f} runs/s")
         print(f"  runlab Ray target   : {mine_s:6.1f} s  {args.runs / mine_s:5.2f} runs/s"
               f"   ratio {mine_s / bare_s:.2f}x" + (f"  ({failed} not Completed)" if failed else ""))

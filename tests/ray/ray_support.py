@@ -18,6 +18,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -277,3 +278,46 @@ def new_cluster(num_cpus: int = 2) -> RayCluster:
         cluster.stop()
         cluster.remove()
         raise
+
+
+# a 2-rank PyTorchConfiguration run: an all-reduce with gloo, its sum logged once (by rank 0); a line that
+# pretends to be the other rank's (its own file keeps it); a line on stderr
+GLOO = """
+    import os, sys
+    import torch
+    import torch.distributed as dist
+    from runlab import Run
+    dist.init_process_group("gloo")  # env://: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT
+    rank, world = dist.get_rank(), dist.get_world_size()
+    value = torch.tensor([float(rank + 1)])
+    dist.all_reduce(value)
+    print(f"all_reduce on rank {rank} of {world}: {value.item()}", flush=True)
+    print(f"[rank {1 - rank}] spoofed by rank {rank}", flush=True)
+    print(f"stderr of rank {rank}", file=sys.stderr, flush=True)
+    if rank == 0:
+        Run.get_context().log("all_reduce", value.item())
+    dist.destroy_process_group()
+"""
+
+
+def check_gloo_run(run: Any) -> None:
+    """A GLOO run of two ranks: the sum over ranks logged once, each rank's lines in its own file."""
+    log = _run_text(run, "azureml-logs/70_driver_log.txt")
+    assert run.get_status() == "Completed", log[-3000:]
+    assert "[rank 0] all_reduce on rank 0 of 2: 3.0" in log and "[rank 1] all_reduce on rank 1 of 2: 3.0" in log
+    assert run.get_metrics() == {"all_reduce": 3.0}  # 1 + 2, one point (rank 0's): not [3.0, 3.0]
+    names = run.get_file_names()
+    assert sorted(n for n in names if n.startswith("azureml-logs/70_driver_log_")) == [
+        "azureml-logs/70_driver_log_0.txt", "azureml-logs/70_driver_log_1.txt"], names
+    for rank in (0, 1):
+        own = _run_text(run, f"azureml-logs/70_driver_log_{rank}.txt").splitlines()
+        # that rank's stdout and stderr, unprefixed (torch may add warnings of its own to stderr)
+        for line in (f"all_reduce on rank {rank} of 2: 3.0", f"stderr of rank {rank}",
+                     f"[rank {1 - rank}] spoofed by rank {rank}"):
+            assert line in own, (rank, own)
+        assert not [line for line in own if f"rank {1 - rank} of 2" in line or line.startswith("runlab:")], own
+
+
+def _run_text(run: Any, name: str) -> str:
+    with run.open_file(name) as f:
+        return f.read().decode("utf-8", errors="replace")  # type: ignore[no-any-return]

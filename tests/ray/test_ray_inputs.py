@@ -144,3 +144,75 @@ def test_tutorial_part_2_runs_on_the_ray_target_with_only_compute_target_changed
     assert hello.get_status() == RunStatus.COMPLETED
     definition = hello.get_details()["runDefinition"]
     assert definition["target"] == "ray-cluster" and definition["rayJobId"] == f"runlab-{hello.id}"
+
+
+def _torch_wheel_available() -> bool:  # as tests/test_tutorial.py: pip's find-links has torch 2.13.0's CPU wheel
+    import os
+
+    return any(Path("/opt/wheels").glob("torch-2.13.0*.whl")) or os.environ.get("RUNLAB_TEST_TORCH") == "1"
+
+
+@pytest.mark.slow  # Ray clones the test's virtualenv for the pip environment once (1-2 minutes here)
+@pytest.mark.skipif(not _torch_wheel_available(), reason="needs the local torch 2.13.0 CPU wheel (pip find-links)")
+def test_tutorial_parts_3_and_4_run_on_the_ray_target_with_only_compute_target_changed(
+        served: Any, tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """examples/tutorial/04-run-pytorch.py (train.py in the conda environment .azureml/pytorch-env.yml, which
+    reaches Ray as a pip runtime environment with this machine's pip settings), then 05-upload-data.py and
+    06-run-pytorch-data.py (a dataset input, mounted on the Ray node), against the server, on the Ray target."""
+    import json
+    import subprocess
+    import sys
+
+    from runlab.cli.quickstart import write_project
+
+    server, writer, ws, _data, _source = served
+    project = tmp_path / "runlab-tutorial"
+    project.mkdir()
+    write_project(project)
+    (project / ".azureml" / "config.json").write_text(json.dumps({"server": server.url, "workspace_name": "default"}))
+    for name in ("04-run-pytorch.py", "06-run-pytorch-data.py"):
+        script = project / name
+        text = script.read_text()
+        assert text.count("compute_target='cpu-cluster'") == 1
+        script.write_text(text.replace("compute_target='cpu-cluster'", "compute_target='ray-cluster'"))
+    env = {**subprocess_env, "RUNLAB_TOKEN": writer}
+    env.pop("RUNLAB_STORE_URL", None)
+    # part 4's data: the synthetic CIFAR-10 of `runlab quickstart --images 200` (the real one is not downloaded)
+    made = subprocess.run([sys.executable, "make_cifar10.py", "--images", "200"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr[-3000:]
+
+    def part(script: str) -> str:
+        done = subprocess.run([sys.executable, script], cwd=project, env=env, capture_output=True, text=True,
+                              timeout=900)
+        assert done.returncode == 0, script + done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    out = part("04-run-pytorch.py")
+    assert "Finished Training" in out  # wait_for_completion(show_output=True) streamed the driver log
+    (train,) = Experiment(ws, "day1-experiment-train").get_runs()
+    assert train.get_status() == RunStatus.COMPLETED
+    loss = train.get_metrics()["loss"]
+    assert isinstance(loss, list) and len(loss) >= 2 and loss[-1] < loss[0], loss
+    details = train.get_details()
+    assert details["runDefinition"]["target"] == "ray-cluster"
+    assert details["runDefinition"]["rayJobId"] == f"runlab-{train.id}"
+    with train.open_file("azureml-logs/20_image_build_log.txt") as f:
+        build_log = f.read().decode()
+    assert "runtime_env pip): torch==2.13.0" in build_log, build_log  # azureml-sdk dropped, pytorch -> torch
+    assert "--find-links" in build_log  # this machine's pip settings went with it: the local CPU wheel
+
+    part("05-upload-data.py")
+    out = part("06-run-pytorch-data.py")
+    assert "Finished Training" in out
+    (data_run,) = Experiment(ws, "day1-experiment-data").get_runs()
+    assert data_run.get_status() == RunStatus.COMPLETED
+    data_loss = data_run.get_metrics()["loss"]
+    assert isinstance(data_loss, list) and len(data_loss) >= 2 and data_loss[-1] < data_loss[0], data_loss
+    (consumed,) = data_run.get_details()["inputDatasets"]
+    assert consumed["consumptionDetails"] == {"type": "RunInput", "inputName": "input", "mechanism": "Mount"}
+    log = _log(data_run)
+    assert "runlab: Mounted input input to " in log, log[-3000:]
+    assert '"--learning_rate", "0.003", "--momentum", "0.92"' in log
+    node_path = data_run.input_datasets["input"]
+    assert node_path.startswith("/") and f'"--data_path", "{node_path}"' in log

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-from ray_support import RayCluster, RayNode
+from ray_support import GLOO, RayCluster, RayNode, check_gloo_run
 
 import runlab
 from runlab import ComputeTarget, Experiment, RayCompute, ScriptRunConfig
@@ -60,10 +60,10 @@ def nodes_ws(tmp_path: Path, ray_cluster: RayCluster, two_nodes: RayNode) -> Any
     stop_agents(ws)
 
 
-def _submit(ws: Any, tmp_path: Path, **env: str) -> Any:
+def _submit(ws: Any, tmp_path: Path, code: str = RANKS, **env: str) -> Any:
     source = tmp_path / "src"
     source.mkdir(exist_ok=True)
-    (source / "train.py").write_text(textwrap.dedent(RANKS))
+    (source / "train.py").write_text(textwrap.dedent(code))
     renv = runlab.Environment("ranks")
     renv.python.user_managed_dependencies = True
     renv.environment_variables = dict(env)
@@ -98,6 +98,10 @@ def test_two_ranks_run_on_two_ray_nodes_and_a_failing_rank_stops_the_other(tmp_p
     assert run.get_metrics() == {"world": 2}
     with run.open_file("outputs/rank0.txt") as f:
         assert f.read() == b"from rank 0"
+    for rank in (0, 1):  # each rank's lines, unprefixed, in its own file too
+        with run.open_file(f"azureml-logs/70_driver_log_{rank}.txt") as f:
+            (own,) = f.read().decode().splitlines()
+        assert own.startswith(f"rank {rank} local 0 world 2 node_rank {rank} master 127.0.0.1:"), own
 
     failing = _submit(nodes_ws, tmp_path, FAIL_RANK="1")
     failing.wait_for_completion(timeout_seconds=150, raise_on_error=False)
@@ -109,6 +113,16 @@ def test_two_ranks_run_on_two_ray_nodes_and_a_failing_rank_stops_the_other(tmp_p
     assert "[rank 1] rank 1 gives up" in failed_log
     # rank 0 sleeps 120 s unless stopped: the run ended long before
     assert failing.record.ended_at - failing.record.started_at < 60
+
+
+def test_a_gloo_all_reduce_over_two_ray_nodes(tmp_path: Path, nodes_ws: Any) -> None:
+    pytest.importorskip("torch", reason="the Ray nodes' Python (this one) runs the ranks: it needs torch")
+    run = _submit(nodes_ws, tmp_path, GLOO)
+    run.wait_for_completion(timeout_seconds=240, raise_on_error=False)
+    check_gloo_run(run)
+    log = _log(run)
+    nodes = re.findall(r"^runlab: node (\d) \(ranks .*Ray node (\w+)$", log, re.M)
+    assert len(nodes) == 2 and nodes[0][1] != nodes[1][1], log[-3000:]  # STRICT_SPREAD: two Ray nodes
 
 
 def test_canceling_a_run_over_two_nodes_stops_every_rank(tmp_path: Path, nodes_ws: Any) -> None:

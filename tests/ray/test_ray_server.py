@@ -93,3 +93,25 @@ def test_a_server_run_on_ray_reports_with_its_own_token(tmp_path: Path, secured:
             break
         assert time.monotonic() < deadline, "the run's token still works after the run ended"
         time.sleep(0.3)
+
+
+def test_each_ranks_own_log_of_a_server_run_on_ray_reaches_the_server(tmp_path: Path, secured: Any,
+                                                                       ray_cluster: RayCluster) -> None:
+    server, writer = secured
+    ws = runlab.Workspace.get("default", server=server.url, token=writer)
+    ComputeTarget.attach(ws, "ray-cluster", RayCompute.attach_configuration(address=ray_cluster.address,
+                                                                            num_cpus=0.5))
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "ranks.py").write_text("import os\nprint('hello from', os.environ['RANK'], flush=True)\n")
+    run = Experiment(ws, "ray-server").submit(ScriptRunConfig(
+        source_directory=str(source), script="ranks.py", compute_target="ray-cluster",
+        distributed_job_config=runlab.PyTorchConfiguration(process_count=2)))
+    run.wait_for_completion(timeout_seconds=150)
+    assert run.get_status() == RunStatus.COMPLETED
+    for rank in (0, 1):
+        with run.open_file(f"azureml-logs/70_driver_log_{rank}.txt") as f:
+            assert f.read().decode() == f"hello from {rank}\n"
+    with run.open_file("azureml-logs/70_driver_log.txt") as f:
+        log = f.read().decode()
+    assert "[rank 0] hello from 0" in log and "[rank 1] hello from 1" in log

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from ray_support import RayCluster
+from ray_support import GLOO, RayCluster, check_gloo_run
 
 import runlab
 from runlab import ComputeTarget, Experiment, RayCompute, ScriptRunConfig
@@ -75,6 +75,7 @@ def test_hello_world_runs_as_a_ray_job_with_metrics_and_outputs(tmp_path: Path, 
         from runlab import Run
         run = Run.get_context()
         print("hello from ray", flush=True)
+        print("[rank 0] a line of a one-process run", flush=True)  # one process: no rank's own file
         for i in range(5):
             run.log("loss", 1.0 / (i + 1))
         os.makedirs("outputs", exist_ok=True)
@@ -89,6 +90,7 @@ def test_hello_world_runs_as_a_ray_job_with_metrics_and_outputs(tmp_path: Path, 
     assert "hello from ray" in log
     assert run.get_metrics()["loss"] == [1.0, 0.5, 1 / 3, 0.25, 0.2]
     assert "outputs/model.txt" in run.get_file_names()
+    assert not [n for n in run.get_file_names() if n.startswith("azureml-logs/70_driver_log_")]
     assert _text(run, "outputs/model.txt") == "weights"
     details = run.get_details()
     assert details["runDefinition"]["rayJobId"] == job_id_for(run.id)
@@ -260,6 +262,18 @@ def test_a_two_process_run_on_one_ray_node_names_the_failing_rank(tmp_path: Path
     assert error["rank"] == 1 and error["exit_code"] == 4, error
     assert error["message"].startswith("rank 1 of 2 exited with code 4: ") and "bad shard" in error["message"]
     assert time.monotonic() - started < 50  # rank 0 (sleeping 60 s) was stopped, not waited for
+    assert "rank broke: bad shard" in _text(bad, "azureml-logs/70_driver_log_1.txt").splitlines()
+    assert "bad shard" not in _text(bad, "azureml-logs/70_driver_log_0.txt")
+
+
+def test_a_two_process_gloo_all_reduce_on_one_ray_node(tmp_path: Path, ray_ws: Any) -> None:
+    pytest.importorskip("torch", reason="the Ray node's Python (this one) runs the ranks: it needs torch")
+    env = runlab.Environment("gloo")
+    env.python.user_managed_dependencies = True  # the node's Python, which has torch
+    run = _submit(ray_ws, _source(tmp_path, "gloo", GLOO), environment=env,
+                  distributed_job_config=runlab.PyTorchConfiguration(process_count=2))
+    run.wait_for_completion(timeout_seconds=WAIT_S * 2, raise_on_error=False)
+    check_gloo_run(run)
 
 
 def test_a_planted_target_address_is_never_read_as_a_file(tmp_path: Path) -> None:

@@ -32,8 +32,10 @@ An agent that starts stops this target's (and workspace's) jobs whose runs ended
 them (a dead agent's, marked Failed by the heartbeat reaper).
 
 ``PyTorchConfiguration(process_count=N)`` runs its N ranks in one job on one node (``ray_entry --ranks N``:
-the local pool's launcher). Dataset inputs are made available on the node by the entrypoint (``ray_entry
---inputs``: the node's data cache, read with the run's token); the agent records what the job consumed
+the local pool's launcher). Of a run of N > 1 ranks (one node or several) the agent also writes each rank's
+lines, unprefixed, to ``70_driver_log_<i>.txt`` (from the job's log, by its ``[rank i]`` prefixes). Dataset
+inputs are made available on the node by the entrypoint (``ray_entry --inputs``: the node's data cache, read
+with the run's token); the agent records what the job consumed
 (``run_inputs``) and the inputs' paths (``run.input_datasets``) from the job's ``runlab: inputs ready``
 line. Not supported on Ray (refused at submit, saying so): MpiConfiguration.
 
@@ -89,6 +91,8 @@ SUBMIT_RETRY_S = 1.0  # a submission the cluster refused for now ("try again lat
 _EXIT_CODE = re.compile(r"exit code (-?\d+)")
 _INPUTS_READY = re.compile(r"^runlab: inputs ready: (.*)\n", re.MULTILINE)  # ray_entry.INPUTS_READY
 _INPUTS_FAILED = re.compile(r"^runlab: preparing the inputs failed \((\w+)\): (.*)$", re.MULTILINE)
+_RANK_LINE = re.compile(rb"\[rank (0|[1-9]\d{0,5})\] ")  # a rank's line in the job's log (ray_entry, the launcher)
+RANK_LINE_MAX = 1 << 20
 _RANK_FAILED = re.compile(r"runlab: rank (\d+) of (\d+) exited with code (-?\d+): (.*)$")
 
 
@@ -328,6 +332,7 @@ class RayJob:
     inputs_recorded: bool = False
     first_attempt: float | None = None  # of a submission Ray refused for now
     next_attempt: float = 0.0
+    rank_partial: bytes = b""  # the job log's last line while it has no newline yet (ranks > 1)
 
 
 class RayAgent(Agent):
@@ -615,12 +620,40 @@ class RayAgent(Agent):
         data = text.encode("utf-8", errors="replace")
         if len(data) < job.log_bytes:  # the log was replaced (a new job of the same id): start over
             job.log_bytes = 0
+            job.rank_partial = b""
         if len(data) > job.log_bytes:
             with open(self._log_path(slot.run_id, DRIVER_LOG), "ab") as out:
                 out.write(data[job.log_bytes:])
+            if job.ranks > 1:
+                self._split_ranks(slot, job, data[job.log_bytes:])
             job.log_bytes = len(data)
         if job.inputs and not job.inputs_recorded:
             self._record_inputs(slot, job, text)
+
+    def _split_ranks(self, slot: Slot, job: RayJob, new: bytes, final: bool = False) -> None:
+        """Append each ``[rank i] `` line of what the job's log gained to that rank's own file,
+        ``70_driver_log_<i>.txt``, unprefixed, as the local pool's launcher writes them (the ranks run in
+        the Ray job, whose log is the only thing the agent sees). The driver's own lines (``runlab: ...``)
+        and a prefix naming no rank of the run go to no rank's file."""
+        from runlab.execution.distributed import rank_log_name
+
+        lines = (job.rank_partial + new).split(b"\n")
+        job.rank_partial = b"" if final else lines.pop()
+        if len(job.rank_partial) > RANK_LINE_MAX:  # a line without end: out in pieces, memory bounded
+            lines.append(job.rank_partial)
+            same = _RANK_LINE.match(job.rank_partial)  # its rest is still that rank's
+            job.rank_partial = same.group(0) if same is not None else b""
+        by_rank: dict[int, list[bytes]] = {}
+        for line in lines:
+            found = _RANK_LINE.match(line)
+            if found is not None and int(found.group(1)) < job.ranks:
+                by_rank.setdefault(int(found.group(1)), []).append(line[found.end():])
+        for rank, kept in by_rank.items():
+            try:
+                with open(self._log_path(slot.run_id, rank_log_name(rank)), "ab") as out:
+                    out.write(b"".join(line + b"\n" for line in kept))
+            except OSError as exc:  # the rank's file is a copy: the combined log has every line
+                self._run_log(slot, f"could not write {rank_log_name(rank)}: {exc}")
 
     def _record_inputs(self, slot: Slot, job: RayJob, log: str) -> None:
         """Record what ray_entry made available on the node (its first ``inputs ready`` line, printed
@@ -648,6 +681,8 @@ class RayAgent(Agent):
 
     def _finish(self, slot: Slot, job: RayJob, status: str, info: Any) -> None:
         self._copy_log(slot, job)
+        if job.ranks > 1 and job.rank_partial:
+            self._split_ranks(slot, job, b"", final=True)
         self.store.set_status(slot.run_id, RunStatus.FINALIZING, only_if_active=True)
         message = str(info.message or "").strip()
         code = getattr(info, "driver_exit_code", None)

@@ -64,6 +64,7 @@ IDLE_AFTER_S = 5.0  # with no run for this long, the agent waits to be woken ins
 IDLE_POLL_S = 1.0  # an agent of a server's workspace on another machine (nothing here can wake it) looks this often
 # an idle agent waits to be woken (targets.wake_agent) and still looks this often: a wake-up lost is a short delay
 IDLE_WAIT_S = float(os.environ.get("RUNLAB_AGENT_IDLE_WAIT", "30") or 30)
+REAP_BEFORE_CLAIM_S = 5.0  # how often an agent with a free slot looks for lost runs holding the target's nodes
 LOCK_WAIT_S = 2.0  # a reader probing whether the agent runs holds its lock for an instant
 CANCEL_GRACE_S = 10.0
 PUMP_POLL_S = 0.1
@@ -128,6 +129,7 @@ class Agent:
         self.settings = TargetSettings.load(folder, target)
         self.slots: dict[str, Slot] = {}
         self._last_heartbeat = 0.0
+        self._last_reap = -REAP_BEFORE_CLAIM_S  # the first turn looks
         self._last_settings = time.monotonic()
         self._idle_since = time.monotonic()
         self._heartbeat_s = load_settings().heartbeat_interval_s
@@ -250,12 +252,27 @@ class Agent:
         if time.time() - self._last_heartbeat >= self._heartbeat_s:
             self._heartbeat()
         self._ship_logs()
+        if len(self.slots) < self.settings.max_nodes:
+            self._reap_before_claiming()
         while len(self.slots) < self.settings.max_nodes:
             record = self.store.claim_queued_run(self.target, self.identity, max_active=self.settings.max_nodes)
             if record is None:
                 break
             self._start(record)
         return bool(self.slots)
+
+    def _reap_before_claiming(self) -> None:
+        """The runs of an agent that died hold the target's max_nodes (claims count every agent's runs)
+        until they are marked lost: look for such runs, at most every REAP_BEFORE_CLAIM_S, while this
+        agent has a free slot. (Readers of the store reap too, but nothing may be reading.)"""
+        now = time.monotonic()
+        if now - self._last_reap < REAP_BEFORE_CLAIM_S:
+            return
+        self._last_reap = now
+        try:
+            self.store.reap_stale_runs(load_settings().heartbeat_timeout_s)
+        except RunlabError as exc:  # the next turn tries again; the claim below says what is wrong
+            self._say(f"could not look for lost runs of {self.target}: {exc}")
 
     # -- one run ---------------------------------------------------------------------------
 

@@ -126,25 +126,34 @@ def test_a_child_reaped_while_the_tree_is_read_is_not_counted_as_new_cpu(monkeyp
 
 
 def test_memory_follows_allocation_and_io_totals_include_exited_children(tmp_path: Path) -> None:
-    target = tmp_path / "written.bin"
+    """Read before and after the process allocates 240 MB (it says when, through files: on a loaded
+    machine a fixed sampling window missed part of the allocation)."""
+    target, ready, go, done = (tmp_path / n for n in ("written.bin", "ready", "go", "done"))
     code = textwrap.dedent(f"""
         import os, subprocess, sys, time
         # a child writes 8 MB to disk and exits: the parent's counters take its I/O once it is waited for
         subprocess.run([sys.executable, "-c", "import os; f = open({str(target)!r}, 'wb'); "
                         "f.write(os.urandom(8 << 20)); f.flush(); os.fsync(f.fileno())"])
-        hold = []
-        for _ in range(8):
-            hold.append(bytearray(30 << 20))  # 30 MB, touched
-            time.sleep(0.15)
-        time.sleep(30)
+        open({str(ready)!r}, "w").close()
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.02)
+        hold = [bytearray(30 << 20) for _ in range(8)]  # 240 MB, touched
+        open({str(done)!r}, "w").close()
+        time.sleep(60)
     """)
     parent = _spawn(code)
     try:
         tree = ProcessTree(parent.pid)
-        samples = _samples(tree, 8, every=0.3)
-        rss = [s["sys/memory_rss_mb"] for s in samples]
-        assert rss[-1] - rss[0] > 100, rss  # 240 MB allocated over the samples
-        writes = [s["sys/io_write_mb"] for s in samples]
+        tree.start()
+        _wait_for(ready.exists, timeout=60)
+        before = tree.read()
+        go.touch()
+        _wait_for(done.exists, timeout=60)
+        after = tree.read()
+        assert before is not None and after is not None
+        grown = after["sys/memory_rss_mb"] - before["sys/memory_rss_mb"]
+        assert 200 < grown < 300, (before, after)  # 240 MB allocated between the two readings
+        writes = [before["sys/io_write_mb"], after["sys/io_write_mb"]]
         assert writes == sorted(writes)  # totals never go back
         if writes[-1] == 0:
             pytest.skip("this filesystem does not account write bytes (tmpfs)")
@@ -364,10 +373,14 @@ def test_submitted_runs_cpu_bound_allocating_and_sleeping(ws: runlab.Workspace, 
     src.mkdir()
     (src / "burn.py").write_text(textwrap.dedent("""
         import time
-        hold, end = [], time.perf_counter() + 3.0
+        from runlab import Run
+        hold, start, end = [], time.perf_counter(), time.perf_counter() + 3.0
+        cpu = time.process_time()
         while time.perf_counter() < end:
             if len(hold) < 10 and time.perf_counter() > end - 3.0 + 0.25 * len(hold):
                 hold.append(bytearray(20 << 20))  # 20 MB every quarter second, touched
+        # the share of a core this process got (all of one on a quiet machine, less on a loaded one)
+        Run.get_context().log("own_cpu_percent", (time.process_time() - cpu) / (time.perf_counter() - start) * 100)
     """))
     (src / "sleep.py").write_text("import time\ntime.sleep(3.0)\n")
     experiment = runlab.Experiment(ws, "sys-submitted")
@@ -378,8 +391,11 @@ def test_submitted_runs_cpu_bound_allocating_and_sleeping(ws: runlab.Workspace, 
     busy_m, idle_m = busy.get_metrics(), idle.get_metrics()
     busy_cpu, idle_cpu = busy_m["sys/cpu_percent"], idle_m["sys/cpu_percent"]
     assert len(busy_cpu) >= 4 and len(idle_cpu) >= 4, (busy_cpu, idle_cpu)
-    assert statistics.median(busy_cpu) > 40 and statistics.median(idle_cpu) < 10, (busy_cpu, idle_cpu)
-    assert statistics.median(busy_cpu) > statistics.median(idle_cpu) + 30
+    # against what the busy process measured of itself, not a fixed figure: a loaded machine gave it 28 %
+    own = busy_m["own_cpu_percent"]
+    assert own > 5, own  # it ran at all
+    assert statistics.median(busy_cpu) > own / 2 and statistics.median(idle_cpu) < min(10, own / 2), (
+        own, busy_cpu, idle_cpu)
     rss = busy_m["sys/memory_rss_mb"]
     assert max(rss) - rss[0] > 80 and max(rss) > 150, rss  # 200 MB allocated (the last sample may be its exit)
     idle_rss = idle_m["sys/memory_rss_mb"]

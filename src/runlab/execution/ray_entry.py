@@ -28,6 +28,14 @@ are set. The run's token may not record inputs, so the line ``runlab: inputs rea
 agent the paths and what was consumed; the agent records them (``run_inputs``, ``inputDatasetPaths`` for
 ``run.input_datasets``) and this waits until it has before COMMAND starts. An input that cannot be made
 available prints ``runlab: preparing the inputs failed (TYPE): ...`` and exits with code 71.
+
+``--inputs`` with ``--nodes M``: each node's :class:`NodeRunner` makes the inputs available there
+(:meth:`NodeRunner.prepare`, all nodes at once: each its own data cache and its own copy of the working
+directory), and its ranks get that node's paths (arguments and variables). The driver prints the
+``inputs ready`` line of rank 0's node (the run's ``run.input_datasets``; what was consumed is recorded
+once) and starts the ranks once the agent has recorded it. An input that cannot be made available on a node
+prints ``runlab: preparing the inputs failed (TYPE): node i (ranks ...): input 'NAME': ...`` and no rank
+starts (exit code 71).
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 UPLOAD_FAILED = 70  # exit code when the script succeeded but its outputs could not be uploaded
 INPUTS_FAILED = 71  # exit code when an input could not be made available (the script did not start)
@@ -101,7 +109,7 @@ class _NodeStore:
         return getattr(self._store, name)
 
     def record_run_inputs(self, run_id: str, inputs: Any) -> None:
-        self.records = list(inputs)
+        self.records.extend(inputs)  # once per prepare_inputs: each input on its own (NodeRunner) adds up
 
     def update_definition(self, run_id: str, changes: dict[str, Any]) -> None:
         self.paths = dict(changes.get("inputDatasetPaths") or {})
@@ -117,12 +125,23 @@ def _say(line: str) -> None:
     print(f"runlab: {line}", flush=True)
 
 
-def _prepare_inputs(own: Path, args: list[str], cancel: threading.Event) -> tuple[list[str], dict[str, str], Any]:
-    """Make the run's inputs available on this node (see the module's text): the command with its input
-    arguments expanded, the input variables, and the :class:`PreparedInputs`."""
+class InputFailed(Exception):
+    """An input that could not be made available on a node: its name, and the error's type and text."""
+
+    def __init__(self, name: str, kind: str, text: str) -> None:
+        super().__init__(f"input {name!r}: {text}")
+        self.name, self.kind, self.text = name, kind, text
+
+
+def _make_inputs(own: Path, args: list[str], cancel: threading.Event, say: Callable[[str], None],
+                 one_by_one: bool = False) -> tuple[list[str], dict[str, str], Any, dict[str, Any], Any, str]:
+    """Make the run's inputs available on this node in ``own`` (see the module's text): the command with
+    its input arguments expanded, the input variables, the :class:`PreparedInputs`, what the agent records
+    (``{"paths", "records"}``), the run's store and id. ``one_by_one``: each input on its own, so that one
+    that cannot be made available raises :class:`InputFailed` naming it."""
     from runlab.core.errors import RunlabError
     from runlab.core.settings import load_settings
-    from runlab.execution.inputs import prepare_inputs
+    from runlab.execution.inputs import PreparedInputs, prepare_inputs
     from runlab.store.datacache import DataCache
 
     found = _backend()
@@ -132,29 +151,56 @@ def _prepare_inputs(own: Path, args: list[str], cancel: threading.Event) -> tupl
     definition = dict(backend.store.get_run(run_id).definition or {})
     node = _NodeFolder(_NodeStore(backend.store), backend.datastores_dir)
     cache = DataCache(load_settings().data_cache_dir)
-    inputs = prepare_inputs(node, run_id, definition, cancel=cancel, say=_say, cache=cache)  # type: ignore[arg-type]
+    if not one_by_one:
+        inputs = prepare_inputs(node, run_id, definition, cancel=cancel, say=say, cache=cache)  # type: ignore[arg-type]
+    else:
+        inputs = PreparedInputs(node, run_id)  # type: ignore[arg-type]
+        for item in definition.get("inputDatasets") or ():
+            name = str(item.get("name")) if isinstance(item, dict) else repr(item)
+            try:
+                one = prepare_inputs(node, run_id, {**definition, "inputDatasets": [item]}, cancel=cancel,  # type: ignore[arg-type]
+                                     say=say, cache=cache)
+            except Exception as exc:  # noqa: BLE001 (store, network, datastore: named for the driver)
+                if cancel.is_set():
+                    raise
+                raise InputFailed(name, type(exc).__name__, " ".join(str(exc).split()) or repr(exc)) from exc
+            inputs.specs.update(one.specs)
+            inputs.values.update(one.values)
+            inputs.cache_root = one.cache_root or inputs.cache_root
     for line in inputs.place(own):  # it records the paths in node.store, for the agent
-        _say(line)
+        say(line)
     env = inputs.variables(os.environ)
     if not definition.get("command") and len(args) >= 2:  # python SCRIPT ARGUMENTS...
         args = [*args[:2], *inputs.expand(definition)]
     for line in inputs.driver_lines():
-        _say(line)
-    _say(f"arguments as submitted: {json.dumps(definition.get('arguments', []))}")
-    _say(f"arguments after expansion: {json.dumps(args[2:])}")
+        say(line)
+    say(f"arguments as submitted: {json.dumps(definition.get('arguments', []))}")
+    say(f"arguments after expansion: {json.dumps(args[2:])}")
     ready = {"paths": node.store.paths, "records": [dataclasses.asdict(r) for r in node.store.records]}
-    print(INPUTS_READY + json.dumps(ready), flush=True)
-    # run.input_datasets reads the paths from the run's definition, which only the agent may write
+    return args, env, inputs, ready, backend.store, run_id
+
+
+def _wait_recorded(store: Any, run_id: str, paths: dict[str, str], cancel: threading.Event) -> None:
+    """Wait until the agent has recorded the inputs' paths (run.input_datasets reads them from the run's
+    definition, which only the agent may write)."""
     deadline = time.monotonic() + INPUTS_WAIT_S
-    while node.store.paths:
-        recorded = (backend.store.get_run(run_id).definition or {}).get("inputDatasetPaths") or {}
-        if recorded == node.store.paths:
+    while paths:
+        recorded = (store.get_run(run_id).definition or {}).get("inputDatasetPaths") or {}
+        if recorded == paths:
             break
         if time.monotonic() > deadline or cancel.is_set():
             _say(f"the agent did not record the inputs' paths in {INPUTS_WAIT_S:.0f} s: run.input_datasets "
-                "may not have them")
+                 "may not have them")
             break
         time.sleep(0.1)
+
+
+def _prepare_inputs(own: Path, args: list[str], cancel: threading.Event) -> tuple[list[str], dict[str, str], Any]:
+    """Make the run's inputs available on this node (see the module's text): the command with its input
+    arguments expanded, the input variables, and the :class:`PreparedInputs`."""
+    args, env, inputs, ready, store, run_id = _make_inputs(own, args, cancel, _say)
+    print(INPUTS_READY + json.dumps(ready), flush=True)
+    _wait_recorded(store, run_id, ready["paths"], cancel)
     return args, env, inputs
 
 
@@ -174,6 +220,32 @@ class NodeRunner:
         self.tails: dict[int, list[str]] = {}
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.threads: list[threading.Thread] = []
+        self.cancel = threading.Event()  # stop() while the inputs are prepared
+        self.args: list[str] | None = None  # the command with this node's input paths (prepare)
+        self.variables: dict[str, str] = {}
+        self.inputs: Any = None
+
+    def prepare(self, args: list[str]) -> dict[str, Any]:
+        """Make the run's inputs available on this node, in its data cache and its copy of the working
+        directory, for its ranks (their arguments and variables name this node's paths). What the node said
+        goes to ``poll``'s lines, ``runlab: node i: ...``. The answer: ``{"ready": {"paths", "records"}}``, or
+        ``{"failed": {"input", "type", "message"}}`` (or ``{"canceled": True}``)."""
+
+        def say(line: str) -> None:
+            with self.lock:
+                self.lines.append(f"runlab: node {self.node_rank}: {line}")
+
+        try:
+            self.args, self.variables, self.inputs, ready, _store, _run_id = _make_inputs(
+                self.own, list(args), self.cancel, say, one_by_one=True)
+        except InputFailed as exc:
+            return {"failed": {"input": exc.name, "type": exc.kind, "message": exc.text}}
+        except Exception as exc:  # noqa: BLE001 (store, network, a path_on_compute: said, and no rank starts)
+            if self.cancel.is_set():
+                return {"canceled": True}
+            return {"failed": {"input": None, "type": type(exc).__name__,
+                               "message": " ".join(str(exc).split()) or repr(exc)}}
+        return {"ready": ready}
 
     def address(self) -> tuple[str, int, str]:
         """This node's address, a free port on it (MASTER_PORT when it holds rank 0) and its Ray node id."""
@@ -190,10 +262,14 @@ class NodeRunner:
         import ray
 
         node_id = ray.get_runtime_context().get_node_id()
+        if self.args is not None:  # prepare: this node's input paths
+            args = self.args
+        if self.inputs is not None:
+            args = self.inputs.protect(args)  # root: the data cache is mounted read-only for the script
         started = []
         for local in range(per_node):
             rank = self.node_rank * per_node + local
-            env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(local), "WORLD_SIZE": str(world),
+            env = {**os.environ, **self.variables, "RANK": str(rank), "LOCAL_RANK": str(local), "WORLD_SIZE": str(world),
                    "LOCAL_WORLD_SIZE": str(per_node), "NODE_RANK": str(self.node_rank),
                    "GROUP_RANK": str(self.node_rank), "MASTER_ADDR": master_addr, "MASTER_PORT": str(master_port),
                    "RUNLAB_RAY_NODE_ID": node_id}
@@ -249,6 +325,7 @@ class NodeRunner:
             return lines, dict(self.codes), tails
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
+        self.cancel.set()
         for rank, proc in self.procs.items():
             if rank not in self.codes:
                 try:
@@ -259,12 +336,67 @@ class NodeRunner:
     def finish(self) -> int:
         """Upload this node's ./outputs to the run and remove its folder: the number of files."""
         try:
-            return _upload_outputs(self.own)
+            return _upload_outputs(self.own) if self.procs else 0
         finally:
+            if self.inputs is not None:
+                self.inputs.remove_links()
             shutil.rmtree(self.own, ignore_errors=True)
 
 
-def _run_nodes(nodes: int, ranks: int, bundle: dict[str, float], args: list[str], stopped: threading.Event) -> int:
+def _node_ranks(node: int, per_node: int) -> str:
+    first, last = node * per_node, (node + 1) * per_node - 1
+    return f"node {node} (rank {first})" if first == last else f"node {node} (ranks {first} to {last})"
+
+
+def _prepare_nodes(runners: list[Any], per_node: int, args: list[str], stopped: threading.Event) -> int | None:
+    """Each node makes the run's inputs available (:meth:`NodeRunner.prepare`, all at once); the paths of
+    rank 0's node are the run's (the ``inputs ready`` line, which the agent records). None when every node
+    has them, else the exit code: an input that cannot be made available on a node fails the run naming
+    the node and the input, before any rank starts."""
+    import ray
+
+    def relay() -> None:
+        for lines, _codes, _tails in ray.get([r.poll.remote() for r in runners], timeout=60):
+            if lines:
+                sys.stdout.write("".join(line + "\n" for line in lines))
+        sys.stdout.flush()
+
+    refs = [r.prepare.remote(args) for r in runners]
+    while True:
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=0.5)
+        relay()
+        if len(done) == len(refs):
+            break
+        if stopped.is_set():
+            for r in runners:
+                r.stop.remote()
+            print("runlab: stopped while preparing the inputs", file=sys.stderr, flush=True)
+            return 128 + signal.SIGTERM
+    answers = ray.get(refs)
+    relay()
+    failed = [(i, a["failed"]) for i, a in enumerate(answers) if "failed" in a]
+    if failed:
+        node, first = failed[0]
+        what = f"input {first['input']!r}: " if first.get("input") else ""
+        also = [i for i, _ in failed[1:]]
+        more = f" (on node{'s' if len(also) > 1 else ''} {', '.join(map(str, also))} too)" if also else ""
+        print(f"{INPUTS_FAILED_LINE} ({first['type']}): {_node_ranks(node, per_node)}{more}: {what}"
+              f"{first['message']}", file=sys.stderr, flush=True)
+        return INPUTS_FAILED
+    if stopped.is_set() or any("canceled" in a for a in answers):
+        print("runlab: stopped while preparing the inputs", file=sys.stderr, flush=True)
+        return 128 + signal.SIGTERM
+    ready = answers[0]["ready"]
+    _say(f"inputs ready on all {len(runners)} nodes; the run records the paths of node 0 (rank 0's)")
+    print(INPUTS_READY + json.dumps(ready), flush=True)
+    found = _backend()
+    if found is not None:
+        _wait_recorded(found[0].store, found[1], dict(ready.get("paths") or {}), stopped)
+    return None
+
+
+def _run_nodes(nodes: int, ranks: int, bundle: dict[str, float], args: list[str], stopped: threading.Event,
+               with_inputs: bool = False) -> int:
     """A run of ``ranks`` ranks over ``nodes`` Ray nodes (see the module's text): its exit code."""
     from ray.exceptions import GetTimeoutError
     from ray.util.placement_group import placement_group, remove_placement_group
@@ -309,6 +441,14 @@ def _run_nodes(nodes: int, ranks: int, bundle: dict[str, float], args: list[str]
             _say(f"node {i} (ranks {i * per_node} to {(i + 1) * per_node - 1}): {ip}, Ray node {node_id[:12]}")
         _say(f"MASTER_ADDR={master_addr} (the node of rank 0), MASTER_PORT={master_port}, WORLD_SIZE={ranks}; "
              "each line is prefixed [rank i]")
+        if with_inputs:
+            code = _prepare_nodes(runners, per_node, args, stopped)
+            if code is not None:  # no rank started: each node removes its folder
+                ray.get([r.finish.remote() for r in runners], timeout=120)
+                return code
+        if stopped.is_set():
+            ray.get([r.finish.remote() for r in runners], timeout=120)
+            return 128 + signal.SIGTERM
         ray.get([r.start.remote(args, ranks, per_node, master_addr, master_port) for r in runners])
         failed: tuple[int, int, str] | None = None
         stop_sent: float | None = None
@@ -397,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         (own / "outputs").mkdir(exist_ok=True)
         (own / "logs").mkdir(exist_ok=True)
         env: dict[str, str] | None = None
-        if with_inputs:
+        if with_inputs and nodes == 1:  # of a run over several nodes, each node prepares them (_run_nodes)
             try:
                 args, variables, inputs = _prepare_inputs(own, args, stopped)
             except Exception as exc:  # noqa: BLE001 (store, network, datastore: say it and fail the run)
@@ -410,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
             env = {**os.environ, **variables}
         if nodes > 1:
             shutil.rmtree(own, ignore_errors=True)  # each node copies the working directory itself
-            return _run_nodes(nodes, ranks, bundle, args, stopped)
+            return _run_nodes(nodes, ranks, bundle, args, stopped, with_inputs)
         status = own.with_name(own.name + ".ranks.json")
         if ranks > 1:  # the local pool's launcher: N ranks on this node, torch.distributed's variables, [rank i]
             from runlab.execution.distributed import launcher_argv

@@ -42,7 +42,9 @@ line. Not supported on Ray (refused at submit, saying so): MpiConfiguration.
 ``PyTorchConfiguration(process_count=N, node_count=M)``, M > 1: the job's driver (``ray_entry --nodes M``)
 places M bundles (the target's resources per rank, times N/M) with ``STRICT_SPREAD`` and starts each node's
 ranks there (MASTER_ADDR is the node of rank 0); the entrypoint itself asks for no resources. Dataset
-inputs of such a run are refused at submit (not yet).
+inputs of such a run are made available on each node (its own data cache) before any rank starts, each
+node's ranks getting that node's paths; the run records rank 0's node's paths (``run.input_datasets``), and
+an input that cannot be made available on a node fails the run naming the node and the input.
 """
 
 from __future__ import annotations
@@ -194,10 +196,6 @@ def check_ray_definition(definition: Mapping[str, Any]) -> None:
         if ranks % nodes:
             raise UserError(f"PyTorchConfiguration(process_count={ranks}, node_count={nodes}): the ranks are spread "
                             "evenly over the nodes, so process_count must be a multiple of node_count")
-        if definition.get("inputDatasets"):
-            raise NotSupportedError("dataset inputs of a run over several Ray nodes (node_count > 1) are not "
-                                    "supported yet: pass them to a run of one node, or read the dataset in the "
-                                    "script (Dataset.get_by_name(ws, ...).download())")
 
 
 def node_count(definition: Mapping[str, Any]) -> int:
@@ -463,7 +461,8 @@ class RayAgent(Agent):
         elif ranks > 1:
             self._run_log(slot, f"distributed: {ranks} processes (RANK 0 to {ranks - 1}) on one Ray node")
         if inputs:
-            self._run_log(slot, f"inputs {', '.join(inputs)}: made available on the Ray node by the job's entrypoint")
+            where = f"on each of the {nodes} Ray nodes" if nodes > 1 else "on the Ray node"
+            self._run_log(slot, f"inputs {', '.join(inputs)}: made available {where} by the job's entrypoint")
         self.jobs[record.run_id] = RayJob(job_id=job_id_for(record.run_id), runtime_env=runtime_env,
                                           entrypoint=entrypoint, ranks=ranks, nodes=nodes, inputs=inputs)
         return LaunchPlan(argv=argv, cwd=slot.workdir, env=env_vars)
@@ -720,7 +719,8 @@ class RayAgent(Agent):
             failed = _INPUTS_FAILED.search(tail)
             if failed is not None and INPUTS_FAILED_LINE in tail:
                 self._end(slot, RunStatus.FAILED, {
-                    "message": f"preparing the run failed: the inputs could not be made available on the Ray node: "
+                    "message": "preparing the run failed: the inputs could not be made available on the Ray "
+                               f"node{'s' if job.nodes > 1 else ''}: "
                                f"{failed.group(2)}", "code": failed.group(1), "exit_code": code})
                 return
         last = tail.splitlines()[-1] if tail else (message or "no output")

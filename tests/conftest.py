@@ -54,6 +54,11 @@ def _server_ws(request: pytest.FixtureRequest, tmp_path: Path, subprocess_env: d
     from server_support import ServerProcess
 
     server = ServerProcess(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-files", subprocess_env)
+    # the server's agents read S3 datastores with the server's credentials (never the client's): moto's dummy ones
+    from datastore_fixtures import AWS_KEY_ID, AWS_SECRET
+
+    server.env.update({"AWS_ACCESS_KEY_ID": AWS_KEY_ID, "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"})
     if os.environ.get("RUNLAB_TEST_SERVER_S3"):  # the same tests with the server's files in S3 (moto)
         endpoint, bucket = request.getfixturevalue("s3_bucket")
         server.env.update(request.getfixturevalue("aws_env"))

@@ -51,3 +51,12 @@ def plant_run(ws: runlab.Workspace, run_id: str, experiment: str = "exp") -> Non
     with conn:
         conn.execute("UPDATE runs SET run_id = ? WHERE run_id = 'planted-run'", (run_id,))
     conn.close()
+
+
+def run_context_env(ws: runlab.Workspace) -> dict[str, str]:
+    """What an agent tells a submitted run's process about its workspace (with RUNLAB_RUN_ID): the
+    folder's path, or for a workspace of ``runlab server`` the server's URL and the workspace's id."""
+    if getattr(ws.folder, "remote", False):
+        return {"RUNLAB_WORKSPACE": ws.folder.workspace_id,  # type: ignore[attr-defined]
+                "RUNLAB_SERVER": ws.folder.server_url}  # type: ignore[attr-defined]
+    return {"RUNLAB_WORKSPACE": str(ws.path)}

@@ -144,6 +144,19 @@ def test_experiment_from_directory(ws: runlab.Workspace, tmp_path: Path) -> None
     exp = Experiment.from_directory(str(project), auth=None)
     assert exp.name == "from-dir" and exp.workspace.path == ws.path
     assert [e.name for e in Experiment.list(ws)] == ["from-dir"]
+    # or the config.json's own experiment_name
+    other = tmp_path / "other"
+    other.mkdir()
+    config = json.loads((project / ".azureml" / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "experiment_name": "from-config"}))
+    assert Experiment.from_directory(other).name == "from-config"
+    with pytest.raises(ConfigError, match="not a folder"):
+        Experiment.from_directory(tmp_path / "missing")
+
+
+@pytest.mark.embedded_only(reason="a project.json's Scope names a workspace registered on this machine (its registry "
+                            "of folders); a server's workspace is reached through a config.json's \"server\"")
+def test_experiment_from_directory_by_scope(ws: runlab.Workspace, tmp_path: Path) -> None:
     # no config.json in or above the folder: the workspace named in "Scope" (a registered one)
     alone = tmp_path / "alone"
     (alone / "aml_config").mkdir(parents=True)
@@ -154,14 +167,6 @@ def test_experiment_from_directory(ws: runlab.Workspace, tmp_path: Path) -> None
                                                                    "Scope": f"/x/workspaces/{ws.name}/projects/s"}))
     scoped = Experiment.from_directory(alone)
     assert scoped.name == "scoped" and scoped.workspace.path == ws.path
-    # or the config.json's own experiment_name
-    other = tmp_path / "other"
-    other.mkdir()
-    config = json.loads((project / ".azureml" / "config.json").read_text())
-    (other / "config.json").write_text(json.dumps({**config, "experiment_name": "from-config"}))
-    assert Experiment.from_directory(other).name == "from-config"
-    with pytest.raises(ConfigError, match="not a folder"):
-        Experiment.from_directory(tmp_path / "missing")
 
 
 def test_output_file_dataset_configs_are_in_output_datasets(ws: runlab.Workspace, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from runlab.core.errors import (
 from runlab.store.objects import TEMP_PREFIX
 from runlab.store.objects import local as local_module
 from runlab.store.objects import s3 as s3_module
+from runlab.store.remote import objects as remote_objects
 
 TREE = {
     "a.txt": b"alpha",
@@ -215,6 +216,20 @@ def _interrupt_the_third_file(datastore: runlab.Datastore, monkeypatch: pytest.M
         client = datastore.object_store._client()  # type: ignore[attr-defined]
         client.meta.events.register("before-send.s3.PutObject", lose_connection)
         return failed
+    if datastore.object_store.kind == "http":  # files of a runlab server: the PUT's body stops half-way
+        real_blocks = remote_objects._blocks
+
+        def half_then_cut(stream: Any, *args: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] != 3:
+                yield from real_blocks(stream, *args)
+                return
+            yield stream.read(max(1, os.fstat(stream.fileno()).st_size // 2))
+            failed.append(stream.name)
+            raise RuntimeError("the power went out")
+
+        monkeypatch.setattr(remote_objects, "_blocks", half_then_cut)
+        return failed
     real = local_module.copy_and_hash
 
     def half_then_fail(src: int, dst: int, size: int, progress: Any = None) -> tuple[int, str]:
@@ -265,7 +280,16 @@ def slow(src, dst, size, progress=None):
     return real(src, dst, size, progress)
 
 local.copy_and_hash = slow
-ws = runlab.Workspace.from_path(sys.argv[1])
+
+from runlab.store.remote import objects as remote  # files of a runlab server: the PUT's body stops half-way
+
+def slow_blocks(stream, *args):
+    yield stream.read(os.fstat(stream.fileno()).st_size // 2)
+    open(sys.argv[3], "w").close()
+    time.sleep(120)
+
+remote._blocks = slow_blocks
+ws = runlab.Workspace.from_config(sys.argv[1])
 runlab.Datastore.get(ws, sys.argv[2]).upload(sys.argv[4], target_path="big", show_progress=False)
 """
 
@@ -277,7 +301,8 @@ def test_an_upload_killed_mid_file_leaves_nothing_a_later_upload_would_skip(
     data = os.urandom(3 << 20)
     src = make_tree(tmp_path / "data", {"model.bin": data})
     marker = tmp_path / "half-written"
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_UPLOAD), str(datastore.workspace.path),
+    config = datastore.workspace.write_config(tmp_path / "project")
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(KILLED_UPLOAD), str(config),
                               datastore.name, str(marker), str(src)], env=subprocess_env)
     try:
         deadline = time.monotonic() + 60
@@ -291,7 +316,13 @@ def test_an_upload_killed_mid_file_leaves_nothing_a_later_upload_would_skip(
             os.kill(child.pid, signal.SIGKILL)
         child.wait()
     root = datastore.object_store.local_path("big")
-    assert root is not None and [p.name.startswith(TEMP_PREFIX) for p in root.iterdir()] == [True]  # its leftover
+    if root is not None:  # a folder of this machine: the killed process's leftover is there
+        assert [p.name.startswith(TEMP_PREFIX) for p in root.iterdir()] == [True]
+    else:  # files of a runlab server, which lives on: it drops the cut PUT's temporary file itself
+        deadline = time.monotonic() + 60
+        while [p for p in tmp_path.rglob(f"{TEMP_PREFIX}*")]:
+            assert time.monotonic() < deadline, "the server kept the temporary file of a cut upload"
+            time.sleep(0.1)
     assert stored(datastore) == {} and index(datastore) == {}
 
     datastore.upload(src, target_path="big", show_progress=False)
@@ -316,6 +347,16 @@ def test_a_file_written_to_during_the_upload_is_not_recorded(datastore: runlab.D
             return result
 
         monkeypatch.setattr(s3_module, "file_sha256", hash_meanwhile)
+    elif datastore.object_store.kind == "http":  # files of a runlab server: changed while it is sent
+        real_blocks = remote_objects._blocks
+
+        def send_meanwhile(*args: Any) -> Any:
+            for i, block in enumerate(real_blocks(*args)):
+                yield block
+                if i == 0:
+                    another_program_writes()
+
+        monkeypatch.setattr(remote_objects, "_blocks", send_meanwhile)
     else:
         real = local_module.copy_and_hash
 
@@ -345,6 +386,22 @@ def test_an_unknown_datastore_is_a_clear_error_naming_those_there_are(ws: runlab
     assert ws.get_default_datastore().name == "workspaceblobstore"
 
 
+def test_the_default_datastore_and_setting_another(ws: runlab.Workspace, tmp_path: Path) -> None:
+    ds = ws.get_default_datastore()
+    assert (ds.name, ds.datastore_type) == ("workspaceblobstore", "AzureBlob")
+    assert runlab.Datastore.get_default(ws) == ds == runlab.Datastore.get(ws, "workspaceblobstore")
+    ds.upload_files([make_tree(tmp_path / "data") / "a.txt"], target_path="x")
+    assert stored(ds, "x/") == {"x/a.txt": b"alpha"}
+    mine = runlab.Datastore.register_local(ws, "mine", tmp_path / "mine")
+    ws.set_default_datastore("mine")
+    assert ws.get_default_datastore() == mine == runlab.Datastore(ws)
+    again = runlab.Workspace.from_config(ws.write_config(tmp_path / "project"))
+    assert again.get_default_datastore().name == "mine"  # kept in the workspace, not in this object
+    assert sorted(again.datastores) == ["mine", "workspaceblobstore"]
+
+
+@pytest.mark.embedded_only(reason="reads the default datastore's files in the workspace folder's files/datastores/; "
+                            "over a server: test_the_default_datastore_and_setting_another")
 def test_the_default_datastore_is_a_folder_of_the_workspace(ws: runlab.Workspace, tmp_path: Path) -> None:
     ds = ws.get_default_datastore()
     assert (ds.name, ds.datastore_type, ds.kind) == ("workspaceblobstore", "AzureBlob", "workspaceblob")
@@ -456,13 +513,12 @@ def test_download_never_writes_through_a_link_that_leads_out(datastore: runlab.D
 def test_list_files_knows_the_checksums_of_what_runlab_wrote(datastore: runlab.Datastore, tmp_path: Path) -> None:
     datastore.upload(make_tree(tmp_path / "data"))
     datastore.object_store.put_bytes("later.txt", b"later")  # written without the datastore's index
-    if datastore.kind != "s3":  # and a file put into the folder by hand
-        folder = datastore.object_store.local_path("by-hand.txt")
-        assert folder is not None
+    folder = datastore.object_store.local_path("by-hand.txt")  # a folder of this machine (not S3, not a server's)
+    if folder is not None:  # and a file put into the folder by hand
         folder.write_bytes(b"by hand")
     files = {f.name: f for f in datastore.list_files()}
     assert files["sub/b.bin"].sha256 == sha(TREE["sub/b.bin"]) and files["sub/b.bin"].size == len(TREE["sub/b.bin"])
-    if datastore.kind != "s3":
+    if folder is not None:
         assert files["by-hand.txt"].sha256 is None
     with_checksums = {f.name: f.sha256 for f in datastore.list_files(checksums=True)}
     assert with_checksums["later.txt"] == sha(b"later")
@@ -476,3 +532,33 @@ def test_datapath(datastore: runlab.Datastore) -> None:
         datastore, datastore.name, "datasets/cifar10")
     assert datastore.path().path_on_datastore == "" and path == datastore.path("datasets/cifar10")
     assert runlab.DataPath(datastore, "a/b") == datastore.path("a/b")
+
+
+def test_a_run_file_that_grows_while_uploaded_is_stored_as_measured(ws: runlab.Workspace, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log still written while run.upload_file sends it: stored as long as it was when measured, and
+    over HTTP no byte past that length reaches the connection (the server would read it as the start of
+    the next request)."""
+    from runlab.store.remote import artifacts as remote_artifacts
+
+    data = os.urandom(3 << 20)
+    log = tmp_path / "train.log"
+    log.write_bytes(data)
+    real_blocks = remote_artifacts._blocks
+
+    def written_meanwhile(*args: Any) -> Any:
+        for i, block in enumerate(real_blocks(*args)):
+            yield block
+            if i == 0:
+                with open(log, "ab") as f:
+                    f.write(b"more lines\n")
+
+    monkeypatch.setattr(remote_artifacts, "_blocks", written_meanwhile)
+    run = runlab.Experiment(ws, "grows").start_logging()
+    try:
+        run.upload_file("logs/train.log", str(log))
+        assert "logs/train.log" in run.get_file_names()  # the next request on the connection is understood
+        with run.open_file("logs/train.log") as f:
+            assert f.read()[:len(data)] == data
+    finally:
+        run.complete()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -183,7 +184,8 @@ def test_changed_environment_variables_make_a_new_version(ws: runlab.Workspace) 
 
 
 def test_missing_environments_say_what_is_registered(ws: runlab.Workspace) -> None:
-    with pytest.raises(NotFoundError, match=r"'nope' is not registered in workspace 'test-ws' \(registered: none"):
+    with pytest.raises(NotFoundError,
+                       match=rf"'nope' is not registered in workspace '{re.escape(ws.name)}' \(registered: none"):
         Environment.get(ws, "nope")
     Environment("there").register(ws)
     with pytest.raises(NotFoundError, match=r"registered: there\).*env.register\(ws\)"):

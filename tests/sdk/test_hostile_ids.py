@@ -28,7 +28,7 @@ from runlab.core.errors import (
 )
 from runlab.store.artifacts import LocalArtifactStore
 from runlab.tracking.run import new_run_id
-from tests_support import plant_run
+from tests_support import plant_run, run_context_env
 
 VALID_IDS = [
     "exp_1700000000_abcd1234",  # what new_run_id makes (and Azure ML v1)
@@ -202,6 +202,8 @@ def test_get_run_and_run_refuse_a_hostile_id(ws: runlab.Workspace, run_id: str) 
 
 
 @pytest.mark.parametrize("run_id", ["..", ".", "../../../outside", "a/b"])
+@pytest.mark.embedded_only(reason="plants the run with SQL in the folder's SQLite file; over a server: "
+                            "tests/server/test_hostile_paths.py's hostile run id already in the database")
 def test_a_hostile_id_already_in_the_database_is_not_followed(ws: runlab.Workspace, tmp_path: Path,
                                                              run_id: str) -> None:
     """A workspace written by an older runlab (or by hand) may hold such a run: it stays unreachable."""
@@ -222,7 +224,8 @@ def test_a_hostile_id_already_in_the_database_is_not_followed(ws: runlab.Workspa
 @pytest.mark.parametrize("run_id", ["../../../../etc", "..", "/etc", "a/b", "x" * 10_000, "run\n"], ids=short)
 def test_get_context_refuses_a_hostile_run_id_in_the_environment(ws: runlab.Workspace, monkeypatch: pytest.MonkeyPatch,
                                                                  run_id: str) -> None:
-    monkeypatch.setenv("RUNLAB_WORKSPACE", str(ws.path))
+    for key, value in run_context_env(ws).items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("RUNLAB_RUN_ID", run_id)
     with pytest.raises(InvalidNameError, match="run id"):
         runlab.Run.get_context()
@@ -280,6 +283,19 @@ def test_bad_run_file_names_give_runlabs_error(ws: runlab.Workspace, tmp_path: P
     run.complete()
 
 
+def test_opening_a_run_file_that_is_not_there_fails_at_once(ws: runlab.Workspace) -> None:
+    """At open_file, not at the first read (a server's file is asked for at open too); a seek before
+    reading still starts the read there."""
+    run = runlab.Experiment(ws, "exp").start_logging()
+    with pytest.raises(FileNotFoundInRunError, match="outputs/missing.txt"):
+        run.open_file("outputs/missing.txt")
+    run.upload_file("outputs/there.txt", io.BytesIO(b"0123456789"))
+    with run.open_file("outputs/there.txt") as f:
+        f.seek(4)
+        assert f.read() == b"456789"
+    run.complete()
+
+
 def test_a_path_too_long_for_the_file_system_gives_runlabs_error(ws: runlab.Workspace) -> None:
     run = runlab.Experiment(ws, "exp").start_logging()
     deep = "/".join(["d" * 250] * 20) + "/f.txt"  # each part fits, the whole is over PATH_MAX
@@ -290,6 +306,8 @@ def test_a_path_too_long_for_the_file_system_gives_runlabs_error(ws: runlab.Work
     run.complete()
 
 
+@pytest.mark.embedded_only(reason="plants links in the folder's files/runs/; a server's run folders under "
+                            "links: tests/server/test_hostile_paths.py")
 def test_a_run_folder_linked_outside_is_not_followed(ws: runlab.Workspace, tmp_path: Path) -> None:
     outside = outside_tree(tmp_path)
     run = runlab.Experiment(ws, "exp").start_logging()
@@ -303,6 +321,8 @@ def test_a_run_folder_linked_outside_is_not_followed(ws: runlab.Workspace, tmp_p
     run.complete()
 
 
+@pytest.mark.embedded_only(reason="plants links in the folder's files/runs/; a server's run folders under "
+                            "links: tests/server/test_hostile_paths.py")
 def test_a_link_inside_a_run_folder_that_leads_out_is_not_followed(ws: runlab.Workspace, tmp_path: Path) -> None:
     outside = outside_tree(tmp_path)
     run = runlab.Experiment(ws, "exp").start_logging()
@@ -320,6 +340,8 @@ def test_a_link_inside_a_run_folder_that_leads_out_is_not_followed(ws: runlab.Wo
     run.complete()
 
 
+@pytest.mark.embedded_only(reason="plants links in the folder's files/runs/; a server's run folders under "
+                            "links: tests/server/test_hostile_paths.py")
 def test_a_link_to_another_run_is_not_followed_either(ws: runlab.Workspace) -> None:
     experiment = runlab.Experiment(ws, "exp")
     first, second = experiment.start_logging(), experiment.start_logging()
@@ -366,8 +388,11 @@ def test_a_huge_workspace_folder_path_gives_runlabs_error() -> None:
 
 @pytest.mark.parametrize("command", [["logs"], ["cancel"], ["runs", "show"]])
 @pytest.mark.parametrize("run_id", ["../../../../etc", "/etc", "x" * 10_000], ids=short)
-def test_cli_refuses_a_hostile_run_id_in_one_line(ws: runlab.Workspace, command: list[str], run_id: str) -> None:
-    result = CliRunner().invoke(cli, [*command, run_id, "-w", str(ws.path)])
+def test_cli_refuses_a_hostile_run_id_in_one_line(ws: runlab.Workspace, command: list[str], run_id: str,
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws.write_config(tmp_path / "project")  # the workspace of the current folder: a folder or a server
+    monkeypatch.chdir(tmp_path / "project")
+    result = CliRunner().invoke(cli, [*command, run_id])
     assert result.exit_code == 1
     assert "invalid run id" in result.output
     assert "Traceback" not in result.output

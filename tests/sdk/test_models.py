@@ -77,6 +77,8 @@ def test_a_folder_keeps_its_name_and_layout(ws: runlab.Workspace, run: runlab.Ru
     assert run.register_model("outputs").get_files()[0].path.startswith("outputs/")  # model_path defaults to the name
 
 
+@pytest.mark.embedded_only(reason="counts and stats the contents of the folder's model blob store; over a server "
+                            "tests/server/test_server_models.py checks registration and download")
 def test_unchanged_files_are_stored_once_and_not_read_again(ws: runlab.Workspace, run: runlab.Run,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     run.upload_file("outputs/big.bin", io.BytesIO(os.urandom(9 << 20)))  # over the kernel-copy size
@@ -101,6 +103,8 @@ def test_unchanged_files_are_stored_once_and_not_read_again(ws: runlab.Workspace
     assert blobs.count() == before
 
 
+@pytest.mark.embedded_only(reason="rewrites a run file in place inside the folder (same size and mtime); over a "
+                            "server a run file changes only by a new upload (test_server_models.py)")
 def test_a_file_changed_between_registrations_is_a_new_content(ws: runlab.Workspace, run: runlab.Run,
                                                                tmp_path: Path) -> None:
     run.upload_file("outputs/model.pt", io.BytesIO(b"v1" * 100))
@@ -162,6 +166,8 @@ def test_versions_that_do_not_exist_are_named_clearly(ws: runlab.Workspace, run:
         Model(ws, "net", version=0)
 
 
+@pytest.mark.embedded_only(reason="counts the contents left in the folder's model blob store after deletes; the "
+                            "same deletes and versions over a server: test_server_models.py")
 def test_delete_then_list_and_versions_are_never_reused(ws: runlab.Workspace, run: runlab.Run) -> None:
     run.upload_file("outputs/shared.bin", io.BytesIO(b"shared"))
     run.upload_file("outputs/only-two.bin", io.BytesIO(b"two"))
@@ -235,8 +241,10 @@ def test_deploy_calls_say_runlab_deploys_no_services(ws: runlab.Workspace) -> No
             call(ws, "service", [])
 
 
-def test_links_never_take_files_from_outside(ws: runlab.Workspace, run: runlab.Run, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.embedded_only(reason="plants links in the run's files folder inside the workspace folder; a server's "
+                            "run files are uploads, never links (tests/server/test_hostile_paths.py)")
+def test_links_in_a_runs_folder_never_take_files_from_outside(ws: runlab.Workspace, run: runlab.Run,
+                                                              tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_bytes(b"do not register me")
     run.upload_file("outputs/model.pt", io.BytesIO(b"weights"))
@@ -248,6 +256,11 @@ def test_links_never_take_files_from_outside(ws: runlab.Workspace, run: runlab.R
     folder_model = run.register_model("net", "outputs")
     assert sorted(f.path for f in folder_model.get_files()) == ["outputs/inside.pt", "outputs/model.pt"]
 
+
+def test_links_never_take_local_files_from_outside(ws: runlab.Workspace, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"do not register me")
     local = tmp_path / "local"
     local.mkdir()
     (local / "model.pt").write_bytes(b"local weights")
@@ -285,6 +298,13 @@ def test_download_refuses_to_overwrite_and_checks_the_bytes(ws: runlab.Workspace
         model.download(tmp_path)
     (tmp_path / "model.pt").write_bytes(b"stale")
     assert Path(model.download(tmp_path, exist_ok=True)).read_bytes() == b"good bytes"
+
+
+@pytest.mark.embedded_only(reason="damages a content in the folder's model blob store; over a server the client "
+                            "checks the sha256 of what it gets (tests/server/test_server_models.py)")
+def test_download_checks_the_bytes_of_a_damaged_store(ws: runlab.Workspace, run: runlab.Run, tmp_path: Path) -> None:
+    run.upload_file("outputs/model.pt", io.BytesIO(b"good bytes"))
+    model = run.register_model("net", "outputs/model.pt")
     blob = model_blobs(ws.folder).path(model.get_files()[0].sha256)
     blob.chmod(0o644)
     blob.write_bytes(b"evil bytes")  # same size, other bytes: a damaged store

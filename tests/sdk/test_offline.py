@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 import runlab
 from runlab.cli.main import cli
+from tests_support import run_context_env
 
 SCRIPT = """
 import runlab
@@ -48,7 +49,7 @@ def test_offline_run_records_locally_then_syncs(tmp_path: Path, subprocess_env: 
 
 def test_get_context_in_a_submitted_run_uses_the_environment(ws: runlab.Workspace, subprocess_env: dict[str, str]) -> None:
     run = runlab.Experiment(ws, "submitted").start_logging()
-    env = {**subprocess_env, "RUNLAB_WORKSPACE": str(ws.path), "RUNLAB_RUN_ID": run.id, "RUNLAB_RUN_OWNER": "agent"}
+    env = {**subprocess_env, **run_context_env(ws), "RUNLAB_RUN_ID": run.id, "RUNLAB_RUN_OWNER": "agent"}
     code = (
         "import sys, runlab\n"
         "run = runlab.Run.get_context()\n"

@@ -214,8 +214,11 @@ def test_bad_inputs_fail_the_submit(ws: runlab.Workspace, src: Path, tmp_path: P
     with pytest.raises(UserError, match="invalid input name 'my-data'"):
         small.as_named_input("my-data")
     gone = Dataset.File.from_files(path=(datastore, "small/a.txt"))
-    datastore_files = ws.path / "files" / "datastores" / "workspaceblobstore"
-    (datastore_files / "small" / "a.txt").unlink()
+    by_hand = datastore.object_store.local_path("small/a.txt")
+    if by_hand is not None:  # a folder of this machine: removed behind runlab's back
+        by_hand.unlink()
+    else:  # files of a runlab server
+        datastore.object_store.delete("small/a.txt")
     with pytest.raises(DatasetPathError, match="small/a.txt"):
         submit("--data_path", gone.as_named_input("gone").as_mount())
     with pytest.raises(DatasetPathError, match=r"\.\."):
@@ -235,6 +238,17 @@ def test_bad_inputs_fail_the_submit(ws: runlab.Workspace, src: Path, tmp_path: P
     foreign = Dataset.File.from_files(path=(other.get_default_datastore(), "x"))
     with pytest.raises(UserError, match="workspace other-ws"):
         submit(foreign.as_mount())
+    assert ws.folder.store.list_runs() == []  # nothing was queued
+
+
+@pytest.mark.embedded_only(reason="registers and then deletes a datastore with SQL in the folder's SQLite file, "
+                            "as another process could have")
+def test_a_datastore_gone_before_the_submit_fails_it(ws: runlab.Workspace, src: Path, tmp_path: Path) -> None:
+    experiment = runlab.Experiment(ws, "bad")
+
+    def submit(*arguments: object) -> None:
+        experiment.submit(ScriptRunConfig(str(src), "report.py", arguments=list(arguments)))
+
     ws.folder.store.register_datastore("gone_store", "local", {"path": str(tmp_path / "gone-store")})
     lost = Dataset.File.from_files(path=(Datastore.get(ws, "gone_store"), "x"), validate=False)
     with ws.folder.store._write("forgetting a datastore") as conn:  # as another process could have

@@ -111,6 +111,8 @@ def test_arguments_environment_variables_and_logs_folder(ws: runlab.Workspace, c
     assert "logs/progress.txt" in run.get_file_names()
 
 
+@pytest.mark.embedded_only(reason="kills the agent found in the folder's agents/ state file; a server's agents are "
+                            "its own processes (killed agent -> run Failed: tests/server/test_server_faults.py)")
 def test_killing_the_agent_leaves_no_run_running(ws: runlab.Workspace, cluster: ComputeTarget, src: Path) -> None:
     (src / "sleep.py").write_text("import time\nprint('started', flush=True)\ntime.sleep(600)\n")
     run = runlab.Experiment(ws, "agent-dies").submit(ScriptRunConfig(str(src), "sleep.py", compute_target="cpu-cluster"))

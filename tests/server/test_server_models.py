@@ -280,3 +280,23 @@ def test_what_the_model_routes_refuse(secured: tuple[ServerProcess, TokenStore],
 def _fd(path: Path, data: bytes) -> int:
     path.write_bytes(data)
     return os.open(path, os.O_RDONLY)
+
+
+def test_a_download_from_a_damaged_server_store_is_refused(tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    """The server's copy of a content altered on its disk (same size, other bytes): the client checks the
+    sha256 of what it receives, refuses it and leaves nothing behind."""
+    server = ServerProcess(f"sqlite:///{tmp_path / 'server.db'}", tmp_path / "server-files", subprocess_env)
+    server.start()
+    try:
+        ws = runlab.Workspace.get("default", server=server.url)
+        (tmp_path / "model.pt").write_bytes(b"good bytes")
+        model = Model.register(ws, model_path=str(tmp_path / "model.pt"), model_name="net")
+        digest = model.get_files()[0].sha256
+        (blob,) = [p for p in (tmp_path / "server-files").rglob(digest[2:]) if p.parent.name == digest[:2]]
+        blob.chmod(0o644)
+        blob.write_bytes(b"evil bytes")
+        with pytest.raises(runlab.core.errors.StoreError, match="changed outside runlab"):
+            model.download(tmp_path / "again")
+        assert not (tmp_path / "again").exists() or list((tmp_path / "again").iterdir()) == []  # no temporary file
+    finally:
+        server.stop()

@@ -96,6 +96,7 @@ def _hold_lock(db: Path, trainer: subprocess.Popen[str], locker_script: Path, en
 
 
 @pytest.mark.slow
+@pytest.mark.embedded_only(reason="holds the lock of the folder's SQLite file from another process")
 def test_a_store_locked_longer_than_the_busy_timeout_never_reaches_the_script(
     ws: runlab.Workspace, tmp_path: Path, subprocess_env: dict[str, str]
 ) -> None:
@@ -118,7 +119,7 @@ def test_a_store_locked_longer_than_the_busy_timeout_never_reaches_the_script(
 
 MANY = """
 import os, sys, time, runlab
-ws = runlab.Workspace.from_path(sys.argv[1])
+ws = runlab.Workspace.from_config(sys.argv[1])  # a folder's or a server's config.json
 ws.folder.store  # load SQLAlchemy and open the database before the start line
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.005)
@@ -141,7 +142,8 @@ def test_sixteen_processes_starting_runs_at_once_all_start_tag_and_complete(
     env = {**subprocess_env, "RUNLAB_SQLITE_BUSY_TIMEOUT": "0.01"}
     script = _script(tmp_path, "many.py", MANY)
     go = tmp_path / "go"
-    procs = [_popen(script, str(ws.path), str(go), str(i), env=env) for i in range(16)]
+    config = str(ws.write_config(tmp_path / "project"))
+    procs = [_popen(script, config, str(go), str(i), env=env) for i in range(16)]
     time.sleep(1.0)  # most children are at the start line by now; the others join late, which is fine
     go.touch()
     results = [p.communicate(timeout=300) for p in procs]
@@ -175,6 +177,7 @@ def test_a_permanent_store_error_is_raised_at_once(ws: runlab.Workspace, monkeyp
     assert run.get_status() == "Completed"
 
 
+@pytest.mark.embedded_only(reason="locks the folder's SQLite file with sqlite3 to make the store busy")
 def test_a_store_busy_beyond_the_retry_budget_journals_the_change(ws: runlab.Workspace,
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
@@ -212,7 +215,7 @@ def test_a_store_busy_beyond_the_retry_budget_journals_the_change(ws: runlab.Wor
 
 EXIT_SCRIPT = """
 import sys, runlab
-ws = runlab.Workspace.from_path(sys.argv[1])
+ws = runlab.Workspace.from_config(sys.argv[1])  # a folder's or a server's config.json
 run = runlab.Experiment(ws, "exits").start_logging()
 print(run.id, flush=True)
 run.log("x", 1.0)
@@ -246,7 +249,8 @@ def test_the_exit_code_decides_how_an_owned_run_ends(ws: runlab.Workspace, tmp_p
                                                       subprocess_env: dict[str, str], ending: str,
                                                       exit_code: int, message: str | None) -> None:
     script = _script(tmp_path, "train.py", EXIT_SCRIPT + ending + "\n")
-    done = subprocess.run([sys.executable, str(script), str(ws.path)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, str(script), str(ws.write_config(tmp_path / "project"))],
+                          capture_output=True, text=True,
                           env=subprocess_env, timeout=120)
     assert done.returncode == exit_code, done.stderr
     assert "Traceback" not in done.stderr
@@ -265,7 +269,8 @@ def test_the_exit_code_decides_how_an_owned_run_ends(ws: runlab.Workspace, tmp_p
 def test_an_uncaught_exception_still_fails_the_run_with_its_traceback(ws: runlab.Workspace, tmp_path: Path,
                                                                       subprocess_env: dict[str, str]) -> None:
     script = _script(tmp_path, "train.py", EXIT_SCRIPT + "raise RuntimeError('boom in training')\n")
-    done = subprocess.run([sys.executable, str(script), str(ws.path)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, str(script), str(ws.write_config(tmp_path / "project"))],
+                          capture_output=True, text=True,
                           env=subprocess_env, timeout=120)
     assert done.returncode == 1 and "RuntimeError: boom in training" in done.stderr
     run = ws.get_run(done.stdout.split()[0])

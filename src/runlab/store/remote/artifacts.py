@@ -24,27 +24,37 @@ BLOCK = 1 << 20
 OCTETS = {"Content-Type": "application/octet-stream"}
 
 
-def _path(run_id: str, name: str = "") -> str:
+def _path(run_id: str, name: str | None = None) -> str:
+    """The route of the run's files, or of its file ``name`` (checked here, "" too: never the files' route)."""
     base = f"/api/remote/runs/{urllib.parse.quote(check_run_id(run_id), safe='')}/files"
-    return base + "/" + urllib.parse.quote(check_file_name(name)) if name else base
+    return base if name is None else base + "/" + urllib.parse.quote(check_file_name(name))
 
 
-def _blocks(stream: BinaryIO) -> Iterator[bytes]:
-    while True:
-        data = stream.read(BLOCK)
+def _blocks(stream: BinaryIO, size: int, source: object) -> Iterator[bytes]:
+    """Exactly the first ``size`` bytes of ``stream`` (its Content-Length): a file that grew meanwhile
+    (a log still written) is sent as it was when measured, never with bytes past its length, which the
+    server would read as the start of the next request; one that shrank cuts the body short (nothing is
+    stored) with an error, rather than leave the request waiting for bytes that never come."""
+    sent = 0
+    while sent < size:
+        data = stream.read(min(BLOCK, size - sent))
         if not data:
-            return
+            raise UserError(f"{source} shrank from {size} to {sent} bytes while it was uploaded (is another program "
+                            "writing it?): nothing was stored; upload it again", path=str(source))
+        sent += len(data)
         yield data
 
 
 class _RemoteFile:
     """A run file on the server, read as a stream; ``seek`` before reading starts the download there
-    (how ``wait_for_completion`` follows a growing driver log). Opened on the first read."""
+    (how ``wait_for_completion`` follows a growing driver log: an open answer not read yet is dropped
+    and asked again from the offset)."""
 
     def __init__(self, client: ServerClient, path: str) -> None:
         self._client, self._path = client, path
         self._offset = 0
         self._resp: Any = None
+        self._read_any = False
 
     def _open(self) -> Any:
         if self._resp is None:
@@ -53,18 +63,22 @@ class _RemoteFile:
         return self._resp
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        if whence != 0 or self._resp is not None:
+        if whence != 0 or self._read_any:
             raise OSError("a server's run file can only seek to an absolute offset before it is read")
+        if self._resp is not None and offset != self._offset:
+            self.close()  # opened (to say at once whether the file is there), not read: asked again from offset
         self._offset = offset
         return offset
 
     def read(self, amt: int | None = -1) -> bytes:
         data = self._open().read(None if amt is None or amt < 0 else amt)
+        self._read_any = True
         self._offset += len(data)
         return bytes(data)
 
     def readinto(self, buffer: Any) -> int:
         n = int(self._open().readinto(buffer))
+        self._read_any = True
         self._offset += n
         return n
 
@@ -108,13 +122,14 @@ class HttpArtifactStore:
         headers = dict(OCTETS)
         if size is not None:
             headers["Content-Length"] = str(size)
-            self.client.request("PUT", _path(run_id, name), body=_blocks(stream), headers=headers)
+            self.client.request("PUT", _path(run_id, name), body=_blocks(stream, size, name), headers=headers)
             return
         with tempfile.TemporaryFile() as spool:  # an unknown length: spooled to disk, then sent with its length
             shutil.copyfileobj(stream, spool, BLOCK)
-            headers["Content-Length"] = str(spool.tell())
+            length = spool.tell()
+            headers["Content-Length"] = str(length)
             spool.seek(0)
-            self.client.request("PUT", _path(run_id, name), body=_blocks(spool), headers=headers)
+            self.client.request("PUT", _path(run_id, name), body=_blocks(spool, length, name), headers=headers)
 
     def append_bytes(self, run_id: str, name: str, data: bytes) -> None:
         self.client.request("POST", _path(run_id, name), body=bytes(data), headers=OCTETS, query={"append": 1})
@@ -133,6 +148,7 @@ class HttpArtifactStore:
         stream = _RemoteFile(self.client, _path(run_id, name))
         if offset:
             stream.seek(offset)
+        stream._open()  # now, as a folder's open does: a file that is not there is FileNotFoundInRunError here
         return stream  # type: ignore[return-value]
 
     def get_to_path(self, run_id: str, name: str, dest: Path) -> Path:

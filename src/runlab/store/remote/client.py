@@ -222,6 +222,9 @@ class ServerClient:
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 raise self._unreachable(exc) from exc
+            except BaseException:
+                conn.close()
+                raise
             if resp.status not in ok:
                 data = resp.read()
                 conn.close()
@@ -242,6 +245,9 @@ class ServerClient:
             except (OSError, http.client.HTTPException) as exc:
                 self._drop_connection()
                 raise self._unreachable(exc) from exc
+            except BaseException:  # the body's generator raised (a file changed meanwhile, ^C): the request is
+                self._drop_connection()  # half sent, so this connection can carry no other
+                raise
             if resp.getheader("Connection", "").lower() == "close":
                 self._drop_connection()
             if resp.status not in ok:

@@ -30,7 +30,7 @@ import stat as stat_module
 import tempfile
 import urllib.parse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
 
 from runlab.core.errors import StoreError, StoreUnavailableError, UserError
 from runlab.core.names import check_datastore_name, shown
@@ -69,8 +69,19 @@ def info_from_json(item: Any) -> ObjectInfo:
                       modified_at=float(modified_at) if isinstance(modified_at, (int, float)) else None)
 
 
-def _blocks(stream: BinaryIO, progress: ProgressCallback | None) -> Iterator[bytes]:
-    while block := stream.read(HASH_BLOCK):
+def _blocks(stream: BinaryIO, size: int, progress: ProgressCallback | None,
+            unchanged: Callable[[], None] | None = None) -> Iterator[bytes]:
+    """Exactly the first ``size`` bytes of ``stream`` (its Content-Length), never more: bytes past it
+    would be read by the server as the start of the next request on the connection. A stream that
+    ended early is padded (the server's sha256 check then refuses it) rather than sent short, which
+    would leave the request waiting. ``unchanged`` runs before the last block is handed over: raising
+    there cuts the body short, so that the server stores nothing."""
+    sent = 0
+    while sent < size:
+        block = stream.read(min(HASH_BLOCK, size - sent)) or bytes(min(HASH_BLOCK, size - sent))
+        sent += len(block)
+        if sent >= size and unchanged is not None:
+            unchanged()
         yield block
         if progress is not None:
             progress(len(block))
@@ -164,10 +175,14 @@ class HttpObjectStore:
                 stream.seek(0)
             except OSError as exc:
                 raise UserError(f"cannot read {source}: {exc.strerror or exc}", path=str(source)) from exc
-            if fingerprint(os.fstat(stream.fileno())) != fingerprint(before):
-                raise source_changed(source)
+            def unchanged() -> None:
+                if fingerprint(os.fstat(stream.fileno())) != fingerprint(before):
+                    raise source_changed(source)  # written to meanwhile: the body is cut, nothing is stored
+
+            unchanged()
             try:
-                return self._send(rel, _blocks(stream, progress), before.st_size, digest.hexdigest())
+                return self._send(rel, _blocks(stream, before.st_size, progress, unchanged), before.st_size,
+                                  digest.hexdigest())
             except UserError as exc:  # the server refused bytes other than those hashed here: changed meanwhile?
                 if fingerprint(os.fstat(stream.fileno())) != fingerprint(before):
                     raise source_changed(source) from exc
@@ -184,7 +199,7 @@ class HttpObjectStore:
                 spool.write(block)
                 size += len(block)
             spool.seek(0)
-            return self._send(rel, _blocks(spool, progress), size, digest.hexdigest())
+            return self._send(rel, _blocks(spool, size, progress), size, digest.hexdigest())
 
     def put_bytes(self, name: str, data: bytes) -> ObjectInfo:
         """Store ``data`` as ``name``."""

@@ -41,7 +41,9 @@ def friendly_errors(fn: F) -> F:
         except (click.exceptions.Exit, click.UsageError, click.Abort, KeyboardInterrupt):
             raise
         except click.ClickException as exc:  # as our own errors: "error: ..." (click would print "Error: ...")
-            _console(stderr=True).print(f"[red]error:[/red] {exc.format_message()}", soft_wrap=True, markup=False)
+            from rich.text import Text  # the message as it is (no markup), after a red "error:"
+
+            _console(stderr=True).print(Text.assemble(("error:", "red"), f" {exc.format_message()}"), soft_wrap=True)
             sys.exit(exc.exit_code)
         except Exception as exc:
             if os.environ.get("RUNLAB_DEBUG"):
@@ -199,7 +201,8 @@ def runs() -> None:
 @workspace_option
 @click.option("--experiment", "-e", help="Only runs of this experiment.")
 @click.option("--status", "-s", help="Only runs with this status (Running, Completed, Failed, ...).")
-@click.option("--limit", "-n", default=50, show_default=True, help="At most this many runs, newest first.")
+@click.option("--limit", "-n", default=50, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="At most this many runs, newest first (1 to 1,000,000).")
 @friendly_errors
 def runs_list(workspace_ref: str | None, experiment: str | None, status: str | None, limit: int) -> None:
     """List runs, newest first."""

@@ -87,7 +87,11 @@ def server(ctx: click.Context, store_url: str | None, artifacts: str | None, sta
     config = ServerConfig(artifacts=str(artifacts), name=name, host=host, port=port, auth=not no_auth,
                           allowed_hosts=list(allowed_hosts), https=bool(certfile), url=url, agents=agents,
                           state=state, s3_endpoint_url=s3_endpoint_url, s3_region=s3_region)
-    folder = open_hosted(store_url, config)  # made (and checked) once, before any worker starts
+    try:
+        folder = open_hosted(store_url, config)  # made (and checked) once, before any worker starts
+    except OSError as exc:  # --artifacts or --state that cannot be made or written
+        raise click.ClickException(f"cannot use {exc.filename or artifacts}: {exc.strerror or exc} (give --artifacts "
+                                   "and --state folders this user can create and write)") from None
     if config.auth and not _has_admin(folder):
         click.echo("runlab server: no token exists yet; create one with\n"
                    f"  runlab token create --store '{redacted(store_url)}' --name admin --role admin", err=True)
@@ -101,10 +105,13 @@ def server(ctx: click.Context, store_url: str | None, artifacts: str | None, sta
                f"{'tokens required' if config.auth else 'NO authentication'})   Ctrl+C to stop")
     import uvicorn
 
+    from runlab.server.app import MAX_REQUEST_HEAD_BYTES
+
     ssl: dict[str, Any] = {"ssl_certfile": certfile, "ssl_keyfile": keyfile} if certfile else {}
     try:
         uvicorn.run("runlab.server.hosting:app_from_environment", factory=True, host=host, port=port,
-                    workers=workers, log_level="warning", access_log=False, timeout_graceful_shutdown=5, **ssl)
+                    workers=workers, log_level="warning", access_log=False, timeout_graceful_shutdown=5, **ssl,
+                    h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
     except KeyboardInterrupt:
         pass
     click.echo("runlab server: stopped")
@@ -122,9 +129,18 @@ def _check_schema(store_url: str, *, creating: bool) -> None:
     from runlab.store.sql.schema import SCHEMA_REVISION
     from runlab.store.sql.store import SqlStore
 
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from runlab.store.hosted import redacted
+
     store = SqlStore(store_url, migrate=False)
     try:
         revision = current_revision(store.engine)
+    except SQLAlchemyError as exc:  # one line: what failed, and what to check
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        hint = ("does its folder exist, and may this user write there?" if store_url.startswith("sqlite")
+                else "is the database server running, and are the host, port, user and database right?")
+        raise click.ClickException(f"cannot open the store {redacted(store_url)}: {reason} ({hint})") from None
     finally:
         store.close()
     if revision is None and creating:

@@ -77,8 +77,10 @@ def studio(port: int, host: str, workspace_ref: str | None) -> None:
                    "(the studio has no login)", err=True)
     elif port != DEFAULT_PORT and os.environ.get("RUNLAB_STUDIO_URL") == url:
         click.echo(f"  tip: export RUNLAB_STUDIO_URL={url} so that run.get_portal_url() in your scripts links here")
+    from runlab.server.app import MAX_REQUEST_HEAD_BYTES
+
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2,
-                            access_log=False)
+                            access_log=False, h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
     try:
         StudioServer(config).run()
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl+C it handled: that is a normal stop

@@ -5,13 +5,17 @@
 A filter is conditions joined by AND (``and`` too: keywords are case-insensitive), each
 ``<entity>.<key> <comparator> <value>`` or ``<attribute> <comparator> <value>``; keys are bare,
 `backticked` or "double-quoted"; strings in single or double quotes (``''`` or ``""`` inside for the
-quote itself); numbers. Anything else is refused with a :class:`FilterError` that names the token
+quote itself); numbers (finite ones). LIKE and ILIKE patterns take ``%`` (any characters) and ``_`` (one),
+and a backslash before either (or before itself) for the character itself, on every store. A NUL
+character is refused anywhere (no name or value can hold one); at most :data:`MAX_CONDITIONS` conditions. Anything else is refused with a :class:`FilterError` that names the token
 (its text and position) and what was expected there. Nothing of a filter string is ever SQL text.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any, Callable, Mapping
@@ -20,6 +24,8 @@ from runlab.core.errors import UserError
 from runlab.core.names import shown
 
 MAX_FILTER_LENGTH = 10_000
+# Each condition is a subquery: PostgreSQL plans hundreds of them for minutes (50: about half a second).
+MAX_CONDITIONS = 50
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -83,18 +89,32 @@ def tokenize(text: str, what: str = "filter") -> list[Token]:
     if len(text) > MAX_FILTER_LENGTH:
         raise FilterError(f"Invalid {what}: {len(text):,} characters, more than {MAX_FILTER_LENGTH:,}",
                           position=MAX_FILTER_LENGTH, token=None, expected="a shorter filter")
-    tokens, at = [], 0
+    tokens: list[Token] = []
+    at = 0
     while at < len(text):
         match = _TOKEN.match(text, at)
         if match is None:
-            raise FilterError(f"Invalid {what} {shown(text)}: unexpected {text[at]!r} at position {at}",
+            hint = ""
+            if text[at] == "." and tokens and tokens[-1].kind == "ident" and tokens[-1].at + len(tokens[-1].text) == at:
+                hint = (f" (a key with characters other than letters, digits, '_', '.', ':', '-' and '/' goes in "
+                        f"backticks: {tokens[-1].text}.`key`)")
+            raise FilterError(f"Invalid {what} {shown(text)}: unexpected {text[at]!r} at position {at}{hint}",
                               position=at, token=text[at], expected="a name, a comparator, a quoted string or a number")
         kind = match.lastgroup or ""
         word = match.group()
+        if "\x00" in word:  # no name or value holds one (PostgreSQL refuses it in any text)
+            raise FilterError(f"Invalid {what} {shown(text)}: {shown(word)} at position {at} holds a NUL character "
+                              "(\\x00), which no name or value can hold: remove it", position=at, token=word,
+                              expected="text without NUL characters")
         if kind == "string":
             tokens.append(Token(kind, word, unquote(word), at))
         elif kind == "number":
-            tokens.append(Token(kind, word, float(word), at))
+            number = float(word)
+            if not math.isfinite(number):
+                raise FilterError(f"Invalid {what} {shown(text)}: {word} at position {at} is not a finite number "
+                                  f"(numbers are at most {sys.float_info.max:.4g} either way)", position=at,
+                                  token=word, expected="a finite number")
+            tokens.append(Token(kind, word, number, at))
         elif kind == "ident" and "." not in word and word.upper() in KEYWORDS:
             tokens.append(Token("keyword", word, word.upper(), at))
         elif kind != "space":
@@ -131,18 +151,54 @@ def is_number_field(field: Field, grammar: Grammar) -> bool:
     return field.entity == "metric" or (field.entity == "attribute" and field.key in grammar.number_attributes)
 
 
+LIKE_ESCAPE = "\\"
+
+
+def like_pattern_error(pattern: str) -> str | None:
+    """Why ``pattern`` is not a LIKE pattern (a backslash not before ``%``, ``_`` or another backslash),
+    or None."""
+    at = 0
+    while at < len(pattern):
+        if pattern[at] == LIKE_ESCAPE:
+            if at + 1 >= len(pattern) or pattern[at + 1] not in "%_\\":
+                return (f"a backslash escapes only %, _ or a backslash (\\%, \\_, \\\\); got '{pattern[at:at + 2]}' "
+                        f"at character {at} of the pattern")
+            at += 1
+        at += 1
+    return None
+
+
+def _like_parts(pattern: str) -> list[list[str | None]]:
+    """The pattern split at its unescaped ``%``: each part a list of characters, None for ``_``."""
+    parts: list[list[str | None]] = [[]]
+    at = 0
+    while at < len(pattern):
+        c = pattern[at]
+        if c == LIKE_ESCAPE and at + 1 < len(pattern):
+            parts[-1].append(pattern[at + 1])
+            at += 2
+            continue
+        if c == "%":
+            parts.append([])
+        else:
+            parts[-1].append(None if c == "_" else c)
+        at += 1
+    return parts
+
+
 def like(value: str, pattern: str, *, ignore_case: bool) -> bool:
-    """SQL's LIKE (``%`` any characters, ``_`` one), matched without regular expressions: a
-    pattern from a request never costs more than its length times the value's."""
+    """SQL's LIKE (``%`` any characters, ``_`` one, a backslash before either, or before itself, for
+    the character itself), matched without regular expressions: a pattern from a request never costs
+    more than its length times the value's. The SQL stores match the same way (``ESCAPE '\\'``)."""
     if ignore_case:
         value, pattern = value.lower(), pattern.lower()
-    parts = pattern.split("%")
 
-    def fits(segment: str, at: int) -> bool:
-        return at + len(segment) <= len(value) and all(c == "_" or value[at + i] == c for i, c in enumerate(segment))
+    def fits(segment: list[str | None], at: int) -> bool:
+        return at + len(segment) <= len(value) and all(c is None or value[at + i] == c for i, c in enumerate(segment))
 
+    parts = _like_parts(pattern)
     if len(parts) == 1:
-        return len(value) == len(pattern) and fits(pattern, 0)
+        return len(value) == len(parts[0]) and fits(parts[0], 0)
     first, *middle, last = parts
     if not fits(first, 0):
         return False
@@ -208,6 +264,10 @@ def parse_filter(text: str, grammar: Grammar) -> list[Condition]:
                 raise _error(f"{head}: conditions are joined by AND only, got {shown(joiner.text)} at position "
                              f"{joiner.at}", joiner, "AND")
         name = take("a name such as metrics.loss")
+        if len(conditions) >= MAX_CONDITIONS:
+            raise _error(f"{head}: a filter has at most {MAX_CONDITIONS} conditions; the one at position {name.at} "
+                         f"is the {len(conditions) + 1}th (use IN (...) for many values of one key)", name,
+                         f"at most {MAX_CONDITIONS} conditions")
         field = parse_field(name, grammar)
         number = is_number_field(field, grammar)
         allowed = NUMBER_OPS if number else STRING_OPS
@@ -249,6 +309,9 @@ def parse_filter(text: str, grammar: Grammar) -> list[Condition]:
         if not number and value.kind != "string":
             raise _error(f"{head}: {field.entity} {field.key!r} is compared with a quoted string, got "
                          f"{shown(value.text)} at position {value.at}", value, "a quoted string")
+        if op in ("LIKE", "ILIKE") and (why := like_pattern_error(value.value)) is not None:
+            raise _error(f"{head}: the pattern {shown(value.text)} at position {value.at} is not a LIKE pattern: "
+                         f"{why}", value, "a LIKE pattern")
         conditions.append(Condition(field, op, value.value, name.at))
     return conditions
 
@@ -269,5 +332,5 @@ def parse_order_by(text: str, grammar: Grammar) -> Order:
     return Order(parse_field(tokens[0], grammar, what), len(tokens) == 2 and tokens[1].value == "DESC")
 
 
-__all__ = ["COMPARE", "Condition", "Field", "FilterError", "Grammar", "MAX_FILTER_LENGTH", "Order", "Token",
-           "is_number_field", "like", "parse_field", "parse_filter", "parse_order_by", "tokenize"]
+__all__ = ["COMPARE", "Condition", "Field", "FilterError", "Grammar", "LIKE_ESCAPE", "MAX_CONDITIONS", "MAX_FILTER_LENGTH", "Order",
+           "Token", "is_number_field", "like", "like_pattern_error", "parse_field", "parse_filter", "parse_order_by", "tokenize"]

@@ -23,6 +23,9 @@ from runlab.store.folder import WorkspaceFolder
 API_PREFIX = "/api"
 OPENAPI_URL = "/api/openapi.json"
 DOCS_URL = "/api/docs"
+# The largest request line and headers uvicorn takes (h11's default, 16 KiB, refuses a runs query within
+# the 10,000 characters the API allows once it is percent-encoded and arrives in network-sized segments).
+MAX_REQUEST_HEAD_BYTES = 1 << 20  # uvicorn's h11_max_incomplete_event_size
 
 DESCRIPTION = """\
 The REST API of a runlab workspace: experiments, runs (filter, sort by any column or a metric's

@@ -26,6 +26,7 @@ from runlab.core.entities import RunRecord
 from runlab.core.errors import FileNotFoundInRunError, RunlabError, StoreUnavailableError
 from runlab.core.layout import LOG_PREFIXES
 from runlab.server import views
+from runlab.server.api.files import shown_name
 from runlab.server.state import StudioState
 
 T = TypeVar("T")
@@ -63,7 +64,7 @@ def log_files(state: StudioState, run_id: str) -> list[dict[str, Any]]:
     for name in state.artifacts.list(run_id):
         if name.startswith(LOG_PREFIXES):
             try:
-                out.append({"name": name, "size": state.artifacts.size(run_id, name)})
+                out.append({"name": shown_name(name), "size": state.artifacts.size(run_id, name)})
             except FileNotFoundInRunError:
                 continue
     return out

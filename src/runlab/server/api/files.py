@@ -9,17 +9,43 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator
+from starlette.convertors import Convertor, register_url_convertor
 
-from runlab.core.errors import FileNotFoundInRunError, NotFoundError
+from runlab.core.errors import FileNotFoundInRunError, NotFoundError, RunlabError
 from runlab.core.layout import LOG_PREFIXES
 from runlab.execution.snapshot import SnapshotStore
 from runlab.server import models, views
 from runlab.server.state import StudioState, get_state
 from runlab.store.artifacts import check_file_name, open_with_size
 
+
+def no_nul(value: Any) -> Any:
+    """``value`` (a str, or None) unless it holds a NUL character, which PostgreSQL stores in no text
+    (SQLite would): refused on every store alike, as a 422 that says so."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("holds a NUL character (\\x00), which no name, id or value can hold: remove it")
+    return value
+
+
+class _AnyPath(Convertor[str]):
+    """Starlette's ``path`` (any characters, ``/`` too) that also matches a newline: a script may name
+    a file ``a\nb.txt``, and the listing that shows it must lead to it."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anypath", _AnyPath())
+
 router = APIRouter(tags=["files"], responses=models.ERROR_RESPONSES)
 State = Annotated[StudioState, Depends(get_state)]
-RunId = Annotated[str, Path(min_length=1, max_length=320, description="the run's id")]
+RunId = Annotated[str, Path(min_length=1, max_length=320, description="the run's id"), AfterValidator(no_nul)]
 FileName = Annotated[str, Path(min_length=1, max_length=1024, description="the file's name in the run, "
                                "for example outputs/model.pkl")]
 Download = Annotated[bool, Query(description="ask the browser to save the file instead of showing it")]
@@ -90,12 +116,24 @@ def list_files(
             for name, size in files_with_sizes(state, run_id, prefix)]
 
 
+def shown_name(name: str) -> str:
+    """``name`` as an answer can carry it: a local file whose name is not UTF-8 (a script wrote raw
+    bytes) is listed by os.walk with surrogates, which no JSON, header or zip can hold; such bytes
+    are shown as U+FFFD."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def files_with_sizes(state: StudioState, run_id: str, prefix: str = "") -> list[tuple[str, int]]:
-    """(name, size) of the run's files under ``prefix``; a file removed while listed is left out."""
+    """(name, size) of the run's files under ``prefix`` (names as :func:`shown_name` shows them); a
+    file removed while listed is left out."""
     out = []
     for name in state.artifacts.list(run_id, prefix):
         try:
-            out.append((name, state.artifacts.size(run_id, name)))
+            out.append((shown_name(name), state.artifacts.size(run_id, name)))
         except FileNotFoundInRunError:
             continue
     return out
@@ -104,7 +142,7 @@ def files_with_sizes(state: StudioState, run_id: str, prefix: str = "") -> list[
 MaxBytes = Annotated[int | None, Query(ge=1, le=1 << 30, description="only the file's first bytes (a preview)")]
 
 
-@router.get("/runs/{run_id}/files/{name:path}", summary="Download a run file", response_class=StreamingResponse,
+@router.get("/runs/{run_id}/files/{name:anypath}", summary="Download a run file", response_class=StreamingResponse,
             responses=FILE_RESPONSE)
 def download_file(state: State, run_id: RunId, name: FileName, download: Download = False,
                   max_bytes: MaxBytes = None) -> StreamingResponse:
@@ -171,19 +209,28 @@ def _zip_of(state: StudioState, run_id: str, names: list[str]) -> Iterator[bytes
     import zipfile
 
     sink = _Sink()
+    skipped: list[str] = []
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:  # type: ignore[call-overload]
         for name in names:
             try:
                 src = state.artifacts.open(run_id, name)
             except FileNotFoundInRunError:
                 continue  # removed while the archive was made
-            with src, archive.open(zipfile.ZipInfo(name), "w", force_zip64=True) as dst:
-                while block := src.read(BLOCK * 16):
+            except RunlabError as exc:  # unreadable (permissions, a broken store): said in the archive
+                skipped.append(f"{shown_name(name)}: {exc.message}")
+                continue
+            with src, archive.open(zipfile.ZipInfo(shown_name(name)), "w", force_zip64=True) as dst:
+                while block := src.read(BLOCK * 16):  # a file that grows meanwhile is read to its end then
                     dst.write(block)
                     if sink.written and len(sink.chunks) > 16:
                         yield sink.take()
             yield sink.take()
+        if skipped:
+            archive.writestr(SKIPPED_NAME, "files of the run left out of this archive:\n" + "\n".join(skipped) + "\n")
     yield sink.take()
+
+
+SKIPPED_NAME = "runlab-skipped-files.txt"
 
 
 # -- snapshot -------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Iterator, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
 from runlab.core.entities import RunNote, RunRecord
 from runlab.core.errors import NotFoundError, RunNotFoundError, UserError
@@ -27,16 +27,21 @@ from runlab.core.filterlang import MAX_FILTER_LENGTH, FilterError
 from runlab.core.names import check_run_id
 from runlab.core.status import RunStatus, RunType
 from runlab.server import errors, models, views
+from runlab.server.api.files import no_nul, shown_name
 from runlab.server.auth import Principal, require_write
 from runlab.server.state import StudioState, get_state
 from runlab.store.sql.queries import RunFilter, RunRow, parse_query
 
 router = APIRouter(tags=["runs"], responses=models.ERROR_RESPONSES)
 State = Annotated[StudioState, Depends(get_state)]
-RunId = Annotated[str, Path(min_length=1, max_length=320, description="the run's id")]
-Text255 = Annotated[str, StringConstraints(max_length=255)]
-Text600 = Annotated[str, StringConstraints(max_length=600)]
-Id320 = Annotated[str, StringConstraints(max_length=320)]
+
+
+NoNul = AfterValidator(no_nul)
+RunId = Annotated[str, Path(min_length=1, max_length=320, description="the run's id"), NoNul]
+Text255 = Annotated[str, StringConstraints(max_length=255), NoNul]
+Text600 = Annotated[str, StringConstraints(max_length=600), NoNul]
+Text5000 = Annotated[str, StringConstraints(max_length=5000), NoNul]
+Id320 = Annotated[str, StringConstraints(max_length=320), NoNul]
 
 MAX_PAGE = 500
 MAX_COMPARE = 200
@@ -61,20 +66,20 @@ def parse_tags(items: list[str]) -> dict[str, str | None]:
 @router.get("/runs", response_model=models.RunList, summary="List runs (filter, sort, search, paginate)")
 def list_runs(
     state: State,
-    experiment: Annotated[str | None, Query(max_length=255, description="only runs of this experiment")] = None,
+    experiment: Annotated[str | None, Query(max_length=255, description="only runs of this experiment"), NoNul] = None,
     status: Annotated[list[Text255], Query(max_length=20, description="only runs with one of these statuses")] = [],
     tag: Annotated[list[Text600], Query(max_length=20, description="key=value (or key: the tag is set)")] = [],
-    search: Annotated[str | None, Query(max_length=200, description="part of the run id or display name")] = None,
+    search: Annotated[str | None, Query(max_length=200, description="part of the run id or display name"), NoNul] = None,
     sort: Annotated[str, Query(max_length=300, description="created_at, started_at, ended_at, status, duration, "
-                               "run_id, display_name, target, experiment, or metric:<name> (its last value)")
-                    ] = "created_at",
+                               "run_id, display_name, target, experiment, or metric:<name> (its last value)"),
+                    NoNul] = "created_at",
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
     metric: Annotated[list[Text255], Query(max_length=50, description="metrics whose last value each row carries")
                       ] = [],
     include_children: Annotated[bool, Query(description="also list child runs (default: top-level runs)")] = False,
-    parent: Annotated[str | None, Query(max_length=320, description="only the children of this run")] = None,
+    parent: Annotated[str | None, Query(max_length=320, description="only the children of this run"), NoNul] = None,
     q: Annotated[str | None, Query(max_length=MAX_FILTER_LENGTH, description=QUERY_HELP)] = None,
     archived: Annotated[Archived, Query(description="archived runs: left out (exclude), with the others "
                                         "(include), or alone (only)")] = "exclude",
@@ -121,7 +126,7 @@ def filter_error(exc: FilterError) -> JSONResponse:
 @router.get("/runs-columns", response_model=models.RunColumns, summary="What a runs table can show as columns")
 def run_columns(
     state: State,
-    experiment: Annotated[str | None, Query(max_length=255, description="only of this experiment's runs")] = None,
+    experiment: Annotated[str | None, Query(max_length=255, description="only of this experiment's runs"), NoNul] = None,
 ) -> models.RunColumns:
     """Metric names with the number of runs that have each (most first), tag keys and property keys,
     of the newest 5,000 top-level runs (so that the list stays fast at 100,000 runs)."""
@@ -138,17 +143,17 @@ EXPORT_FIXED = ["run_id", "display_name", "experiment", "status", "created_at", 
             responses={200: {"content": {"text/csv": {}}}})
 def export_runs(
     state: State,
-    experiment: Annotated[str | None, Query(max_length=255)] = None,
+    experiment: Annotated[str | None, Query(max_length=255), NoNul] = None,
     status: Annotated[list[Text255], Query(max_length=20)] = [],
     tag: Annotated[list[Text600], Query(max_length=20)] = [],
-    search: Annotated[str | None, Query(max_length=200)] = None,
-    sort: Annotated[str, Query(max_length=300)] = "created_at",
+    search: Annotated[str | None, Query(max_length=200), NoNul] = None,
+    sort: Annotated[str, Query(max_length=300), NoNul] = "created_at",
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
     metric: Annotated[list[Text255], Query(max_length=50, description="metric columns")] = [],
     tag_column: Annotated[list[Text255], Query(max_length=50, description="tag columns")] = [],
     property_column: Annotated[list[Text255], Query(max_length=50, description="property columns")] = [],
     include_children: Annotated[bool, Query()] = False,
-    parent: Annotated[str | None, Query(max_length=320)] = None,
+    parent: Annotated[str | None, Query(max_length=320), NoNul] = None,
     q: Annotated[str | None, Query(max_length=MAX_FILTER_LENGTH, description=QUERY_HELP)] = None,
     archived: Annotated[Archived, Query()] = "exclude",
 ) -> Any:
@@ -212,8 +217,9 @@ def _csv_row(row: RunRow, metrics: list[str], tags: list[str], props: list[str])
 @router.get("/runs/{run_id}", response_model=models.RunDetails, summary="One run, with everything the run page shows")
 def get_run(state: State, run_id: RunId) -> models.RunDetails:
     record = state.store.get_run(run_id)
-    return views.run_details(record, child_count=state.queries.child_count(run_id),
-                             file_names=state.artifacts.list(run_id), studio_url=state.settings.studio_url)
+    names = [shown_name(n) for n in state.artifacts.list(run_id)]
+    return views.run_details(record, child_count=state.queries.child_count(run_id), file_names=names,
+                             studio_url=state.settings.studio_url)
 
 
 @router.get("/runs/{run_id}/children", response_model=models.RunList, summary="Child runs of a run")
@@ -266,16 +272,16 @@ class _Body(models._Model):
 class RunEdit(_Body):
     """What to change of a run; fields left out stay as they are."""
 
-    display_name: str | None = Field(default=None, max_length=255,
+    display_name: Annotated[str | None, NoNul] = Field(default=None, max_length=255,
                                      description='the name shown ("" shows the run by its id again)')
-    description: str | None = Field(default=None, max_length=20_000)
-    add_tags: dict[Text255, Annotated[str, StringConstraints(max_length=5000)]] = Field(
+    description: Annotated[str | None, NoNul] = Field(default=None, max_length=20_000)
+    add_tags: dict[Text255, Text5000] = Field(
         default_factory=dict, max_length=200, description="tags to set (added or changed)")
     remove_tags: list[Text255] = Field(default_factory=list, max_length=200, description="tag keys to remove")
 
 
 class NoteIn(_Body):
-    text: str = Field(min_length=1, max_length=20_000)
+    text: Annotated[str, NoNul] = Field(min_length=1, max_length=20_000)
 
 
 class ArchiveIn(_Body):
@@ -285,7 +291,7 @@ class ArchiveIn(_Body):
 class BulkIn(_Body):
     action: Literal["tag", "untag", "cancel", "archive", "unarchive", "delete"]
     run_ids: list[Id320] = Field(min_length=1, max_length=MAX_BULK)
-    tags: dict[Text255, Annotated[str, StringConstraints(max_length=5000)]] = Field(
+    tags: dict[Text255, Text5000] = Field(
         default_factory=dict, max_length=200, description="for tag: the tags to set")
     keys: list[Text255] = Field(default_factory=list, max_length=200, description="for untag: the keys to remove")
 

@@ -297,7 +297,7 @@ class StudioQueries:
                                 r.c.display_name.icontains(where.search, autoescape=True)))
         if where.archived is not None:
             conds.append(r.c.archived_at.isnot(None) if where.archived else r.c.archived_at.is_(None))
-        conds.extend(_condition_sql(c) for c in where.conditions)
+        conds.extend(_condition_sql(c, self._store.is_sqlite) for c in where.conditions)
         return conds
 
     def _ordered(self, conds: list[Any], sort: str, descending: bool) -> Any:
@@ -591,7 +591,27 @@ class StudioQueries:
         return {run_id: out[run_id] for run_id in run_ids if run_id in out}
 
 
-def _compare(col: Any, cond: filterlang.Condition) -> Any:
+def _glob_of(pattern: str) -> str:
+    """A LIKE pattern (``%``, ``_``, backslash escapes) as SQLite's GLOB pattern (``*``, ``?``,
+    ``[*]`` for a literal ``*``), which matches case-sensitively."""
+    out, at = [], 0
+    while at < len(pattern):
+        c = pattern[at]
+        if c == filterlang.LIKE_ESCAPE and at + 1 < len(pattern):
+            at += 1
+            c = pattern[at]
+            out.append(f"[{c}]" if c in "*?[" else c)
+        elif c == "%":
+            out.append("*")
+        elif c == "_":
+            out.append("?")
+        else:
+            out.append(f"[{c}]" if c in "*?[" else c)
+        at += 1
+    return "".join(out)
+
+
+def _compare(col: Any, cond: filterlang.Condition, sqlite: bool = False) -> Any:
     """``col <op> value`` with the value a bound parameter: nothing of the query is SQL text."""
     op, value = cond.op, cond.value
     if op == "=":
@@ -606,10 +626,10 @@ def _compare(col: Any, cond: filterlang.Condition) -> Any:
         return col > value
     if op == ">=":
         return col >= value
-    if op == "LIKE":
-        return col.like(value)
+    if op == "LIKE":  # case-sensitive, as PostgreSQL's and MLflow's: SQLite's LIKE is not, its GLOB is
+        return col.op("GLOB")(_glob_of(value)) if sqlite else col.like(value, escape=filterlang.LIKE_ESCAPE)
     if op == "ILIKE":
-        return sa.func.lower(col).like(str(value).lower())
+        return sa.func.lower(col).like(str(value).lower(), escape=filterlang.LIKE_ESCAPE)
     if op == "IN":
         return col.in_(list(value))
     if op == "NOT IN":
@@ -617,25 +637,25 @@ def _compare(col: Any, cond: filterlang.Condition) -> Any:
     raise UserError(f"unknown comparator {op!r}")  # the parser lets none other through
 
 
-def _condition_sql(cond: filterlang.Condition) -> Any:
+def _condition_sql(cond: filterlang.Condition, sqlite: bool = False) -> Any:
     """One condition of a query as SQL. As in MLflow, a run without the metric, property or tag a
     condition names matches no comparison (``!=`` included)."""
     r = t.runs
     entity, key = cond.field.entity, cond.field.key
     if entity == "metric":
         m = t.metrics
-        return sa.exists().where(m.c.run_pk == r.c.id, m.c.name == key, _compare(m.c.last_number, cond))
+        return sa.exists().where(m.c.run_pk == r.c.id, m.c.name == key, _compare(m.c.last_number, cond, sqlite))
     if entity in ("tag", "param"):
         kv = t.run_tags if entity == "tag" else t.run_properties
-        return sa.exists().where(kv.c.run_pk == r.c.id, kv.c.key == key, _compare(kv.c.value, cond))
+        return sa.exists().where(kv.c.run_pk == r.c.id, kv.c.key == key, _compare(kv.c.value, cond, sqlite))
     if key == "experiment":
         e = t.experiments
-        return r.c.experiment_id.in_(sa.select(e.c.id).where(_compare(e.c.name, cond)))
+        return r.c.experiment_id.in_(sa.select(e.c.id).where(_compare(e.c.name, cond, sqlite)))
     if key == "duration":
         col: Any = sa.func.coalesce(r.c.ended_at, time.time()) - r.c.started_at
-        return sa.and_(r.c.started_at.isnot(None), _compare(col, cond))
+        return sa.and_(r.c.started_at.isnot(None), _compare(col, cond, sqlite))
     col = r.c[key]
-    return sa.and_(col.isnot(None), _compare(col, cond))
+    return sa.and_(col.isnot(None), _compare(col, cond, sqlite))
 
 
 def _nulls_last(col: Any, descending: bool) -> list[Any]:

@@ -89,11 +89,16 @@ def check_hash(token: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
+MAX_DURATION_S = 36_525 * 86400  # 100 years: longer is `never` (and past what a date can show)
+
+
 def parse_duration(text: str) -> float | None:
     """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` as seconds; ``never`` (or ``none``, ``0``) as None."""
     value = text.strip().lower()
-    if value in ("never", "none", "0", ""):
+    if value in ("never", "none", "0"):
         return None
+    if not value:  # `--expires "$TTL"` with TTL unset must not make a token that never expires
+        raise UserError("--expires '': give a duration, like 30d, 12h, 90m, 2w, or never")
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhdw])", value)
     if not match:
         raise UserError(f"--expires {text!r} is not a duration: give a number and a unit, like 30d, 12h, 90m, 2w, "
@@ -101,7 +106,11 @@ def parse_duration(text: str) -> float | None:
     number = float(match.group(1))
     if number <= 0:
         raise UserError(f"--expires {text!r}: a token must live longer than 0 (or give never)")
-    return number * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[match.group(2)]
+    seconds = number * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[match.group(2)]
+    if seconds > MAX_DURATION_S:
+        raise UserError(f"--expires {text!r} is more than 100 years ({MAX_DURATION_S // 86400:,.0f}d): give a shorter "
+                        "duration, or never")
+    return seconds
 
 
 def token_id_of(token: str) -> str | None:

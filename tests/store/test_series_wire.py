@@ -3,11 +3,13 @@ sends for get_metric_series comes back the same, and a damaged body is an error,
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
+from runlab.core.entities import MetricBatch
 from runlab.store.base import MetricSeries
 from runlab.store.remote import codec
 
@@ -46,3 +48,62 @@ def test_a_damaged_body_is_an_error() -> None:
     for bad in (body[:-1], body[:-800], body + b"\0" * 8, b"XXXXX" + body[5:], body[:7]):
         with pytest.raises(codec.WireError):
             codec.decode_series(bad)
+
+
+# -- metric batches: what run.log sends ------------------------------------------------------------
+
+def _batches_round_trip(*batches: MetricBatch) -> list[MetricBatch]:
+    run_id, back, batch_id = codec.decode_batches(codec.encode_batches("run-1", batches, "b-1"))
+    assert (run_id, batch_id) == ("run-1", "b-1")
+    return back
+
+
+def test_every_int64_step_is_a_step_and_none_is_next_index() -> None:
+    """The first format sent -(2**63) for "next index": a run that logged that step read it back as the
+    next index over a server, where the embedded workspace stored it."""
+    lo, hi = -(2**63), 2**63 - 1
+    given, mixed, nxt = _batches_round_trip(
+        MetricBatch("given", "scalar", [lo, hi, 0], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0]),
+        MetricBatch("mixed", "scalar", [None, lo, None, 5], [1.0] * 4, [1, 2, 3, 4]),
+        MetricBatch("next", "scalar", [None, None], [1.0, 2.0], ["a", {"b": [1]}]),
+    )
+    assert list(given.steps) == [lo, hi, 0]
+    assert list(mixed.steps) == [None, lo, None, 5] and list(mixed.values) == [1, 2, 3, 4]
+    assert list(nxt.steps) == [None, None] and list(nxt.values) == ["a", {"b": [1]}]
+    assert list(given.times) == [1.0, 2.0, 3.0]
+
+
+def test_a_batch_of_the_first_format_still_reads() -> None:
+    """A client of the first format (no step mode; -(2**63) meant "next index") is still understood."""
+    import struct
+
+    head = json.dumps({"run_id": "r", "batch_id": None, "batches": [
+        {"name": "x", "kind": "scalar", "description": "", "n": 2, "values": "f8"}]}).encode()
+    body = (codec.MAGIC + struct.pack(">I", len(head)) + head + struct.pack(">qq", codec.NO_STEP, 7)
+            + struct.pack(">dd", 1.0, 2.0) + struct.pack(">dd", 0.5, 0.25))
+    _, (batch,), _ = codec.decode_batches(body)
+    assert list(batch.steps) == [None, 7] and list(batch.values) == [0.5, 0.25]
+
+
+def test_a_run_s_numbers_keep_their_type_and_bits() -> None:
+    values = [0.1, math.nan, math.inf, -0.0, 5e-324]
+    (f,), (i,) = _batches_round_trip(MetricBatch("f", "scalar", [None] * 5, [0.0] * 5, values)), \
+        _batches_round_trip(MetricBatch("i", "scalar", [None] * 3, [0.0] * 3, [-(2**63), 0, 2**63 - 1]))
+    assert np.array_equal(np.asarray(f.values), np.array(values), equal_nan=True)
+    assert math.copysign(1.0, f.values[3]) == -1.0
+    assert i.values.dtype == np.int64 and i.values.tolist() == [-(2**63), 0, 2**63 - 1]
+    (big,) = _batches_round_trip(MetricBatch("big", "scalar", [None], [0.0], [2**64]))
+    assert list(big.values) == [2**64]  # beyond int64: JSON, exactly
+
+
+@pytest.mark.parametrize("cut", [1, 8, 9, 30])
+def test_a_damaged_batch_is_an_error(cut: int) -> None:
+    body = codec.encode_batches("r", [MetricBatch("x", "scalar", [None, 3], [1.0, 2.0], [1.0, 2.0])], None)
+    with pytest.raises(codec.WireError):
+        codec.decode_batches(body[:-cut])
+    with pytest.raises(codec.WireError):
+        codec.decode_batches(body + b"\0" * cut)
+    bad_mode = body.replace(b'"steps":"mask"', b'"steps":"oops"')
+    assert bad_mode != body
+    with pytest.raises(codec.WireError, match="step mode"):
+        codec.decode_batches(bad_mode)

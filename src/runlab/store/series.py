@@ -16,6 +16,8 @@ _I8_MIN, _I8_MAX = -(2**63), 2**63 - 1
 
 
 def encode_values(values: Sequence[Any]) -> tuple[str, bytes]:
+    if isinstance(values, np.ndarray) and values.dtype in (np.float64, np.int64):  # decoded from the wire
+        return ("f8" if values.dtype == np.float64 else "i8"), values.tobytes()
     types = set(map(type, values))
     if types <= {float}:
         return "f8", np.asarray(values, dtype=np.float64).tobytes()

@@ -742,7 +742,7 @@ class SqlStore:
                         "values": values_blob,
                     }
                 )
-                last = batch.values[-1]
+                last = _plain(batch.values[-1])
                 updates.append(
                     {
                         "b_id": row.id,
@@ -1467,8 +1467,17 @@ def _combine(fn: Any, old: float | None, new: float | None) -> float | None:
     return float(fn(old, new))
 
 
+def _plain(value: Any) -> Any:
+    """A numpy array or number (values decoded from the wire) as Python's own list or number; else as is."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _fill_steps(steps: Sequence[int | None], start: int) -> Any:
     n = len(steps)
+    if isinstance(steps, np.ndarray):  # decoded from the wire: given steps, none "next"
+        return steps.astype(np.int64, copy=False)
     nones = steps.count(None) if isinstance(steps, (list, tuple)) else sum(s is None for s in steps)
     if nones == n:
         return np.arange(start, start + n, dtype=np.int64)
@@ -1484,7 +1493,7 @@ def _encode_batch(batch: MetricBatch) -> tuple[str, bytes, float | None, float |
     if batch.kind == MetricKind.SCALAR:
         encoding, blob = series.encode_values(batch.values)
     else:
-        encoding, blob = "json", series.dumps_value(list(batch.values)).encode()
+        encoding, blob = "json", series.dumps_value(_plain(batch.values)).encode()
     vmin, vmax = series.numeric_summary(encoding, batch.values) if batch.kind == MetricKind.SCALAR else (None, None)
     return encoding, blob, vmin, vmax
 

@@ -312,3 +312,79 @@ def test_series_chunks_are_lz4_compressed_on_postgresql(store: SqlStore) -> None
     values = np.random.default_rng(1).random(60_000)
     store.append_metrics(run_id, [MetricBatch("loss", "scalar", [None] * 60_000, [0.0] * 60_000, values.tolist())])
     assert np.array_equal(store.get_metric_series(run_id, "loss").values, values)
+
+
+def _chunk_step_sizes(store: SqlStore) -> list[int]:
+    import sqlalchemy as sa
+
+    with store.engine.connect() as conn:
+        return [int(n) for n in conn.execute(sa.text(
+            "SELECT length(steps) FROM metric_chunks ORDER BY metric_id, seq")).scalars()]
+
+
+def test_consecutive_steps_are_stored_as_their_first_and_read_back_whole(store: SqlStore) -> None:
+    """Migration 0012: steps are 64-bit in the summary row too (PostgreSQL's was 32-bit: "integer out of
+    range" for step 2**31). A chunk whose steps run 0, 1, 2, ... keeps its first step alone (8 bytes, not 8 a
+    point); any other chunk its whole array, including steps that only look consecutive when an int64
+    difference wraps. The downgrade writes the full arrays back."""
+    from runlab.store.sql import migrate
+    from runlab.store.sql.queries import StudioQueries
+
+    run_id = _run(store)
+    lo, hi = -(2**63), 2**63 - 1
+    cases = {
+        "next": [None] * 1000,          # run.log without step=
+        "after": [None] * 3,            # continues the series above: 1000, 1001, 1002
+        "given": [5, 6, 7, 8],
+        "gaps": [1, 3, 4],
+        "wraps": [hi, lo],              # hi + 1 == lo in int64 arithmetic: not a run of steps
+        "back": [3, 2, 1],
+        "one": [hi],
+        "end": [hi - 1, hi],
+    }
+    for name, steps in cases.items():
+        metric = "next" if name == "after" else name
+        store.append_metrics(run_id, [MetricBatch(metric, "scalar", steps, [1.0] * len(steps), [0.5] * len(steps))])
+    assert _chunk_step_sizes(store) == [8, 8, 8, 24, 16, 24, 8, 8]
+    expected = {"next": list(range(1003)), "given": [5, 6, 7, 8], "gaps": [1, 3, 4], "wraps": [hi, lo],
+                "back": [3, 2, 1], "one": [hi], "end": [hi - 1, hi]}
+    queries = StudioQueries(store)
+    for name, steps in expected.items():
+        assert store.get_metric_series(run_id, name).steps.tolist() == steps
+        assert queries.read_series(run_id, name).steps.tolist() == steps
+    assert queries.read_series(run_id, "next", start=999).steps.tolist() == [999, 1000, 1001, 1002]
+    assert queries.read_series_many([run_id], "given")[run_id].steps.tolist() == [5, 6, 7, 8]
+
+
+
+def _downgrade(store: SqlStore, revision: str) -> None:
+    from alembic import command
+
+    from runlab.store.sql import migrate
+
+    config = migrate.alembic_config()
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn  # type: ignore[attr-defined]
+        command.downgrade(config, revision)  # type: ignore[arg-type]
+
+
+def test_the_downgrade_of_0012_writes_steps_out_in_full(store: SqlStore) -> None:
+    from runlab.store.sql import migrate
+
+    run_id = _run(store)
+    store.append_metrics(run_id, [MetricBatch("a", "scalar", [None] * 1000, [1.0] * 1000, [0.5] * 1000),
+                                  MetricBatch("b", "scalar", [1, 3], [1.0] * 2, [0.5] * 2)])
+    store.append_metrics(run_id, [MetricBatch("a", "scalar", [None] * 2, [1.0] * 2, [0.5] * 2)])
+    assert _chunk_step_sizes(store) == [8, 8, 16]
+    _downgrade(store, "0011_chunks_lz4")
+    assert _chunk_step_sizes(store) == [8000, 16, 16]
+    assert store.get_metric_series(run_id, "a").steps.tolist() == list(range(1002))
+    assert store.get_metric_series(run_id, "b").steps.tolist() == [1, 3]
+    migrate.upgrade(store.engine)
+    assert migrate.current_revision(store.engine) == "0012_steps_int64_runs"
+    if not store.is_sqlite:  # a step beyond 32 bits cannot go back into PostgreSQL's integer: refused, unchanged
+        store.append_metrics(run_id, [MetricBatch("big", "scalar", [2**40], [1.0], [0.5])])
+        with pytest.raises(Exception, match="out of range"):
+            _downgrade(store, "0011_chunks_lz4")
+        assert migrate.current_revision(store.engine) == "0012_steps_int64_runs"
+        assert store.get_metric_series(run_id, "a").steps.tolist() == list(range(1002))

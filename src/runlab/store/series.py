@@ -42,6 +42,28 @@ def decode_values(encoding: str, blob: bytes) -> Any:
     raise ValueError(f"unknown chunk encoding {encoding!r}")
 
 
+def encode_steps(steps: Any) -> bytes:
+    """A chunk's steps (int64). Consecutive steps (``run.log`` without ``step=``, the common case) are
+    stored as their first alone, 8 bytes for the whole chunk instead of 8 a point: a third of what
+    PostgreSQL compressed and wrote ahead for each point (migration 0012_steps_int64_runs)."""
+    steps = np.asarray(steps, dtype=np.int64)
+    n = len(steps)
+    # the ends compared as Python ints: a difference of int64s wraps (2**63 - 1 then -(2**63) is "+1")
+    if n > 1 and int(steps[-1]) - int(steps[0]) == n - 1 and bool((np.diff(steps) == 1).all()):
+        return bytes(steps[:1].tobytes())
+    return bytes(steps.tobytes())
+
+
+def decode_steps(blob: bytes, count: int) -> Any:
+    """The int64 steps of a chunk of ``count`` points that :func:`encode_steps` wrote."""
+    steps = np.frombuffer(blob, dtype=np.int64)
+    if len(steps) == count:
+        return steps
+    if len(steps) == 1:
+        return np.arange(int(steps[0]), int(steps[0]) + count, dtype=np.int64)
+    raise ValueError(f"a chunk of {count} points holds {len(steps)} steps: the store is damaged")
+
+
 def encode_floats(values: Sequence[float]) -> bytes:
     return np.asarray(values, dtype=np.float64).tobytes()
 

@@ -205,7 +205,7 @@ def encode_batches(run_id: str, batches: Sequence[MetricBatch], batch_id: str | 
         if len(batch.steps) != n or len(batch.times) != n:
             raise WireError(f"metric {batch.name!r}: steps, times and values differ in length")
         encoding = _value_encoding(batch.values)
-        steps = list(batch.steps)
+        steps: list[Any] = list(batch.steps)
         nones = steps.count(None)
         mode = "next" if nones == n else "given" if nones == 0 else "mask"
         header["batches"].append({"name": batch.name, "kind": batch.kind, "description": batch.description,
@@ -283,7 +283,7 @@ def decode_batches(body: bytes, max_points: int = 10_000_000) -> tuple[str, list
                 steps = given
             else:
                 steps = [None if m else s for m, s in zip(mask.tolist(), given.tolist())]
-        times = np.frombuffer(take(8 * n), dtype=">f8").astype(np.float64)
+        times: Any = np.frombuffer(take(8 * n), dtype=">f8").astype(np.float64)
         values: Any
         if encoding == "json":
             (size,) = struct.unpack(">I", take(4))

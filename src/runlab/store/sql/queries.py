@@ -711,7 +711,7 @@ def _decode(chunks: Sequence[Any]) -> tuple[Any, Any, Any]:
     """(steps, times, values) of chunks (encoding, steps, times, values) in order."""
     if not chunks:
         return np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64)
-    steps = _concat([np.frombuffer(ch[1], dtype=np.int64) for ch in chunks])
+    steps = _concat([codec.decode_steps(ch[1], len(ch[2]) // 8) for ch in chunks])
     times = _concat([np.frombuffer(ch[2], dtype=np.float64) for ch in chunks])
     encodings = {ch[0] for ch in chunks}
     if encodings <= {"f8", "i8"}:

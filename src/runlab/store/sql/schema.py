@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 # The Alembic revision this code expects; a test pins it to the newest migration file.
-SCHEMA_REVISION = "0011_chunks_lz4"
+SCHEMA_REVISION = "0012_steps_int64_runs"
 
 metadata = MetaData()
 
@@ -114,7 +114,7 @@ metrics = Table(
     Column("chunks", Integer, nullable=False, default=0),
     Column("last_json", Text, nullable=True),
     Column("last_number", Float, nullable=True),
-    Column("last_step", Integer, nullable=True),
+    Column("last_step", BigInteger().with_variant(Integer, "sqlite"), nullable=True),  # SQLite: INTEGER is 64-bit
     Column("last_time", Float, nullable=True),
     Column("min_value", Float, nullable=True),
     Column("max_value", Float, nullable=True),

@@ -737,7 +737,7 @@ class SqlStore:
                         "seq": row.chunks,
                         "count": n,
                         "encoding": encoding,
-                        "steps": steps.tobytes(),
+                        "steps": series.encode_steps(steps),
                         "times": series.encode_floats(batch.times),
                         "values": values_blob,
                     }
@@ -808,7 +808,7 @@ class SqlStore:
                 .where(t.metric_chunks.c.metric_id == metric.id)
                 .order_by(t.metric_chunks.c.seq)
             )
-        steps = _concat([np.frombuffer(c.steps, dtype=np.int64) for c in chunks], np.int64)
+        steps = _concat([series.decode_steps(c.steps, len(c.times) // 8) for c in chunks], np.int64)
         times = _concat([np.frombuffer(c.times, dtype=np.float64) for c in chunks], np.float64)
         encodings = {c.encoding for c in chunks}
         if encodings <= {"f8", "i8"} and chunks:

@@ -307,6 +307,32 @@ def test_hostile_requests_are_refused(server: ServerProcess) -> None:
     run.complete()
 
 
+def test_a_large_series_arrives_whole_in_pieces_with_its_length(server: ServerProcess) -> None:
+    """A series' binary body goes out in 1 MiB pieces (written at once, 24 MB sat in asyncio's buffer)
+    under one Content-Length: a 7 MB body crosses several piece boundaries, and steps, times and values
+    of every point come back exactly, steps beyond 32 bits too."""
+    import numpy as np
+
+    ws = runlab.Workspace.get("default", server=server.url)
+    run = runlab.Experiment(ws, "e").start_logging()
+    n = 300_001
+    values = np.random.default_rng(3).random(n)
+    steps = np.arange(n, dtype=np.int64) * 3 + 2**40
+    store = ws._folder.store  # type: ignore[attr-defined]
+    for at in range(0, n, 50_000):
+        part = slice(at, at + 50_000)
+        store.append_metrics(run.id, [MetricBatch("loss", "scalar", steps[part].tolist(), (values[part] + 1e9).tolist(),
+                                                  values[part].tolist())])
+    run.complete()
+    resp = httpx.post(f"{server.url}/api/store/get_metric_series", json={"args": [run.id, "loss"], "kwargs": {}},
+                      headers={"Accept": "application/x-runlab-series"})
+    assert resp.status_code == 200 and int(resp.headers["content-length"]) == len(resp.content) > 7_000_000
+    back = codec.decode_series(resp.content)
+    assert np.array_equal(back.steps, steps) and np.array_equal(back.values, values)
+    assert np.array_equal(back.times, values + 1e9)
+    assert np.array_equal(store.get_metric_series(run.id, "loss").values, values)
+
+
 def test_credentials_file_must_be_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "credentials.json"
     save_credentials("http://127.0.0.1:8765", "rl_abc", path)

@@ -149,8 +149,21 @@ async def get_metric_series(request: Request) -> Response:
     except TypeError as exc:
         raise UserError(f"get_metric_series: {exc}") from exc
     if "application/x-runlab-series" in request.headers.get("accept", ""):  # off the event loop: 24 MB a 1M series
-        return Response(await run_in_threadpool(codec.encode_series, series), media_type="application/x-runlab-series")
+        body = await run_in_threadpool(codec.encode_series, series)
+        return StreamingResponse(_pieces(body), media_type="application/x-runlab-series",
+                                 headers={"Content-Length": str(len(body))})
     return _result(series)
+
+
+SEND_PIECE = 1 << 20
+
+
+async def _pieces(body: bytes) -> Any:
+    """``body`` in pieces of 1 MiB. Written at once, 24 MB went into the asyncio transport's buffer,
+    which Python 3.11 shifts down after each partial send: half the time of a 1M-point read."""
+    view = memoryview(body)
+    for at in range(0, len(view), SEND_PIECE):
+        yield view[at:at + SEND_PIECE]
 
 
 @router.post("/store/{method}")

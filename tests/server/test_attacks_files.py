@@ -108,10 +108,10 @@ def test_max_bytes_previews(planted: Path, client: Any) -> None:
         assert r.status_code == 422 and "max_bytes" in r.text, (bad, r.text[:200])
 
 
-def test_a_zip_of_50000_files_is_streamed(ws: runlab.Workspace, app: Any) -> None:
+def test_a_zip_of_10000_files_is_streamed(ws: runlab.Workspace, app: Any) -> None:
     add_run(ws.folder, "exp", "many")
     out = ws.folder.artifacts.root / "many" / "outputs"
-    for d in range(50):
+    for d in range(10):  # 50,000 took 87 s under tracemalloc for the same finding
         sub = out / f"d{d:02d}"
         sub.mkdir(parents=True)
         for i in range(1000):
@@ -134,8 +134,8 @@ def test_a_zip_of_50000_files_is_streamed(ws: runlab.Workspace, app: Any) -> Non
     finally:
         server.stop()
     archive = zipfile.ZipFile(body)
-    assert len(archive.namelist()) == 50_000 and archive.read("outputs/d49/f0999.txt") == b"49 999\n" * 8
-    assert chunks > 50  # sent as it was made, not in one piece
+    assert len(archive.namelist()) == 10_000 and archive.read("outputs/d09/f0999.txt") == b"9 999\n" * 8
+    assert chunks > 10  # sent as it was made, not in one piece
     # bounded: zipfile keeps one entry per file for the central directory, the response a few blocks
     assert peak < size + 64 * 2**20, (peak, size)
 

@@ -107,3 +107,17 @@ def test_a_damaged_batch_is_an_error(cut: int) -> None:
     assert bad_mode != body
     with pytest.raises(codec.WireError, match="step mode"):
         codec.decode_batches(bad_mode)
+
+
+def test_a_name_no_store_can_hold_is_a_clear_error_not_a_server_bug() -> None:
+    """A journal of an older runlab can hold a metric name with a lone surrogate (JSON carries it as
+    \\ud800): the server said "internal error (UnicodeEncodeError): this is a bug in runlab"."""
+    for field in ("name", "description"):
+        spec = {"name": "x", "kind": "scalar", "description": "", "n": 1, "steps": "next", "values": "f8"}
+        spec[field] = "bad\ud800"
+        head = json.dumps({"run_id": "r", "batch_id": None, "batches": [spec]}).encode()
+        import struct
+
+        body = codec.MAGIC + struct.pack(">I", len(head)) + head + struct.pack(">d", 1.0) + struct.pack(">d", 2.0)
+        with pytest.raises(codec.WireError, match=f"metric {field} .* not valid Unicode"):
+            codec.decode_batches(body)

@@ -1,6 +1,6 @@
 """A training loop for the reliability tests: logs 0, 1, 2, ... and publishes how many it logged.
 
-argv: workspace_path mode count counter_file
+argv: workspace (a folder, or a config.json, which may name a server) mode count counter_file
 mode: kill (log forever), exit (log count, exit 0), raise (log count, raise), offline
 The counter file holds the number of points logged so far (8 bytes, written after each log).
 """
@@ -22,7 +22,7 @@ counter = mmap.mmap(fd, 8)
 if mode == "offline":
     run = runlab.Run.get_context()
 else:
-    ws = runlab.Workspace.from_path(ws_path)
+    ws = runlab.Workspace.from_config(ws_path) if ws_path.endswith(".json") else runlab.Workspace.from_path(ws_path)
     run = runlab.Experiment(ws, "reliability").start_logging()
 print(run.id, flush=True)
 

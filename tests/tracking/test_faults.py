@@ -196,6 +196,7 @@ def test_a_whole_record_that_is_not_runlabs_is_skipped_not_fatal(ws: runlab.Work
     assert not path.exists()
 
 
+@pytest.mark.embedded_only(reason="holds the write lock of the folder's SQLite file from another process")
 def test_a_journal_is_kept_until_every_record_is_in_the_store(ws: runlab.Workspace, procs: list[subprocess.Popen[str]],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNLAB_SQLITE_BUSY_TIMEOUT", "0.1")
@@ -340,6 +341,7 @@ def poison_store(db: Path) -> None:
     conn.close()
 
 
+@pytest.mark.embedded_only(reason="adds a trigger to the folder's SQLite file that refuses one value")
 def test_a_point_only_the_store_refuses_is_set_aside_and_the_rest_written(ws: runlab.Workspace,
                                                                           caplog: pytest.LogCaptureFixture) -> None:
     run = runlab.Experiment(ws, "poison").start_logging()
@@ -359,7 +361,7 @@ def test_a_point_only_the_store_refuses_is_set_aside_and_the_rest_written(ws: ru
     assert any("666.0" in p.read_text() for p in rejected)
 
 
-def test_a_journal_holding_an_unstorable_point_is_written_and_removed(ws: runlab.Workspace,
+def test_a_journal_holding_an_unstorable_point_is_written_and_removed(ws: runlab.Workspace, tmp_path: Path,
                                                                        subprocess_env: dict[str, str]) -> None:
     """The old failure: a journal with one bad name blocked the run's metrics and every later sync."""
     import json
@@ -369,6 +371,7 @@ def test_a_journal_holding_an_unstorable_point_is_written_and_removed(ws: runlab
     run.flush()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     path = ws.folder.journal_dir / f"{run.id}@{os.uname().nodename}-{int(dead.stdout)}-1.jrnl"
+    path.parent.mkdir(parents=True, exist_ok=True)  # a server workspace's journal folder is made on first use
     # a journal as runlab 0.1 wrote it (length | crc32 | JSON), with a name no store can hold
     payload = json.dumps({"batch_id": "old-1", "run_id": run.id, "batches": [
         {"name": "bad\ud800name", "kind": "scalar", "steps": [None], "times": [1.0], "values": [1.0], "description": ""},
@@ -379,8 +382,13 @@ def test_a_journal_holding_an_unstorable_point_is_written_and_removed(ws: runlab
     assert replay_orphan_journals(ws.folder) == 3
     assert not path.exists()
     assert run.get_metric_history("good").values.tolist() == [1.0, 2.0]
-    done = subprocess.run([str(Path(sys.executable).with_name("runlab")), "sync", "--workspace", str(ws.path)],
-                          capture_output=True, text=True, env=subprocess_env, timeout=120)
+    # `runlab sync` where the user stands: -w FOLDER, or (a server) in the project whose config.json names it
+    project = tmp_path / "project"
+    ws.write_config(project)
+    where = {"cwd": project} if getattr(ws._folder, "remote", False) else {}  # type: ignore[attr-defined]
+    args = [] if where else ["--workspace", str(ws.path)]
+    done = subprocess.run([str(Path(sys.executable).with_name("runlab")), "sync", *args],
+                          capture_output=True, text=True, env=subprocess_env, timeout=120, **where)
     assert done.returncode == 0, done.stderr
     assert "UnicodeEncodeError" not in done.stderr
 
@@ -388,6 +396,7 @@ def test_a_journal_holding_an_unstorable_point_is_written_and_removed(ws: runlab
 # -- 3. SIGKILL while the store is locked ----------------------------------------------------
 
 
+@pytest.mark.embedded_only(reason="holds the write lock of the folder's SQLite file from another process")
 @pytest.mark.slow
 def test_sigkill_while_another_process_holds_the_lock_loses_at_most_about_one_interval(
     ws: runlab.Workspace, tmp_path: Path, subprocess_env: dict[str, str], procs: list[subprocess.Popen[str]]
@@ -413,6 +422,7 @@ def test_sigkill_while_another_process_holds_the_lock_loses_at_most_about_one_in
 # -- 4. the workspace folder deleted during a run --------------------------------------------
 
 
+@pytest.mark.embedded_only(reason="deletes the workspace folder under the run")
 @pytest.mark.slow
 def test_a_workspace_folder_deleted_during_the_run_is_noticed_and_points_kept_outside(
     ws: runlab.Workspace, tmp_path: Path, subprocess_env: dict[str, str], procs: list[subprocess.Popen[str]],
@@ -458,6 +468,7 @@ def test_a_flush_after_close_never_waits_for_a_thread_that_is_gone(ws: runlab.Wo
     assert run.get_metric_history("x").values.tolist() == [1.0]
 
 
+@pytest.mark.embedded_only(reason="the embedded store's reader replays a dead process's journal before presuming its run lost; over a server the journal stays on the client's machine until `runlab sync` (or the next run there) sends it")
 def test_a_journaled_end_overrides_the_readers_presumption_that_the_run_was_lost(
     ws: runlab.Workspace, tmp_path: Path, subprocess_env: dict[str, str], procs: list[subprocess.Popen[str]]
 ) -> None:

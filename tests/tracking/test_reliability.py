@@ -19,10 +19,17 @@ import runlab
 CHILD = Path(__file__).with_name("logger_child.py")
 
 
+def child_workspace(ws: runlab.Workspace, tmp_path: Path) -> str:
+    """What a child process opens ``ws`` by: its folder, or a config.json naming its server."""
+    if getattr(ws._folder, "remote", False):  # type: ignore[attr-defined]
+        return str(ws.write_config(tmp_path / "child-config"))
+    return str(ws.path)
+
+
 def _start(ws: runlab.Workspace, mode: str, count: int, tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], Path]:
     counter = tmp_path / f"counter-{mode}"
     proc = subprocess.Popen(
-        [sys.executable, str(CHILD), str(ws.path), mode, str(count), str(counter)],
+        [sys.executable, str(CHILD), child_workspace(ws, tmp_path), mode, str(count), str(counter)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     return proc, counter
@@ -122,6 +129,7 @@ def test_eight_processes_at_once_lose_nothing_and_see_no_lock_errors(ws: runlab.
         assert ws.get_run(run_id).get_status() == "Completed"
 
 
+@pytest.mark.embedded_only(reason="locks the folder's SQLite file with sqlite3")
 def test_locked_store_goes_to_the_journal_and_is_replayed(ws: runlab.Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNLAB_SQLITE_BUSY_TIMEOUT", "0.05")
     fresh = runlab.Workspace.from_path(ws.path)  # a store that reads the short busy timeout
@@ -182,6 +190,7 @@ def test_a_run_presumed_lost_while_its_process_lives_ends_as_it_really_did(ws: r
     assert run.get_metrics()["x"] == [1.0, 2.0]
 
 
+@pytest.mark.embedded_only(reason="the embedded store's reader replays a dead process's journal before presuming its run lost; over a server the journal stays on the client's machine until `runlab sync` (or the next run there) sends it")
 def test_an_end_left_in_a_journal_is_written_before_the_run_is_presumed_lost(ws: runlab.Workspace) -> None:
     """Seen with 16 processes on a 10 ms busy timeout: a process whose final status could not be written
     (its metrics were journaled, so its end went behind them) exits with its journal left; the next reader

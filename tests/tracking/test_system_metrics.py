@@ -366,6 +366,7 @@ def fast_cluster(ws: runlab.Workspace, monkeypatch: pytest.MonkeyPatch) -> Itera
     stop_agents(ws)
 
 
+@pytest.mark.embedded_only(reason="sets RUNLAB_SYSTEM_METRICS_INTERVAL for the agent this process starts: a server's agent is started by the server, with its own")
 @pytest.mark.slow
 def test_submitted_runs_cpu_bound_allocating_and_sleeping(ws: runlab.Workspace, fast_cluster: str,
                                                           tmp_path: Path) -> None:
@@ -408,6 +409,7 @@ def test_submitted_runs_cpu_bound_allocating_and_sleeping(ws: runlab.Workspace, 
     assert "system metrics every 0.25 s" in agent_log and "GPU" in agent_log
 
 
+@pytest.mark.embedded_only(reason="sets RUNLAB_SYSTEM_METRICS_INTERVAL for the agent this process starts: a server's agent is started by the server, with its own")
 @pytest.mark.slow
 def test_submitted_run_without_system_metrics(ws: runlab.Workspace, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:

@@ -262,6 +262,12 @@ def decode_batches(body: bytes, max_points: int = 10_000_000) -> tuple[str, list
             raise WireError(f"metric batch holds a bad or too large count ({total} points; at most {max_points})")
         if mode not in ("next", "given", "mask", "sentinel"):
             raise WireError(f"unknown step mode {mode!r} (next, given or mask)")
+        for what, text in (("name", name), ("kind", kind), ("description", description)):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # JSON's \ud800 escapes: a lone surrogate no store can hold
+                raise WireError(f"metric {what} {ascii(text)} is not valid Unicode text (a lone surrogate): "
+                                "no store can hold it") from None
 
         def take(size: int) -> memoryview:
             nonlocal pos

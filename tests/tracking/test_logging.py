@@ -188,6 +188,20 @@ def test_files_upload_list_download(run: runlab.Run, tmp_path: Path) -> None:
         run.upload_file("../escape.txt", src)
 
 
+@pytest.mark.parametrize("name", ["outputs/a\nb.txt", "outputs/tab\there.txt", "outputs/%2e%2e.txt",
+                                  "outputs/sp ace/ü€😀.txt", "outputs/q?x=1#frag.txt"])
+def test_file_names_the_embedded_store_holds_round_trip_the_same_everywhere(run: runlab.Run, tmp_path: Path,
+                                                                             name: str) -> None:
+    """Names that are valid but odd in a URL (a newline: a route's ``{name:path}`` does not match it)."""
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"odd")
+    run.upload_file(name, src)
+    assert name in run.get_file_names()
+    assert run.download_file(name, tmp_path / "back.bin").read_bytes() == b"odd"
+    with run.open_file(name) as f:
+        assert f.read() == b"odd"
+
+
 def test_lifecycle_complete_fail_cancel(ws: runlab.Workspace) -> None:
     exp = runlab.Experiment(ws, "life")
     a = exp.start_logging()

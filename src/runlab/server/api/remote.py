@@ -215,7 +215,7 @@ async def _spool(request: Request) -> BinaryIO:
     return spool  # type: ignore[return-value]
 
 
-@router.put("/remote/runs/{run_id}/files/{name:path}")
+@router.put("/remote/runs/{run_id}/files/{name:anypath}")
 async def put_file(run_id: str, name: str, request: Request) -> Response:
     state = get_state(request)
     run_id, name = check_run_id(run_id), check_file_name(name)
@@ -229,7 +229,7 @@ async def put_file(run_id: str, name: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/remote/runs/{run_id}/files/{name:path}")
+@router.post("/remote/runs/{run_id}/files/{name:anypath}")
 async def append_file(run_id: str, name: str, request: Request, append: int = 0) -> Response:
     if append != 1:
         raise UserError("POST to a run file appends: add ?append=1 (PUT replaces the file)")
@@ -249,7 +249,7 @@ def list_files(run_id: str, request: Request, prefix: str = "") -> JSONResponse:
     return JSONResponse([{"name": name, "size": size} for name, size in files_with_sizes(state, run_id, prefix)])
 
 
-@router.api_route("/remote/runs/{run_id}/files/{name:path}", methods=["GET", "HEAD"])
+@router.api_route("/remote/runs/{run_id}/files/{name:anypath}", methods=["GET", "HEAD"])
 def get_file(run_id: str, name: str, request: Request, offset: int = 0) -> Response:
     """The file's bytes from ``offset`` on (a client following a growing log asks for what is new)."""
     state = get_state(request)
@@ -491,7 +491,7 @@ def list_datastore_objects(name: str, request: Request, prefix: str = "") -> JSO
     return JSONResponse([info_to_json(info) for info in found if allowed is None or info.name in allowed])
 
 
-@router.get("/remote/datastores/{name}/stat/{obj:path}")
+@router.get("/remote/datastores/{name}/stat/{obj:anypath}")
 def stat_datastore_object(name: str, obj: str, request: Request) -> JSONResponse:
     allowed = _check_datastore_read(request, name)
     objects = _served_store(get_state(request), name)
@@ -506,7 +506,7 @@ def stat_datastore_object(name: str, obj: str, request: Request) -> JSONResponse
     return JSONResponse(info_to_json(objects.stat(rel)))
 
 
-@router.get("/remote/datastores/{name}/objects/{obj:path}")
+@router.get("/remote/datastores/{name}/objects/{obj:anypath}")
 def get_datastore_object(name: str, obj: str, request: Request) -> Response:
     allowed = _check_datastore_read(request, name)
     objects = _served_store(get_state(request), name)
@@ -524,7 +524,7 @@ def get_datastore_object(name: str, obj: str, request: Request) -> Response:
     return StreamingResponse(_iterate(stream, size), media_type="application/octet-stream", headers=headers)
 
 
-@router.put("/remote/datastores/{name}/objects/{obj:path}")
+@router.put("/remote/datastores/{name}/objects/{obj:anypath}")
 async def put_datastore_object(name: str, obj: str, request: Request) -> JSONResponse:
     """Store the body as object ``obj``, once its length and sha256 (``X-Content-SHA256``) are checked."""
     _require_writer(request, f"writing to datastore {name!r}")
@@ -547,7 +547,7 @@ async def put_datastore_object(name: str, obj: str, request: Request) -> JSONRes
     return JSONResponse(info_to_json(info))
 
 
-@router.delete("/remote/datastores/{name}/objects/{obj:path}")
+@router.delete("/remote/datastores/{name}/objects/{obj:anypath}")
 def delete_datastore_object(name: str, obj: str, request: Request) -> Response:
     _require_writer(request, f"deleting from datastore {name!r}")
     objects = _served_store(get_state(request), name)

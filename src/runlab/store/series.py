@@ -64,6 +64,29 @@ def decode_steps(blob: bytes, count: int) -> Any:
     raise ValueError(f"a chunk of {count} points holds {len(steps)} steps: the store is damaged")
 
 
+def decode_chunks(chunks: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """(steps, times, values) of a series' chunk rows (encoding, steps, times, values), in order: arrays,
+    or a list of values when some chunk holds JSON."""
+    if not chunks:
+        return np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64)
+    steps = _concat([decode_steps(ch[1], len(ch[2]) // 8) for ch in chunks])
+    times = _concat([np.frombuffer(ch[2], dtype=np.float64) for ch in chunks])
+    encodings = {ch[0] for ch in chunks}
+    if encodings <= {"f8", "i8"}:
+        dtype = np.int64 if encodings == {"i8"} else np.float64
+        values: Any = _concat([decode_values(ch[0], ch[3]).astype(dtype, copy=False) for ch in chunks])
+    else:
+        values = []
+        for ch in chunks:
+            decoded = decode_values(ch[0], ch[3])
+            values.extend(decoded.tolist() if isinstance(decoded, np.ndarray) else decoded)
+    return steps, times, values
+
+
+def _concat(parts: list[Any]) -> Any:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def encode_floats(values: Sequence[float]) -> bytes:
     return np.asarray(values, dtype=np.float64).tobytes()
 

@@ -560,7 +560,7 @@ class StudioQueries:
                 sa.select(c.c.encoding, c.c.steps, c.c.times, c.c["values"])
                 .where(c.c.metric_id == metric.id, c.c.seq >= first_seq).order_by(c.c.seq)
             )
-        steps, times, values = _decode(chunks)
+        steps, times, values = codec.decode_chunks(chunks)
         cut = start - skipped
         if cut > 0:
             steps, times, values = steps[cut:], times[cut:], values[cut:]
@@ -586,7 +586,7 @@ class StudioQueries:
                 ):
                     by_id[chunk.metric_id].append(chunk[1:])
                 for row in metrics:
-                    steps, times, values = _decode(by_id[row.id])
+                    steps, times, values = codec.decode_chunks(by_id[row.id])
                     out[row.run_id] = SeriesData(row.run_id, name, row.kind, int(row[2]), 0, steps, times, values)
         return {run_id: out[run_id] for run_id in run_ids if run_id in out}
 
@@ -707,23 +707,3 @@ def _summary(run_id: str, row: Any) -> MetricSummary:
     )
 
 
-def _decode(chunks: Sequence[Any]) -> tuple[Any, Any, Any]:
-    """(steps, times, values) of chunks (encoding, steps, times, values) in order."""
-    if not chunks:
-        return np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64)
-    steps = _concat([codec.decode_steps(ch[1], len(ch[2]) // 8) for ch in chunks])
-    times = _concat([np.frombuffer(ch[2], dtype=np.float64) for ch in chunks])
-    encodings = {ch[0] for ch in chunks}
-    if encodings <= {"f8", "i8"}:
-        dtype = np.int64 if encodings == {"i8"} else np.float64
-        values: Any = _concat([codec.decode_values(ch[0], ch[3]).astype(dtype, copy=False) for ch in chunks])
-    else:
-        values = []
-        for ch in chunks:
-            decoded = codec.decode_values(ch[0], ch[3])
-            values.extend(decoded.tolist() if isinstance(decoded, np.ndarray) else decoded)
-    return steps, times, values
-
-
-def _concat(parts: list[Any]) -> Any:
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)

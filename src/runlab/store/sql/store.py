@@ -808,18 +808,7 @@ class SqlStore:
                 .where(t.metric_chunks.c.metric_id == metric.id)
                 .order_by(t.metric_chunks.c.seq)
             )
-        steps = _concat([series.decode_steps(c.steps, len(c.times) // 8) for c in chunks], np.int64)
-        times = _concat([np.frombuffer(c.times, dtype=np.float64) for c in chunks], np.float64)
-        encodings = {c.encoding for c in chunks}
-        if encodings <= {"f8", "i8"} and chunks:
-            parts = [series.decode_values(c.encoding, c[3]) for c in chunks]
-            dtype = np.int64 if encodings == {"i8"} else np.float64
-            values: Any = _concat([p.astype(dtype, copy=False) for p in parts], dtype)
-        else:
-            values = []
-            for c in chunks:
-                decoded = series.decode_values(c.encoding, c[3])
-                values.extend(decoded.tolist() if isinstance(decoded, np.ndarray) else decoded)
+        steps, times, values = series.decode_chunks(chunks)
         return MetricSeries(name=name, kind=metric.kind, steps=steps, times=times, values=values)
 
     # -- submitted runs --------------------------------------------------------------------
@@ -1450,13 +1439,6 @@ def _conflict(latest: Any, definition: str, files: Sequence[DatasetFile], record
         f"this as version {latest.version + 1}, or use another name"
     )
 
-
-def _concat(parts: list[Any], dtype: Any) -> Any:
-    if not parts:
-        return np.empty(0, dtype=dtype)
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate(parts)
 
 
 def _combine(fn: Any, old: float | None, new: float | None) -> float | None:

@@ -326,7 +326,7 @@ def test_consecutive_steps_are_stored_as_their_first_and_read_back_whole(store: 
     """Migration 0012: steps are 64-bit in the summary row too (PostgreSQL's was 32-bit: "integer out of
     range" for step 2**31). A chunk whose steps run 0, 1, 2, ... keeps its first step alone (8 bytes, not 8 a
     point); any other chunk its whole array, including steps that only look consecutive when an int64
-    difference wraps. The downgrade writes the full arrays back."""
+    difference wraps. Both readers (the store's and the studio's queries) give the same steps."""
     from runlab.store.sql import migrate
     from runlab.store.sql.queries import StudioQueries
 
@@ -354,7 +354,6 @@ def test_consecutive_steps_are_stored_as_their_first_and_read_back_whole(store: 
         assert queries.read_series(run_id, name).steps.tolist() == steps
     assert queries.read_series(run_id, "next", start=999).steps.tolist() == [999, 1000, 1001, 1002]
     assert queries.read_series_many([run_id], "given")[run_id].steps.tolist() == [5, 6, 7, 8]
-
 
 
 def _downgrade(store: SqlStore, revision: str) -> None:

@@ -15,13 +15,15 @@ import functools
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runlab.core.errors import ConfigError, StoreUnavailableError
-from runlab.store.remote.artifacts import HttpArtifactStore
 from runlab.store.remote.client import ServerClient, normalize_url
-from runlab.store.remote.objects import RemoteDatastores
 from runlab.store.remote.store import HttpStore
+
+if TYPE_CHECKING:  # the file clients load on first use: a training script that only logs never needs them
+    from runlab.store.remote.artifacts import HttpArtifactStore
+    from runlab.store.remote.objects import RemoteDatastores
 
 
 class RemoteWorkspace:
@@ -65,6 +67,8 @@ class RemoteWorkspace:
 
     @property
     def artifacts(self) -> HttpArtifactStore:
+        from runlab.store.remote.artifacts import HttpArtifactStore
+
         return HttpArtifactStore(self.client)
 
     @property
@@ -78,6 +82,8 @@ class RemoteWorkspace:
     @property
     def datastores_dir(self) -> RemoteDatastores:
         """The workspace's own datastores: the server's folder, reached over HTTP (store.datastores opens them)."""
+        from runlab.store.remote.objects import RemoteDatastores
+
         return RemoteDatastores(self.client)
 
     def fallback_journal_dir(self) -> Path:

@@ -57,7 +57,7 @@ def test_create_register_list_show_download(ws: runlab.Workspace, tmp_path: Path
     assert digest[:16] in shown.output and "split=train" in shown.output and '"kind": "file"' in shown.output
     assert "versions: 1" in shown.output and "3 files, 3.0 KB" in shown.output
     assert "used by: no run yet" in shown.output
-    from runlab.core.entities import RunInputRecord
+    from runlab.core.assets import RunInputRecord
 
     run = runlab.Experiment(ws, "consumer").start_logging()
     run.complete()

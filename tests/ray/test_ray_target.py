@@ -277,7 +277,7 @@ def test_a_two_process_gloo_all_reduce_on_one_ray_node(tmp_path: Path, ray_ws: A
 
 
 def test_a_planted_target_address_is_never_read_as_a_file(tmp_path: Path) -> None:
-    from runlab.core.entities import ComputeTargetRecord
+    from runlab.core.assets import ComputeTargetRecord
     from runlab.execution.ray_target import cluster_info
 
     secret = tmp_path / "api" / "version"

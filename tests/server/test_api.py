@@ -332,7 +332,7 @@ def test_run_events_of_an_ended_run(populated: runlab.Workspace, client: Any) ->
 
 
 def test_environments_and_compute_targets_as_they_exist(ws: runlab.Workspace, client: Any) -> None:
-    from runlab.core.entities import ComputeTargetRecord
+    from runlab.core.assets import ComputeTargetRecord
     from runlab.execution.environments import EnvironmentDefinition
 
     store = ws.folder.store

@@ -174,7 +174,6 @@ def test_a_file_that_grows_while_it_is_zipped(ws: runlab.Workspace, app: Any) ->
 
 def test_a_file_that_cannot_be_read_is_named_in_the_archive(planted: Path, client: Any, monkeypatch: Any) -> None:
     from runlab.core.errors import StoreError
-
     from runlab.store.artifacts import LocalArtifactStore
 
     real_open = LocalArtifactStore.open

@@ -14,7 +14,7 @@ from studio_fixtures import LiveServer, free_port, screenshot
 
 import runlab
 from runlab import Dataset, Datastore
-from runlab.core.entities import RunInputRecord
+from runlab.core.assets import RunInputRecord
 from runlab.server import data_views
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")

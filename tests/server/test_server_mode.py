@@ -170,6 +170,27 @@ def test_server_killed_while_8_runs_log_loses_and_repeats_nothing(server: Server
         store.close()
 
 
+def test_a_script_that_only_logs_over_a_server_loads_only_what_logging_needs(
+        server: ServerProcess, subprocess_env: dict[str, str]) -> None:
+    """Process start-up is part of what a training script pays (issue 8): logging over HTTP builds no
+    asset records, file clients, database layer or numpy."""
+    script = textwrap.dedent("""
+        import sys, runlab
+        ws = runlab.Workspace.get("default", server=sys.argv[1])
+        run = runlab.Experiment(ws, "light").start_logging()
+        for i in range(100):
+            run.log("loss", float(i))
+        run.complete()
+        heavy = ("runlab.core.assets", "runlab.store.remote.artifacts", "runlab.store.remote.objects",
+                 "sqlalchemy", "numpy", "runlab.store.sql")
+        print(sorted(m for m in heavy if m in sys.modules), run.get_status())
+    """)
+    done = subprocess.run([sys.executable, "-c", script, server.url], env=subprocess_env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[]", "Completed"]
+
+
 def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailableError, match="cannot reach the runlab server at http://127.0.0.1:9: nothing listens"):
         runlab.Workspace.get("default", server="http://127.0.0.1:9")

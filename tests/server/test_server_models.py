@@ -17,7 +17,7 @@ import pytest
 
 import runlab
 from runlab import Model, ScriptRunConfig
-from runlab.core.entities import ModelFile
+from runlab.core.assets import ModelFile
 from runlab.core.errors import InvalidNameError, ModelNotFoundError, PermissionDeniedError, UserError
 from runlab.store.remote.blobs import SHA256_HEADER, HttpBlobStore
 from runlab.store.remote.client import ServerClient

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runlab.core.entities import DatasetFile
+from runlab.core.assets import DatasetFile
 from runlab.core.errors import DatasetChangedError, DatasetPathError
 from runlab.store import datacache
 from runlab.store.datacache import CacheCanceled, DataCache, view_key
@@ -226,7 +226,7 @@ def test_an_object_in_place_is_kept_when_the_same_content_is_copied_again(tmp_pa
 _MAKER = """
 import json, os, sys, time
 from pathlib import Path
-from runlab.core.entities import DatasetFile
+from runlab.core.assets import DatasetFile
 from runlab.store.datacache import DataCache
 root, listing, go = sys.argv[1:]
 files = [DatasetFile(*f) for f in json.loads(Path(listing).read_text())]

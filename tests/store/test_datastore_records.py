@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runlab.core.entities import DatastoreFileRecord
+from runlab.core.assets import DatastoreFileRecord
 from runlab.core.errors import DatastoreNotFoundError, UserError
 from runlab.store.sql.store import SqlStore
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runlab.core.entities import DatasetFile
+from runlab.core.assets import DatasetFile
 from runlab.core.errors import DatasetConflictError, DatasetNotFoundError, InvalidNameError
 from runlab.store.datasets import files_hash
 from runlab.store.sql.store import SqlStore

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sqlalchemy import event as sa_event
 
-from runlab.core.entities import ComputeTargetRecord, MetricBatch
+from runlab.core.assets import ComputeTargetRecord
+from runlab.core.entities import MetricBatch
 from runlab.core.errors import (
     ComputeTargetException,
     ExperimentNotFoundError,
@@ -330,7 +331,6 @@ def test_consecutive_steps_are_stored_as_their_first_and_read_back_whole(store: 
     range" for step 2**31). A chunk whose steps run 0, 1, 2, ... keeps its first step alone (8 bytes, not 8 a
     point); any other chunk its whole array, including steps that only look consecutive when an int64
     difference wraps. Both readers (the store's and the studio's queries) give the same steps."""
-    from runlab.store.sql import migrate
     from runlab.store.sql.queries import StudioQueries
 
     run_id = _run(store)

@@ -10,7 +10,7 @@ import click
 from runlab.cli.main import _console, friendly_errors, open_workspace, workspace_option
 
 if TYPE_CHECKING:
-    from runlab.core.entities import DatasetFile
+    from runlab.core.assets import DatasetFile
     from runlab.sdk.dataset import Dataset
 
 KINDS = {"files": "files", "delimited": "delimited text (CSV)", "parquet": "Parquet", "json_lines": "JSON lines"}

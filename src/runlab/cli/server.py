@@ -125,13 +125,12 @@ def _has_admin(folder: Any) -> bool:
 
 def _check_schema(store_url: str, *, creating: bool) -> None:
     """A store whose schema is older than this runlab's is not served: `runlab server upgrade` first."""
-    from runlab.store.sql.migrate import current_revision
-    from runlab.store.sql.schema import SCHEMA_REVISION
-    from runlab.store.sql.store import SqlStore
-
     from sqlalchemy.exc import SQLAlchemyError
 
     from runlab.store.hosted import redacted
+    from runlab.store.sql.migrate import current_revision
+    from runlab.store.sql.schema import SCHEMA_REVISION
+    from runlab.store.sql.store import SqlStore
 
     store = SqlStore(store_url, migrate=False)
     try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from runlab.core.entities import RunInputRecord
+from runlab.core.assets import RunInputRecord
 from runlab.core.errors import RunlabError
 from runlab.core.settings import load_settings
 from runlab.store.datacache import DataCache

@@ -657,7 +657,7 @@ class RayAgent(Agent):
     def _record_inputs(self, slot: Slot, job: RayJob, log: str) -> None:
         """Record what ray_entry made available on the node (its first ``inputs ready`` line, printed
         before the script starts): the run's token may not, and the script waits for the paths."""
-        from runlab.core.entities import RunInputRecord
+        from runlab.core.assets import RunInputRecord
 
         found = _INPUTS_READY.search(log)
         if found is None:

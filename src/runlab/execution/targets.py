@@ -28,7 +28,7 @@ from typing import Any, Iterable
 
 from filelock import FileLock, Timeout
 
-from runlab.core.entities import ComputeTargetRecord
+from runlab.core.assets import ComputeTargetRecord
 from runlab.core.errors import ComputeTargetException, StoreError
 from runlab.core.names import check_id
 from runlab.core.status import RunStatus

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runlab.core.entities import ComputeTargetRecord
+from runlab.core.assets import ComputeTargetRecord
 from runlab.core.errors import ComputeTargetException
 from runlab.core.status import ACTIVE_STATUSES, RunStatus
 from runlab.execution.targets import (

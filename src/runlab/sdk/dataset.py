@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Sequence, TypeVar
 
-from runlab.core.entities import DatasetFile, DatasetRecord, DatastoreRecord
+from runlab.core.assets import DatasetFile, DatasetRecord, DatastoreRecord
 from runlab.core.errors import (
     DatasetChangedError,
     DatasetNotFoundError,

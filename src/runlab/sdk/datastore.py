@@ -14,7 +14,7 @@ import builtins
 import os
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NoReturn
 
-from runlab.core.entities import DatastoreRecord
+from runlab.core.assets import DatastoreRecord
 from runlab.core.errors import RunlabError, UserError
 from runlab.core.names import check_datastore_name
 from runlab.store import datastores as stores

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from runlab.core.entities import ModelDatasetRecord, ModelRecord
+from runlab.core.assets import ModelDatasetRecord, ModelRecord
 from runlab.core.errors import InvalidValueError, ModelNotFoundError, NotSupportedError, UserError
 from runlab.core.names import check_model_name, shown, storable_text
 from runlab.core.settings import RUNLAB_SERVER, RUNLAB_WORKSPACE, load_settings

@@ -6,7 +6,7 @@ import sys
 from dataclasses import asdict, is_dataclass, replace
 from typing import TYPE_CHECKING, Any, Mapping
 
-from runlab.core.entities import RunInputRecord
+from runlab.core.assets import RunInputRecord
 from runlab.core.errors import UserError
 from runlab.core.process import current_user
 from runlab.core.status import RunStatus, RunType

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Generic, Hashable, Mapping, Sequence, TypeVar
 from urllib.parse import quote
 
-from runlab.core.entities import DatasetFile, DatasetRecord, DatastoreRecord
+from runlab.core.assets import DatasetFile, DatasetRecord, DatastoreRecord
 from runlab.core.errors import DatastoreNotFoundError, RunlabError
 from runlab.core.names import check_datastore_name, check_id
 from runlab.server import models

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import BinaryIO
 from urllib.parse import quote
 
-from runlab.core.entities import ModelFile, ModelRecord
+from runlab.core.assets import ModelFile, ModelRecord
 from runlab.core.errors import NotFoundError
 from runlab.server import models
 from runlab.server.state import StudioState

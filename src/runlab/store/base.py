@@ -10,23 +10,19 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
-from runlab.core.entities import (
+from runlab.core.assets import (
     ComputeTargetRecord,
     DatasetFile,
     DatasetRecord,
     DatastoreFileRecord,
     DatastoreRecord,
     EnvironmentRecord,
-    ExperimentRecord,
-    MetricBatch,
-    MetricSummary,
     ModelDatasetRecord,
     ModelFile,
     ModelRecord,
     RunInputRecord,
-    RunNote,
-    RunRecord,
 )
+from runlab.core.entities import ExperimentRecord, MetricBatch, MetricSummary, RunNote, RunRecord
 from runlab.core.status import RunStatus, RunType
 
 # Arrays are numpy arrays; typed loosely so that this module does not import numpy.

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from runlab.core.entities import DatasetFile
+from runlab.core.assets import DatasetFile
 from runlab.core.errors import DatasetChangedError, DatasetPathError, ObjectNotFoundError, UserError
 from runlab.store.datasets import OpenDatastore, describe_file, local_path
 from runlab.store.objects.local import copy_and_hash, write_local_file

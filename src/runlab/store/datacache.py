@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
 
-from runlab.core.entities import DatasetFile
+from runlab.core.assets import DatasetFile
 from runlab.core.errors import DatasetChangedError, DatasetPathError, ObjectNotFoundError, RunlabError
 from runlab.core.process import current_identity, hostname, is_local_process_dead
 from runlab.store.copies import copy_file_to

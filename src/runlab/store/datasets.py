@@ -26,7 +26,7 @@ file under it) or a glob: ``*``, ``?`` and ``[...]`` match within one path part 
 the listing of its literal prefix (``images/`` for ``images/**/*.png``), so it cannot reach out of it.
 
 **Resolution** (:func:`resolve_files`) lists each source through the datastore's object store
-(``list``/``stat``) and gives :class:`~runlab.core.entities.DatasetFile` rows: datastore, path,
+(``list``/``stat``) and gives :class:`~runlab.core.assets.DatasetFile` rows: datastore, path,
 size, the file's name inside the dataset (its path relative to the sources' common folder), and,
 when asked, its sha256. Order: the sources' order, then by path; a file named twice is kept once.
 """
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
-from runlab.core.entities import DatasetFile, DatastoreFileRecord
+from runlab.core.assets import DatasetFile, DatastoreFileRecord
 from runlab.core.errors import DatasetPathError, ObjectNotFoundError, UserError
 from runlab.core.names import shown
 from runlab.store.objects import ObjectInfo, ObjectStore, file_sha256

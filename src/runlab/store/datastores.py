@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, TypeAlias, runtime_checkable
 
-from runlab.core.entities import DatastoreFileRecord, DatastoreRecord
+from runlab.core.assets import DatastoreFileRecord, DatastoreRecord
 from runlab.core.errors import DatastoreNotFoundError, UserError
 from runlab.core.names import check_datastore_name, shown
 from runlab.store.base import Store

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from runlab.core.entities import DatasetFile
+from runlab.core.assets import DatasetFile
 from runlab.core.errors import UserError
 from runlab.core.names import shown
 from runlab.store.base import Store

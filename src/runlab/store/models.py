@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from runlab.core.entities import ModelDatasetRecord, ModelFile, ModelRecord
+from runlab.core.assets import ModelDatasetRecord, ModelFile, ModelRecord
 from runlab.core.errors import ModelPathError, StoreError, UserError
 from runlab.core.names import check_model_name, shown
 from runlab.store.blobs import BlobStore, Changed

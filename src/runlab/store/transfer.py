@@ -15,7 +15,7 @@ bytes under its name: same size, and same sha256 (from the datastore's file inde
 etag is the one recorded; else from the store, where it keeps one). A file of the same size with
 other bytes is copied. ``overwrite=True`` copies every file without comparing.
 
-**What is recorded.** ``record`` receives a :class:`~runlab.core.entities.DatastoreFileRecord` (size,
+**What is recorded.** ``record`` receives a :class:`~runlab.core.assets.DatastoreFileRecord` (size,
 sha256, etag) for each file once the store holds all of it, in batches: an interrupted upload leaves
 no row for a file it did not finish, and no half-written file (stores write atomically), so a later
 upload copies it again.
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from runlab.core.entities import DatastoreFileRecord
+from runlab.core.assets import DatastoreFileRecord
 from runlab.core.errors import InvalidNameError, ObjectNotFoundError, StoreError, UserError
 from runlab.core.names import shown
 from runlab.store.objects import TEMP_PREFIX, ObjectInfo, ObjectStore, check_object_name, check_prefix, file_sha256

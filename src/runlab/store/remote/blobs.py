@@ -24,7 +24,7 @@ import hashlib
 import os
 from typing import Any, Iterator, Sequence
 
-from runlab.core.entities import ModelFile
+from runlab.core.assets import ModelFile
 from runlab.core.errors import NotFoundError, StoreError, UserError
 from runlab.store.blobs import _SHA256, Changed
 from runlab.store.objects import HASH_BLOCK, ProgressCallback, copy_to_fd

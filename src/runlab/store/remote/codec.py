@@ -3,12 +3,13 @@
 Two formats:
 
 - **JSON with tags** for the store interface's arguments and results: a record (a frozen dataclass of
-  :mod:`runlab.core.entities`) is ``{"__t": "RunRecord", ...fields}``; an enum is
+  :mod:`runlab.core.entities` or :mod:`runlab.core.assets`) is ``{"__t": "RunRecord", ...fields}``; an enum is
   ``{"__e": "RunStatus", "v": "Running"}``; a tuple ``{"__tuple": [...]}``; a dict whose keys are not
   all plain strings (or that has a key starting with ``__``, such as a user's tag) ``{"__map": [[k, v],
   ...]}``; bytes and numpy arrays are base64 (``{"__b": ...}``, ``{"__nd": dtype, "b64": ...}``); a
   :class:`~runlab.store.base.MetricSeries` ``{"__series": ...}``. Decoding only builds the types named in
-  :data:`RECORD_TYPES` and :data:`ENUM_TYPES`: nothing a client sends can name another class.
+  :data:`RECORD_TYPES` (by :func:`record_type`) and :data:`ENUM_TYPES`: nothing a client sends can name
+  another class.
 - **Binary metric batches** (:func:`encode_batches`): what ``run.log`` sends, 8 bytes per step, time and
   number instead of a JSON object per point. Layout: ``b"RLMB1"``, a 4-byte big-endian length, a JSON
   header (run id, batch id, and per batch its name, kind, description, count, step mode and value
@@ -36,15 +37,27 @@ from runlab.core.entities import MetricBatch
 from runlab.core.errors import UserError
 from runlab.core.status import RunStatus, RunType
 
+# The record types the wire carries, by name: the tracking records now, the assets' on first use (a
+# training script that only logs never builds them).
 RECORD_TYPES: dict[str, type] = {
     cls.__name__: cls
-    for cls in (
-        entities.ExperimentRecord, entities.RunRecord, entities.RunNote, entities.MetricBatch, entities.MetricSummary,
-        entities.EnvironmentRecord, entities.ComputeTargetRecord, entities.DatastoreRecord,
-        entities.DatastoreFileRecord, entities.DatasetFile, entities.DatasetRecord, entities.RunInputRecord,
-        entities.ModelFile, entities.ModelDatasetRecord, entities.ModelRecord,
-    )
+    for cls in (entities.ExperimentRecord, entities.RunRecord, entities.RunNote, entities.MetricBatch,
+                entities.MetricSummary)
 }
+_ASSET_RECORDS = ("EnvironmentRecord", "ComputeTargetRecord", "DatastoreRecord", "DatastoreFileRecord", "DatasetFile",
+                  "DatasetRecord", "RunInputRecord", "ModelFile", "ModelDatasetRecord", "ModelRecord")
+
+
+def record_type(name: str) -> type | None:
+    """The record class the wire calls ``name``, or None when it names no record."""
+    cls = RECORD_TYPES.get(name)
+    if cls is None and name in _ASSET_RECORDS:
+        from runlab.core import assets
+
+        cls = RECORD_TYPES[name] = getattr(assets, name)
+    return cls
+
+
 ENUM_TYPES: dict[str, type[enum.Enum]] = {"RunStatus": RunStatus, "RunType": RunType}
 
 MAGIC = b"RLMB1"
@@ -68,7 +81,7 @@ def to_wire(value: Any) -> Any:
         return value if math.isfinite(value) else {"__f": repr(value)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         name = type(value).__name__
-        if name not in RECORD_TYPES:
+        if record_type(name) is not type(value):
             raise WireError(f"{name} cannot be sent to the server")
         return {"__t": name, **{f.name: to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     if isinstance(value, dict) or hasattr(value, "items") and hasattr(value, "keys"):
@@ -111,7 +124,7 @@ def from_wire(data: Any) -> Any:
     if not isinstance(data, dict):
         return data
     if "__t" in data:
-        cls = RECORD_TYPES.get(data["__t"]) if isinstance(data["__t"], str) else None
+        cls = record_type(data["__t"]) if isinstance(data["__t"], str) else None
         if cls is None:
             raise WireError(f"unknown record type {data['__t']!r}")
         fields = {k: from_wire(v) for k, v in data.items() if k != "__t"}

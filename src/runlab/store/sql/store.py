@@ -18,24 +18,19 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
-from runlab.core.entities import (
+from runlab.core.assets import (
     ComputeTargetRecord,
     DatasetFile,
     DatasetRecord,
     DatastoreFileRecord,
     DatastoreRecord,
     EnvironmentRecord,
-    ExperimentRecord,
-    MetricBatch,
-    MetricKind,
-    MetricSummary,
     ModelDatasetRecord,
     ModelFile,
     ModelRecord,
     RunInputRecord,
-    RunNote,
-    RunRecord,
 )
+from runlab.core.entities import ExperimentRecord, MetricBatch, MetricKind, MetricSummary, RunNote, RunRecord
 from runlab.core.errors import (
     ComputeTargetException,
     DatasetConflictError,

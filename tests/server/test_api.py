@@ -392,7 +392,7 @@ def test_pages_and_plotly_js(populated: runlab.Workspace, client: Any) -> None:
     assert b"plotly" in plotly.content[:2000].lower() and len(plotly.content) > 1_000_000
     assert client.get("/static/studio.css").status_code == 200
     run_page = client.get("/runs/mnist_run_11").text
-    assert '"run_id": "mnist_run_11"' in run_page and "/vendor/plotly.min.js" in run_page
+    assert '"run_id": "mnist_run_11"' in run_page and '<link rel="preload" id="plotly-src" href="/vendor/plotly' in run_page
 
 
 def test_page_data_cannot_break_out_of_its_script(ws: runlab.Workspace, client: Any) -> None:

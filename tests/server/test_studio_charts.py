@@ -344,7 +344,7 @@ def test_the_overview_renders_before_the_chart_library_runs(charted: runlab.Work
     assert response.status_code == 200 and "immutable" in response.headers["cache-control"]
     assert "max-age=31536000" in response.headers["cache-control"]
     held: list[Any] = []
-    page.route("**/vendor/plotly.min.js*", lambda route: held.append(route))  # plotly.js does not arrive (yet)
+    page.route("**/vendor/plotly*", lambda route: held.append(route))  # plotly.js does not arrive (yet)
     page.goto(f"{live_server.url}/runs/chart_run")
     page.wait_for_selector("#details dd[data-field='Display name']")
     page.wait_for_selector("#metric-summary tr[data-metric='loss']")
@@ -352,7 +352,7 @@ def test_the_overview_renders_before_the_chart_library_runs(charted: runlab.Work
     assert page.evaluate("typeof window.Plotly") == "undefined" and held
     for route in held:
         route.continue_()
-    page.unroute("**/vendor/plotly.min.js*")
+    page.unroute("**/vendor/plotly*")
     page.click("#tabs a[data-tab='metrics']")
     drawn(page, "loss")
     page.wait_for_selector(READY)

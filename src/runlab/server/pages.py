@@ -9,7 +9,7 @@ import re
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated, Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
@@ -21,6 +21,12 @@ from runlab.server.state import StudioState, get_state
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
+
+# plotly.js's cartesian bundle (scatter, bar, heatmap... no parcoords), where the build fetched it from npm
+# (hatch_build.py, which pins its version: the file is named plotly-cartesian-<version>.min.js)
+VENDOR = Path(__file__).parent / "vendor"
+Charts = Literal["cartesian", "all"] | None
+
 
 router = APIRouter(include_in_schema=False)
 State = Annotated[StudioState, Depends(get_state)]
@@ -118,16 +124,20 @@ def _nav(active: str) -> str:
 
 
 def page(state: StudioState, *, page: str, title: str, content: str, data: Mapping[str, Any] | None = None,
-         nav: str | None = None, charts: bool = False, status_code: int = 200) -> HTMLResponse:
-    """A whole page: the base layout around ``content``, with ``data`` for the page's script."""
+         nav: str | None = None, charts: Charts = None, status_code: int = 200) -> HTMLResponse:
+    """A whole page: the base layout around ``content``, with ``data`` for the page's script.
+
+    ``charts``: which plotly.js the page's charts need, "cartesian" (scatter, bar, heatmap: the cartesian
+    bundle where the build fetched it, else the full one) or "all" (parcoords too: the full bundle).
+    """
     body = render("base.html", {
         "title": title, "page": page, "version": _version(), "workspace": state.folder.name,
         "workspace_path": str(state.folder.path), "nav_html": _nav(nav or page), "content_html": content,
         "data_json": dict(data or {}),
-        # plotly.js (4.8 MB, 1 s+ to parse) is fetched alongside and run only when a chart is drawn
-        # (Studio.plotly() in studio.js): the page's text renders first
-        "vendor_html": (f'<link rel="preload" id="plotly-src" href="/vendor/plotly.min.js?v={_plotly_version()}" '
-                        'as="script">\n') if charts else "",
+        # plotly.js (1.5 MB cartesian, 4.8 MB full: up to 1 s to parse) is fetched alongside and run only
+        # when a chart is drawn (Studio.plotly() in studio.js): the page's text renders first
+        "vendor_html": (f'<link rel="preload" id="plotly-src" href="{plotly_href(charts)}" as="script">\n')
+        if charts else "",
     })
     return HTMLResponse(body, status_code=status_code, headers={"Cache-Control": "no-store"})
 
@@ -169,13 +179,13 @@ def run_page(state: State, run_id: Annotated[str, PathParam(max_length=320)]) ->
     except RunNotFoundError as exc:
         return not_found(state, "Run not found", exc.message)
     title = record.display_name or record.run_id
-    return page(state, page="run", title=title, nav="runs", charts=True, content=render("run.html", {}),
+    return page(state, page="run", title=title, nav="runs", charts="cartesian", content=render("run.html", {}),
                 data={"run_id": record.run_id, "experiment": record.experiment_name})
 
 
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(state: State) -> HTMLResponse:
-    return page(state, page="compare", title="Compare runs", charts=True, content=render("compare.html", {}))
+    return page(state, page="compare", title="Compare runs", charts="all", content=render("compare.html", {}))
 
 
 def _asset_page(kind: str) -> Any:
@@ -232,7 +242,7 @@ def not_found(state: StudioState, title: str, message: str) -> HTMLResponse:
 
 
 def plotly_js_path() -> Path:
-    """plotly.min.js as the installed ``plotly`` package ships it."""
+    """plotly.min.js as the installed ``plotly`` package ships it (every trace type)."""
     from importlib.util import find_spec
 
     spec = find_spec("plotly")  # located, not imported: importing plotly takes a second
@@ -244,12 +254,37 @@ def plotly_js_path() -> Path:
     return path
 
 
+def cartesian_bundle() -> Path | None:
+    found = sorted(VENDOR.glob("plotly-cartesian-*.min.js"))
+    return found[-1] if found else None
+
+
+def plotly_href(charts: Charts) -> str:
+    bundle = cartesian_bundle() if charts == "cartesian" else None
+    if bundle is not None:
+        return f"/vendor/{bundle.name}"  # its name holds its version: cached for a year like the full one
+    return f"/vendor/plotly.min.js?v={_plotly_version()}"
+
+
+_IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
+
+
 @router.get("/vendor/plotly.min.js")
 def plotly_js() -> Response:
     """plotly.js from the installed plotly package. Pages link it with the package's version
     (``?v=``), so the browser keeps it a year and parses it from its code cache."""
-    return FileResponse(plotly_js_path(), media_type="text/javascript; charset=utf-8",
-                        headers={"Cache-Control": "public, max-age=31536000, immutable"})
+    return FileResponse(plotly_js_path(), media_type="text/javascript; charset=utf-8", headers=_IMMUTABLE)
+
+
+@router.get("/vendor/plotly-cartesian-{version}.min.js")
+def plotly_cartesian_js(version: str) -> Response:
+    """plotly.js's cartesian bundle, where this install has it (else 404: pages then link the full one)."""
+    path = cartesian_bundle()
+    if path is None or path.name != f"plotly-cartesian-{version}.min.js":
+        return Response(f"plotly-cartesian-{version}.min.js is not in this install (pages link the bundle it has: "
+                        f"{path.name if path else 'plotly.min.js, its build could not fetch the cartesian one'})",
+                        status_code=404, media_type="text/plain")
+    return FileResponse(path, media_type="text/javascript; charset=utf-8", headers=_IMMUTABLE)
 
 
 def html_error(request: Request, state: StudioState, status_code: int, message: str) -> HTMLResponse:

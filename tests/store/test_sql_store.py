@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -446,3 +447,31 @@ def test_a_write_held_past_the_lock_wait_fails_busy_naming_this_process(store: S
         release.set()
         holder.join(30)
     assert store.get_or_create_experiment("late").name == "late"  # the lock is free again
+
+
+def test_a_process_forked_while_another_thread_writes_does_not_inherit_its_lock(store: SqlStore) -> None:
+    """A child forked while a thread of the parent held the file's write lock has no such thread: its
+    own writes must not wait for it (SQLite's own lock is the parent's to release, and is left to it)."""
+    if not store.is_sqlite:
+        pytest.skip("PostgreSQL has row locks: writers do not wait for each other")
+    import os
+
+    from runlab.store.sql import store as store_module
+
+    entered, release = threading.Event(), threading.Event()
+    holder = _hold_a_write(store, entered, release)
+    try:
+        with warnings.catch_warnings():  # Python 3.12+ warns of fork() in a threaded process: that is the case
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                code = 0 if store_module._sqlite_write_lock(store.url).acquire(timeout=2) else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        release.set()
+        holder.join(30)
+    assert os.waitstatus_to_exitcode(status) == 0

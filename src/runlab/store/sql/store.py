@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import threading
 import time
 import uuid
@@ -110,6 +111,15 @@ def sqlite_url(path: Path) -> str:
 
 _sqlite_write_locks: dict[str, threading.RLock] = {}
 _sqlite_write_locks_guard = threading.Lock()
+
+
+def _new_locks_after_fork() -> None:  # a forked child has one thread: a lock another thread held stays held
+    global _sqlite_write_locks_guard
+    _sqlite_write_locks.clear()
+    _sqlite_write_locks_guard = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_locks_after_fork)
 
 
 def _sqlite_write_lock(url: str) -> threading.RLock:

@@ -277,8 +277,9 @@ def measure_pages(folder: Any, sizes: Sizes) -> dict[str, Any]:
 
 def measure_run_page(browser: Any, url: str, sizes: Sizes) -> dict[str, Any]:
     """The run page of the big run on its Metrics tab: navigation to the overview shown (details
-    filled) and to the first chart drawn, cold (a new browser context: empty cache) then warm
-    (the same context again). Printed only."""
+    filled) and to the first chart drawn, cold (each in a new browser context: empty cache; the median
+    of ``page_reps + 2``: one cold load varies by half on this machine) then warm (the last context
+    again, ``page_reps`` times). Printed only."""
     # the page's own clock (performance.now(), from navigation start), read by a MutationObserver:
     # when the overview's details and the first chart (data-points) appear in the DOM
     marks = """(() => { const t = (window.__bench = {}); const seen = () => {
@@ -286,30 +287,42 @@ def measure_run_page(browser: Any, url: str, sizes: Sizes) -> dict[str, Any]:
         if (!t.chart && document.querySelector(".chart-card[data-points]")) t.chart = performance.now(); };
       document.addEventListener('DOMContentLoaded', () => new MutationObserver(seen)
         .observe(document.body, { subtree: true, childList: true, attributes: true })); })()"""
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    context.add_init_script(marks)
-    page = context.new_page()
-    overview, chart, wall = [], [], []
-    try:
-        for _ in range(sizes.page_reps + 1):  # the first in an empty cache (cold), then warm
-            page.goto("about:blank")
-            t0 = time.perf_counter()
-            page.goto(url, wait_until="commit")
-            page.wait_for_selector(".chart-card[data-metric='loss'][data-points]", state="attached", timeout=60_000)
-            wall.append(time.perf_counter() - t0)
-            t = page.evaluate("window.__bench")
-            overview.append(t["overview"] / 1e3)
-            chart.append(t["chart"] / 1e3)
-        points = page.get_attribute(".chart-card[data-metric='loss']", "data-count")
-    finally:
-        context.close()
-    result = {"overview_cold_s": overview[0], "overview_warm_s": _median(overview[1:]),
-              "chart_cold_s": chart[0], "chart_warm_s": _median(chart[1:]), "points": int(points or 0),
-              "overview_s": overview, "chart_s": chart, "playwright_wall_s": wall}
-    print(f"run page of a {result['points']:,}-point run in Chromium (page clock): overview shown {fmt(result['overview_cold_s'])} "
-          f"cold, {fmt(result['overview_warm_s'])} warm; first chart drawn {fmt(result['chart_cold_s'])} cold, "
-          f"{fmt(result['chart_warm_s'])} warm (median of {len(chart) - 1}; Playwright wall to the chart "
-          f"{fmt(wall[0])} cold, {fmt(_median(wall[1:]))} warm)", flush=True)
+    cold: dict[str, list[float]] = {"overview": [], "chart": [], "wall": []}
+    warm: dict[str, list[float]] = {"overview": [], "chart": [], "wall": []}
+    points = None
+
+    def load(page: Any, into: dict[str, list[float]]) -> None:
+        page.goto("about:blank")
+        t0 = time.perf_counter()
+        page.goto(url, wait_until="commit")
+        page.wait_for_selector(".chart-card[data-metric='loss'][data-points]", state="attached", timeout=60_000)
+        into["wall"].append(time.perf_counter() - t0)
+        t = page.evaluate("window.__bench")
+        into["overview"].append(t["overview"] / 1e3)
+        into["chart"].append(t["chart"] / 1e3)
+
+    cold_loads = sizes.page_reps + 2
+    for i in range(cold_loads):
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        context.add_init_script(marks)
+        try:
+            page = context.new_page()
+            load(page, cold)
+            if i == cold_loads - 1:  # the same context again: warm
+                for _ in range(sizes.page_reps):
+                    load(page, warm)
+                points = page.get_attribute(".chart-card[data-metric='loss']", "data-count")
+        finally:
+            context.close()
+    result = {"overview_cold_s": _median(cold["overview"]), "overview_warm_s": _median(warm["overview"]),
+              "chart_cold_s": _median(cold["chart"]), "chart_warm_s": _median(warm["chart"]), "points": int(points or 0),
+              "cold": cold, "warm": warm}
+    span = lambda xs: f"{fmt(min(xs))}-{fmt(max(xs))}"  # noqa: E731
+    print(f"run page of a {result['points']:,}-point run in Chromium (page clock, median of {cold_loads} cold loads "
+          f"and {sizes.page_reps} warm): overview shown {fmt(result['overview_cold_s'])} cold ({span(cold['overview'])}), "
+          f"{fmt(result['overview_warm_s'])} warm; first chart drawn {fmt(result['chart_cold_s'])} cold "
+          f"({span(cold['chart'])}), {fmt(result['chart_warm_s'])} warm (Playwright wall to the chart "
+          f"{fmt(_median(cold['wall']))} cold, {fmt(_median(warm['wall']))} warm)", flush=True)
     return result
 
 

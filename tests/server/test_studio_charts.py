@@ -345,7 +345,7 @@ def test_the_overview_renders_before_the_chart_library_runs(charted: runlab.Work
     assert "max-age=31536000" in response.headers["cache-control"]
     held: list[Any] = []
     page.route("**/vendor/plotly*", lambda route: held.append(route))  # plotly.js does not arrive (yet)
-    page.goto(f"{live_server.url}/runs/chart_run")
+    page.goto(f"{live_server.url}/runs/chart_run", wait_until="domcontentloaded")  # "load" waits for the preload
     page.wait_for_selector("#details dd[data-field='Display name']")
     page.wait_for_selector("#metric-summary tr[data-metric='loss']")
     assert page.locator("#details dd[data-field='Display name']").inner_text() == "<b>x</b>"
@@ -357,6 +357,22 @@ def test_the_overview_renders_before_the_chart_library_runs(charted: runlab.Work
     drawn(page, "loss")
     page.wait_for_selector(READY)
     assert trace(page, "loss")["y"] == pytest.approx(LOSS)
+
+
+def test_the_overview_is_drawn_from_the_page_without_asking_the_api(charted: runlab.Workspace,
+                                                                   live_server: LiveServer, page: Any,
+                                                                   client: Any) -> None:
+    """The run page carries the run's record as GET /api/runs/ID answers it: the overview needs no
+    request, so it does not wait for the scripts to run and ask."""
+    data = json.loads(re.search(r'<script id="page-data" type="application/json">(.*?)</script>',
+                                client.get("/runs/chart_run").text, re.S).group(1))
+    assert data["run"] == client.get("/api/runs/chart_run").json()
+    asked: list[str] = []
+    page.route(re.compile(r".*/api/runs/chart_run$"), lambda route: (asked.append(route.request.url), route.abort()))
+    page.goto(f"{live_server.url}/runs/chart_run")
+    page.wait_for_selector("#details dd[data-field='Display name']")
+    assert page.locator("#details dd[data-field='Display name']").inner_text() == "<b>x</b>"
+    assert asked == []
 
 
 def test_a_logged_table_pages_through_all_its_rows_and_downloads_as_csv(ws: runlab.Workspace,

@@ -179,8 +179,13 @@ def run_page(state: State, run_id: Annotated[str, PathParam(max_length=320)]) ->
     except RunNotFoundError as exc:
         return not_found(state, "Run not found", exc.message)
     title = record.display_name or record.run_id
+    from runlab.server.api.runs import run_details_of
+
+    # the run's record as GET /api/runs/ID answers it (non-finite numbers as null): the overview is drawn
+    # from the page itself, without waiting for the scripts to run and ask
+    details = json.loads(run_details_of(state, record).model_dump_json())
     return page(state, page="run", title=title, nav="runs", charts="cartesian", content=render("run.html", {}),
-                data={"run_id": record.run_id, "experiment": record.experiment_name})
+                data={"run_id": record.run_id, "experiment": record.experiment_name, "run": details})
 
 
 @router.get("/compare", response_class=HTMLResponse)

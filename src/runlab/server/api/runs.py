@@ -214,12 +214,16 @@ def _csv_row(row: RunRow, metrics: list[str], tags: list[str], props: list[str])
                                *(row.properties.get(p) for p in props))]
 
 
+def run_details_of(state: StudioState, record: RunRecord) -> models.RunDetails:
+    """What ``GET /api/runs/ID`` answers (the run page carries it too: its overview needs no request)."""
+    names = [shown_name(n) for n in state.artifacts.list(record.run_id)]
+    return views.run_details(record, child_count=state.queries.child_count(record.run_id), file_names=names,
+                             studio_url=state.settings.studio_url)
+
+
 @router.get("/runs/{run_id}", response_model=models.RunDetails, summary="One run, with everything the run page shows")
 def get_run(state: State, run_id: RunId) -> models.RunDetails:
-    record = state.store.get_run(run_id)
-    names = [shown_name(n) for n in state.artifacts.list(run_id)]
-    return views.run_details(record, child_count=state.queries.child_count(run_id), file_names=names,
-                             studio_url=state.settings.studio_url)
+    return run_details_of(state, state.store.get_run(run_id))
 
 
 @router.get("/runs/{run_id}/children", response_model=models.RunList, summary="Child runs of a run")

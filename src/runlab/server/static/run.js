@@ -105,7 +105,7 @@
   }
 
   async function loadDetails() {
-    setRun(await api(base));
+    setRun(S.pageData.run || await api(base));  // the page carries the run's record as GET /api/runs/ID gives it
     loadModels().catch((err) => document.getElementById("models").replaceChildren(S.errorNotice(err)));
   }
 

@@ -1,6 +1,6 @@
 """Issue 12, the rest of Charts: compare's charts take the run page's settings (smoothing, log
 scale, x axis, outlier clipping) for every chart and per chart, open full screen, and keep the view
-in the URL; the run page has a metric picker; the run page reads its run once. Real Chromium
+in the URL; the run page has a metric picker; the run page carries its run's record. Real Chromium
 (Playwright) against a real server on 127.0.0.1; what is checked is read from plotly's own state of
 the drawn charts (`.data`, `._fullLayout`)."""
 
@@ -374,17 +374,17 @@ def test_the_metric_picker_filters_its_list_and_closes_on_esc_and_outside_clicks
     assert not page.evaluate("document.body.classList.contains('chart-fullscreen')")
 
 
-# -- the run page reads its run once --------------------------------------------------------------
+# -- the run page carries its run's record -----------------------------------------------------
 
 
-def test_the_run_page_reads_the_run_once_and_the_write_actions_use_it(picked: str, live_server: LiveServer,
-                                                                       page: Any) -> None:
+def test_the_run_page_reads_no_run_record_and_the_write_actions_use_the_page_s(
+        picked: str, live_server: LiveServer, page: Any) -> None:
     reads: list[str] = []
     page.on("request", lambda r: reads.append(r.method) if urlparse(r.url).path == "/api/runs/picked_run" else None)
     open_page(page, f"{live_server.url}/runs/picked_run")
     page.wait_for_selector("#run-write[data-ready='1']")
     page.wait_for_selector("#metric-summary tr[data-metric='loss']")
-    assert reads == ["GET"]  # run.js's read; run_actions.js uses it
+    assert reads == []  # the page carries the run's record: run.js reads none, run_actions.js uses it
     assert page.locator("#run-archive").inner_text() == "Archive"
     assert page.locator("#edit-name").input_value() == ""
     # a write's answer redraws the page: the header, the Details card, the Tags card
@@ -404,7 +404,7 @@ def test_the_run_page_reads_the_run_once_and_the_write_actions_use_it(picked: st
     assert page.locator("#edit-tags .tag-edit[data-tag='stage']").count() == 1
     page.click("#run-archive")
     page.wait_for_selector("#run-archive:has-text('Unarchive')")
-    assert reads == ["GET", "PATCH", "PATCH"]  # the writes' answers, no read again (archive is POST .../archive)
+    assert reads == ["PATCH", "PATCH"]  # the writes' answers, no read (archive is POST .../archive)
 
 
 def test_a_live_runs_new_status_reaches_the_write_actions(ws: runlab.Workspace, live_server: LiveServer,

@@ -11,7 +11,7 @@
   let run = null;
   let summaries = [];
 
-  /* The run's record, read once (GET /api/runs/ID) and shared: run_actions.js (the write actions)
+  /* The run's record, carried by the page (what GET /api/runs/ID answers) and shared: run_actions.js (the write actions)
      waits for `ready`, gives what a write answered to `update` (the page redraws from it), and hears
      of every change (a write, or a live run's new status) through `onChange`. */
   const listeners = [];

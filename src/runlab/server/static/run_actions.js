@@ -2,7 +2,7 @@
    run that has not ended; archive or unarchive; delete (after a confirmation). Each is a call of the
    API (api/runs.py) through Studio.send, which sends the session's CSRF token. Loaded before
    studio.js and run.js, so it starts once the document's scripts have all run; the run's record is
-   run.js's (window.RunPage: read once, redrawn from what each write answers). */
+   run.js's (window.RunPage: carried by the page, redrawn from what each write answers). */
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   const S = window.Studio;

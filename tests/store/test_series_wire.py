@@ -121,3 +121,20 @@ def test_a_name_no_store_can_hold_is_a_clear_error_not_a_server_bug() -> None:
         body = codec.MAGIC + struct.pack(">I", len(head)) + head + struct.pack(">d", 1.0) + struct.pack(">d", 2.0)
         with pytest.raises(codec.WireError, match=f"metric {field} .* not valid Unicode"):
             codec.decode_batches(body)
+
+
+def test_every_record_class_of_core_crosses_the_wire() -> None:
+    """The codec names the asset records without importing them (a script that only logs never builds
+    them): that list must hold every record of runlab.core.assets, and the tracking ones every one of
+    runlab.core.entities."""
+    import dataclasses
+
+    from runlab.core import assets, entities
+
+    def records(module: object) -> set[str]:
+        return {n for n, v in vars(module).items() if isinstance(v, type) and dataclasses.is_dataclass(v)
+                and v.__module__ == module.__name__}  # type: ignore[attr-defined]
+
+    assert set(codec._ASSET_RECORDS) == records(assets)
+    assert records(entities) <= set(codec.RECORD_TYPES)
+    assert all(codec.record_type(n) is getattr(assets, n) for n in codec._ASSET_RECORDS)

@@ -24,7 +24,7 @@ STATIC = HERE / "static"
 
 # plotly.js's cartesian bundle (scatter, bar, heatmap... no parcoords), where the build fetched it from npm
 # (hatch_build.py, which pins its version: the file is named plotly-cartesian-<version>.min.js)
-VENDOR = Path(__file__).parent / "vendor"
+VENDOR = HERE / "vendor"
 Charts = Literal["cartesian", "all"] | None
 
 

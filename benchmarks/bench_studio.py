@@ -270,6 +270,7 @@ def measure_pages(folder: Any, sizes: Sizes) -> dict[str, Any]:
                 out[name] = {"cold_s": times[0], "median_s": _median(times[1:]), "min_s": min(times[1:]), "times_s": times}
             out["run_page"] = measure_run_page(browser, f"{server.url}/runs/{BIG_RUN}#metrics", sizes)
             browser.close()
+        out["run_page_uninspected"] = measure_run_page_uninspected(f"{server.url}/runs/{BIG_RUN}#metrics", sizes)
     finally:
         server.stop()
     return out
@@ -323,6 +324,55 @@ def measure_run_page(browser: Any, url: str, sizes: Sizes) -> dict[str, Any]:
           f"{fmt(result['overview_warm_s'])} warm; first chart drawn {fmt(result['chart_cold_s'])} cold "
           f"({span(cold['chart'])}), {fmt(result['chart_warm_s'])} warm (Playwright wall to the chart "
           f"{fmt(_median(cold['wall']))} cold, {fmt(_median(warm['wall']))} warm)", flush=True)
+    return result
+
+
+def measure_run_page_uninspected(url: str, sizes: Sizes) -> dict[str, Any]:
+    """The run page cold as a user's browser loads it: Chromium started on the URL with no inspector
+    attached (Playwright's attaches one, and with it V8 re-parses plotly.js's bundle for source positions
+    while it runs: ~0.2 s more, seen in Chromium's traces), a new profile each time. The figures are the
+    page's own user-timing marks (run.js: runlab:overview, runlab:first-chart) from navigation start, read
+    from Chromium's startup trace (``--trace-startup``). Printed only."""
+    marks: dict[str, list[float]] = {"overview": [], "chart": []}
+    for _ in range(sizes.page_reps + 2):
+        with tempfile.TemporaryDirectory(prefix="runlab-bench-chromium-") as profile:
+            trace = Path(profile) / "trace.json"
+            proc = subprocess.Popen(
+                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                 f"--user-data-dir={profile}/user", "--window-size=1440,900", "--trace-startup=blink.user_timing",
+                 "--trace-startup-format=json", f"--trace-startup-file={trace}", "--trace-startup-duration=6", url],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            events: list[dict[str, Any]] = []
+            try:
+                deadline = time.monotonic() + 40
+                while time.monotonic() < deadline:  # written once the trace's 6 s are over
+                    time.sleep(0.5)
+                    try:
+                        data = json.loads(trace.read_text())
+                    except (OSError, ValueError):
+                        continue
+                    events = data["traceEvents"] if isinstance(data, dict) else data
+                    break
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        found = {e["name"]: e for e in events if e.get("name", "").startswith("runlab:")}
+        if "runlab:overview" not in found or "runlab:first-chart" not in found:
+            raise RuntimeError("Chromium's startup trace lacks the run page's marks (runlab:overview, runlab:first-chart): "
+                               "the page did not finish in the trace's 6 s, or this Chromium does not write --trace-startup")
+        # a mark's startTime is the page's performance.now(): from its navigation's start
+        marks["overview"].append(found["runlab:overview"]["args"]["data"]["startTime"] / 1e3)
+        marks["chart"].append(found["runlab:first-chart"]["args"]["data"]["startTime"] / 1e3)
+    span = lambda xs: f"{fmt(min(xs))}-{fmt(max(xs))}"  # noqa: E731
+    result = {"overview_cold_s": _median(marks["overview"]), "chart_cold_s": _median(marks["chart"]), "cold": marks}
+    print(f"run page, no inspector attached (Chromium's startup trace, user-timing marks, median of "
+          f"{len(marks['chart'])} cold loads): overview shown {fmt(result['overview_cold_s'])} ({span(marks['overview'])}), "
+          f"first chart drawn {fmt(result['chart_cold_s'])} ({span(marks['chart'])})", flush=True)
     return result
 
 

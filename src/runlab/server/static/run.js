@@ -318,6 +318,7 @@
     const summary = summaries.find((m) => m.name === c.name);
     if ((last === null || last === undefined) && !c.zoom && summary) last = summary.last;  // inf, -inf, nan: a gap in the line
     c.card.dataset.points = String(y.length);
+    if (!performance.getEntriesByName("runlab:first-chart").length) performance.mark("runlab:first-chart");  // read by benchmarks/bench_studio.py
     c.card.dataset.count = String(c.count);
     c.card.dataset.last = last === null || last === undefined ? "" : String(last);
     c.meta.textContent = `${c.count.toLocaleString()} points` + (c.downsampled ? ` (${y.length.toLocaleString()} drawn)` : "") +
@@ -923,6 +924,7 @@
     return;
   }
   resolveReady(run);
+  performance.mark("runlab:overview");  // the overview filled: read by benchmarks/bench_studio.py (user timing)
   showTab(location.hash.slice(1) || "overview");
   S.afterPaint().then(() => S.plotly()).catch(() => {});  // the overview on screen: the chart library runs while the metrics load
   try { await applyMetrics(await api(`${base}/metrics`)); } catch (err) { document.getElementById("charts").replaceChildren(S.errorNotice(err)); }

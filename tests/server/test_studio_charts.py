@@ -10,7 +10,7 @@ import math
 import re
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
 from studio_fixtures import LiveServer, add_run
@@ -375,6 +375,107 @@ def test_the_overview_is_drawn_from_the_page_without_asking_the_api(charted: run
     assert asked == []
 
 
+def test_the_run_page_carries_its_metric_list_and_asks_for_the_series_before_plotly_runs(
+        charted: runlab.Workspace, live_server: LiveServer, page: Any, client: Any) -> None:
+    """The page carries the metric list as GET /api/runs/ID/metrics answers it, so the charts' series
+    are asked for as the script starts: while plotly.js has not arrived, every chart's series has been
+    asked for, and the list never."""
+    data = json.loads(re.search(r'<script id="page-data" type="application/json">(.*?)</script>',
+                                client.get("/runs/chart_run").text, re.S).group(1))
+    assert data["metrics"] == client.get("/api/runs/chart_run/metrics").json()
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(unquote(urlparse(r.url).path)))
+    held: list[Any] = []
+    page.route("**/vendor/plotly*", lambda route: held.append(route))
+    page.goto(url(live_server), wait_until="commit")
+    series = {f"/api/runs/chart_run/metrics/{name}" for name in ("loss", "train/loss", "train/accuracy", "val/loss",
+                                                                   "spiky", "sys/cpu_percent")}
+    page.wait_for_function("""(paths) => paths.every((p) => performance.getEntriesByType('resource')
+        .some((e) => decodeURIComponent(new URL(e.name).pathname) === p && e.responseEnd > 0))""", arg=sorted(series))
+    assert page.evaluate("typeof window.Plotly") == "undefined"
+    assert series <= set(asked) and "/api/runs/chart_run/metrics" not in asked
+    for route in held:
+        route.continue_()
+    page.unroute("**/vendor/plotly*")
+    page.wait_for_selector(READY)
+    drawn(page, "loss")
+    assert trace(page, "loss")["y"] == pytest.approx(LOSS)
+    assert "/api/runs/chart_run/metrics" not in asked
+
+
+def test_charts_are_drawn_one_a_frame_in_page_order(charted: runlab.Workspace, live_server: LiveServer,
+                                                    page: Any) -> None:
+    """With every series in before plotly.js runs, the charts are drawn one per frame (the first shows
+    before the next is drawn) from the top of the page down, whatever order the metrics were logged in
+    (spiky, logged fifth, sits in the first group beside loss)."""
+    page.add_init_script("""(() => { const log = (window.__draws = []); let frame = 0;
+        const tick = () => { frame++; requestAnimationFrame(tick); }; requestAnimationFrame(tick);
+        document.addEventListener('DOMContentLoaded', () => new MutationObserver((records) => records.forEach((r) => {
+            if (r.attributeName === 'data-points' && !log.some((d) => d.name === r.target.dataset.metric))
+              log.push({ name: r.target.dataset.metric, frame }); }))
+          .observe(document.body, { subtree: true, attributes: true, attributeFilter: ['data-points'] })); })()""")
+    held: list[Any] = []
+    page.route("**/vendor/plotly*", lambda route: held.append(route))
+    page.goto(url(live_server), wait_until="commit")
+    page.wait_for_function("""() => ['loss', 'spiky', 'val%2Floss', 'sys%2Fcpu_percent'].every((n) =>
+        performance.getEntriesByType('resource').some((e) => e.name.includes('/metrics/' + n + '?') && e.responseEnd > 0))""")
+    page.wait_for_function("document.querySelectorAll('.chart-card').length === 6")
+    for route in held:
+        route.continue_()
+    page.unroute("**/vendor/plotly*")
+    page.wait_for_selector(READY)
+    page.wait_for_function("window.__draws.length === 6")
+    draws = page.evaluate("window.__draws")
+    in_page = page.evaluate("[...document.querySelectorAll('#charts .chart-card, #system-charts .chart-card')]"
+                            ".map((c) => c.dataset.metric)")
+    assert [d["name"] for d in draws] == in_page
+    assert in_page[:2] == ["loss", "spiky"]
+    frames = [d["frame"] for d in draws]
+    assert frames == sorted(frames) and len(set(frames)) == len(frames), draws
+
+
+def test_the_overview_waits_for_none_of_the_deferred_scripts(charted: runlab.Workspace, live_server: LiveServer,
+                                                             page: Any, client: Any) -> None:
+    """evaluation.js, run_inputs.js and run_actions.js are deferred, after run.js: the overview is drawn
+    while they have not arrived, and what they add comes once they do."""
+    html = client.get("/runs/chart_run").text
+    order = [m.group(1) for m in re.finditer(r'<script (?:defer )?src="/static/(\w+)\.js', html)]
+    assert order == ["studio", "run", "run_inputs", "evaluation", "run_actions"]
+    for name in ("run_inputs", "evaluation", "run_actions"):
+        assert re.search(rf'<script defer src="/static/{name}\.js\?v=', html)
+    held: list[Any] = []
+    pattern = re.compile(r".*/static/(run_inputs|evaluation|run_actions)\.js.*")
+    page.route(pattern, lambda route: held.append(route))
+    page.goto(url(live_server), wait_until="commit")
+    page.wait_for_selector("#details dd[data-field='Display name']", state="attached")
+    page.wait_for_selector("#metric-summary tr[data-metric='loss']", state="attached")
+    assert page.evaluate("[typeof window.RunInputs, typeof window.StudioEval]") == ["undefined", "undefined"]
+    page.wait_for_function("() => document.querySelectorAll('.chart-card').length === 6")
+    for route in held:
+        route.continue_()
+    page.unroute(pattern)
+    page.wait_for_selector(READY)
+    page.wait_for_selector("#run-write[data-ready='1']")  # run_actions.js started
+    assert page.evaluate("typeof window.RunInputs") == "object"
+
+
+def test_times_say_their_zone_as_an_offset_from_utc(browser: Any, charted: runlab.Workspace,
+                                                    live_server: LiveServer) -> None:
+    """Absolute times name their zone by its offset ("UTC+05:30"): unambiguous, and no Intl zone lookup
+    on the way to the overview."""
+    for zone, at_t0 in (("UTC", "UTC"), ("Asia/Kolkata", "UTC+05:30"), ("America/St_Johns", "UTC-03:30")):
+        context = browser.new_context(timezone_id=zone)
+        try:
+            pg = context.new_page()
+            pg.goto(f"{live_server.url}/runs/chart_run")
+            pg.wait_for_selector("#details dd[data-field='Created'] time")
+            assert pg.evaluate(f"Studio.zoneName({T0})") == at_t0
+            created = pg.locator("#details dd[data-field='Created'] time").inner_text()
+            assert created.endswith(f" {at_t0}"), created
+        finally:
+            context.close()
+
+
 def test_a_logged_table_pages_through_all_its_rows_and_downloads_as_csv(ws: runlab.Workspace,
                                                                         live_server: LiveServer, page: Any,
                                                                         tmp_path: Any) -> None:
@@ -552,7 +653,7 @@ def test_times_show_their_zone_and_the_relative_time_on_hover(charted: runlab.Wo
     page = themed_page
     open_page(page, f"{live_server.url}/runs/chart_run")
     created = page.locator("#details dd[data-field='Created'] time")
-    # T0 is 2025-12-29 09:20:00 UTC: 18:20 in Tokyo (GMT+9, no daylight saving)
-    assert created.inner_text() == "2025-12-29 18:20:00 GMT+9"
+    # T0 is 2025-12-29 09:20:00 UTC: 18:20 in Tokyo (UTC+09:00, no daylight saving)
+    assert created.inner_text() == "2025-12-29 18:20:00 UTC+09:00"
     assert re.fullmatch(r"\d+ (mo|y) ago", created.get_attribute("title"))  # T0 is months ago
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(244, 246, 249)"  # light: as before

@@ -15,7 +15,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
+from pydantic import TypeAdapter
+
 from runlab.core.errors import RunlabError, RunNotFoundError
+from runlab.server import models, views
 from runlab.server.state import StudioState, get_state
 
 HERE = Path(__file__).parent
@@ -26,6 +29,7 @@ STATIC = HERE / "static"
 # (hatch_build.py, which pins its version: the file is named plotly-cartesian-<version>.min.js)
 VENDOR = HERE / "vendor"
 Charts = Literal["cartesian", "all"] | None
+_METRIC_LIST = TypeAdapter(list[models.MetricInfo])
 
 
 router = APIRouter(include_in_schema=False)
@@ -124,18 +128,25 @@ def _nav(active: str) -> str:
 
 
 def page(state: StudioState, *, page: str, title: str, content: str, data: Mapping[str, Any] | None = None,
-         nav: str | None = None, charts: Charts = None, status_code: int = 200) -> HTMLResponse:
+         nav: str | None = None, charts: Charts = None, scripts: tuple[str, ...] = (),
+         status_code: int = 200) -> HTMLResponse:
     """A whole page: the base layout around ``content``, with ``data`` for the page's script.
 
     ``charts``: which plotly.js the page's charts need, "cartesian" (scatter, bar, heatmap: the cartesian
     bundle where the build fetched it, else the full one) or "all" (parcoords too: the full bundle).
+    ``scripts``: more of ``static/`` (names without ``.js``) for what is not drawn first: deferred, they
+    are fetched after the page's own script and run once the document is parsed, so the page's script
+    waits for none of them.
     """
     body = render("base.html", {
         "title": title, "page": page, "version": _version(), "workspace": state.folder.name,
         "workspace_path": str(state.folder.path), "nav_html": _nav(nav or page), "content_html": content,
         "data_json": dict(data or {}),
-        # plotly.js (1.5 MB cartesian, 4.8 MB full: up to 1 s to parse) is fetched alongside and run only
-        # when a chart is drawn (Studio.plotly() in studio.js): the page's text renders first
+        "scripts_html": "".join(f'<script defer src="/static/{html.escape(name)}.js?v={html.escape(_version())}"></script>\n'
+                                for name in scripts),
+        # plotly.js (1.5 MB cartesian, 4.8 MB full: up to 1 s to parse) is fetched alongside (asked for after
+        # the page's scripts, which the server answers first) and run only when a chart is drawn
+        # (Studio.plotly() in studio.js, after a paint): the page's text renders first
         "vendor_html": (f'<link rel="preload" id="plotly-src" href="{plotly_href(charts)}" as="script">\n')
         if charts else "",
     })
@@ -184,8 +195,13 @@ def run_page(state: State, run_id: Annotated[str, PathParam(max_length=320)]) ->
     # the run's record as GET /api/runs/ID answers it (non-finite numbers as null): the overview is drawn
     # from the page itself, without waiting for the scripts to run and ask
     details = json.loads(run_details_of(state, record).model_dump_json())
+    # ...and its metrics as GET /api/runs/ID/metrics answers them: the charts' series requests go out as
+    # the script starts, before plotly.js runs (its parse holds the page's thread for half a second, and
+    # an answer the page waited for behind it would send them only after)
+    metrics = json.loads(_METRIC_LIST.dump_json([views.metric_info(s) for s in state.store.get_metric_summaries(record.run_id)]))
     return page(state, page="run", title=title, nav="runs", charts="cartesian", content=render("run.html", {}),
-                data={"run_id": record.run_id, "experiment": record.experiment_name, "run": details})
+                scripts=("run_inputs", "evaluation", "run_actions"),
+                data={"run_id": record.run_id, "experiment": record.experiment_name, "run": details, "metrics": metrics})
 
 
 @router.get("/compare", response_class=HTMLResponse)

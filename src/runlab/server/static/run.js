@@ -98,7 +98,6 @@
     document.getElementById("arguments").replaceChildren(run.arguments.length
       ? el("pre", { class: "code" }, run.arguments.map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(" "))
       : el("p", { class: "muted" }, "No arguments: submitted runs show their script arguments here."));
-    window.RunInputs?.render(run);  // the Inputs card (static/run_inputs.js), hidden when the run has none
     document.getElementById("environment").replaceChildren(run.environment
       ? el("pre", { class: "code" }, JSON.stringify(run.environment, null, 2))
       : el("p", { class: "muted" }, "No environment: runs started with start_logging() use the Python that runs them; submitted runs show their environment definition here."));
@@ -331,9 +330,37 @@
     return raw ? [raw, main] : [main];
   }
 
+  // Charts are drawn one per turn, the highest on the page among those whose points have come first, with
+  // a paint between: drawn all at once as their answers came, seven charts held the page's thread for
+  // 120-190 ms before any of them showed.
+  const drawQueue = [];  // {c, start}: a chart waiting for its turn (twice when two redraws wait)
+  let drawing = false;
+  function drawTurn(c) {
+    return new Promise((start) => {
+      drawQueue.push({ c, start });
+      if (!drawing) { drawing = true; setTimeout(nextTurn, 0); }  // the charts ready at once all in the queue first
+    });
+  }
+  function nextTurn() {
+    if (!drawQueue.length) { drawing = false; return; }
+    drawing = true;
+    // shown charts first, in page order (a chart's group decides its place, not when it was logged)
+    const before = (a, b) => (a.card.hidden !== b.card.hidden ? !a.card.hidden
+      : !!(a.card.compareDocumentPosition(b.card) & Node.DOCUMENT_POSITION_FOLLOWING));
+    let best = 0;
+    drawQueue.forEach((w, i) => { if (before(w.c, drawQueue[best].c)) best = i; });
+    drawQueue.splice(best, 1)[0].start();
+  }
+  const turnDone = () => S.afterPaint().then(nextTurn);
+
   async function render(c) {
     if (!c.s) return;
     await S.plotly();
+    await drawTurn(c);
+    try { await draw(c); } finally { turnDone(); }
+  }
+
+  async function draw(c) {
     const st = settingsOf(c);
     const layout = S.chartAxes(S.plotLayout(), st, [c.s.values]);
     if (c.zoom) {
@@ -348,10 +375,18 @@
   }
 
   const seriesOf = (c, params) => api(`${base}/metrics/${encodeURIComponent(c.name)}`, Object.assign({ points: MAX_POINTS }, params));
+  // the first series of each chart, asked for before the page is first painted (see start)
+  const prefetched = new Map();
+  const prefetch = (list) => list.filter(chartable).forEach((m) => prefetched.set(m.name, seriesOf(m, {})));
+  function wholeSeries(c) {
+    const ask = prefetched.get(c.name);
+    prefetched.delete(c.name);
+    return ask || seriesOf(c, {});
+  }
   const slim = (s) => ({ steps: s.steps, values: s.values, times: s.times });
 
   async function drawFull(c) {
-    const s = await seriesOf(c, {});
+    const s = await wholeSeries(c);
     c.count = s.count; c.downsampled = s.downsampled; c.zoom = null; c.yzoom = null; c.s = slim(s);
     await render(c);
     delete c.card.dataset.zoom;
@@ -464,7 +499,7 @@
     for (const m of others.filter((x) => x.kind !== "scalar")) {
       const key = `${m.name}:${m.count}`;
       if (!otherCache.has(key)) {
-        otherCache.set(key, api(`${base}/metrics/${encodeURIComponent(m.name)}`, { points: 1000 }).catch((err) => ({ error: err })));
+        otherCache.set(key, otherSeries(m).catch((err) => ({ error: err })));
       }
       const s = await otherCache.get(key);
       parts.push(el("div", { class: "panel card", dataset: { metric: m.name } }, el("h2", {}, `${m.name} `, el("span", { class: "faint" }, m.kind)), renderOther(m, s)));
@@ -472,6 +507,15 @@
     box.replaceChildren(el("div", { class: "cards" }, parts));
     if (box.querySelector(".eval-chart")) await S.plotly();
     window.StudioEval?.drawPending(box);
+  }
+
+  // evaluation.js is deferred: it has run once the document is parsed
+  const scriptsRun = new Promise((resolve) => (document.readyState === "loading"
+    ? document.addEventListener("DOMContentLoaded", resolve, { once: true }) : resolve()));
+  async function otherSeries(m) {
+    const s = await api(`${base}/metrics/${encodeURIComponent(m.name)}`, { points: 1000 });
+    await scriptsRun;
+    return s;
   }
 
   function renderOther(m, s) {
@@ -926,8 +970,16 @@
   resolveReady(run);
   performance.mark("runlab:overview");  // the overview filled: read by benchmarks/bench_studio.py (user timing)
   showTab(location.hash.slice(1) || "overview");
-  S.afterPaint().then(() => S.plotly()).catch(() => {});  // the overview on screen: the chart library runs while the metrics load
-  try { await applyMetrics(await api(`${base}/metrics`)); } catch (err) { document.getElementById("charts").replaceChildren(S.errorNotice(err)); }
+  // The charts' series are asked for now (the page carries the metric list), the overview is painted,
+  // and the chart library runs (Studio.plotly waits for a paint) while they come; the chart cards are
+  // built meanwhile
+  try {
+    const initial = S.pageData.metrics;
+    if (initial) prefetch(initial);
+    S.plotly().catch(() => {});
+    await S.afterPaint();
+    await applyMetrics(initial || await api(`${base}/metrics`));
+  } catch (err) { document.getElementById("charts").replaceChildren(S.errorNotice(err)); }
   live.counts = summaries.map((m) => `${m.name}:${m.count}`).join("|");
   scheduleLive();
   document.body.dataset.ready = "1";

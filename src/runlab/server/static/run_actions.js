@@ -1,7 +1,7 @@
 /* The run page's write actions: edit the display name, description and tags; add a note; cancel a
    run that has not ended; archive or unarchive; delete (after a confirmation). Each is a call of the
-   API (api/runs.py) through Studio.send, which sends the session's CSRF token. Loaded before
-   studio.js and run.js, so it starts once the document's scripts have all run; the run's record is
+   API (api/runs.py) through Studio.send, which sends the session's CSRF token. Deferred (it runs
+   after run.js) and started once the document's scripts have all run; the run's record is
    run.js's (window.RunPage: carried by the page, redrawn from what each write answers). */
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {

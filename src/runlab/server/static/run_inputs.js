@@ -1,6 +1,6 @@
 /* The run page's Inputs card: the datasets the run consumed (name, mode, dataset version, files,
-   bytes), each linked to its dataset page; hidden when the run has none. Loaded before run.js,
-   which calls RunInputs.render(run) whenever it renders the run's overview. */
+   bytes), each linked to its dataset page; hidden when the run has none. Deferred (it runs after
+   run.js): it draws the run run.js holds (window.RunPage) and again on each change of it. */
 "use strict";
 window.RunInputs = (function () {
   let shown = null;  // the last inputs drawn, as JSON: a re-render with the same draws nothing
@@ -45,5 +45,10 @@ window.RunInputs = (function () {
     card.hidden = !inputs.length && !(run.inputs && run.inputs.length);
   }
 
+  const page = window.RunPage;
+  if (page) {
+    page.onChange((run) => render(run));
+    if (page.run) render(page.run);
+  }
   return { render };
 })();

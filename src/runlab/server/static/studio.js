@@ -115,21 +115,14 @@
     do { n /= 1024; i++; } while (n >= 1024 && i < units.length - 1);
     return `${n.toFixed(n < 10 ? 1 : 0)} ${units[i]}`;
   }
-  /* The browser's time zone, as a short name ("UTC", "CET", "GMT+1"): every absolute time says it. */
-  let zoneFormat = null;
-  const zoneNames = new Map();  // UTC offset (minutes) -> its name: a chart's 2,000 hover times ask once
+  /* The browser's time zone at a time, as its offset from UTC ("UTC", "UTC+01:00", "UTC-05:30"): every
+     absolute time says it. An offset names one zone (a short name may not: IST is India's, Ireland's and
+     Israel's) and costs no lookup (Intl's zone names took 48 ms on their first use: the run page's overview
+     waited for it). */
   function zoneName(ts) {
     const d = ts ? new Date(ts * 1000) : new Date();
     const off = -d.getTimezoneOffset();
-    if (zoneNames.has(off)) return zoneNames.get(off);
-    let name = `UTC${off >= 0 ? "+" : "-"}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
-    try {
-      zoneFormat = zoneFormat || new Intl.DateTimeFormat(undefined, { timeZoneName: "short" });
-      const part = zoneFormat.formatToParts(d).find((p) => p.type === "timeZoneName");
-      if (part) name = part.value;
-    } catch (e) { /* an old browser: the offset */ }
-    zoneNames.set(off, name);
-    return name;
+    return off === 0 ? "UTC" : `UTC${off > 0 ? "+" : "-"}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
   }
   const fmtTimeZone = (ts) => (ts === null || ts === undefined ? "" : `${fmtTime(ts)} ${zoneName(ts)}`);
   /* a relative time ("5 min ago"), the absolute time with its zone on hover */
@@ -189,26 +182,28 @@
   const colour = (i) => (i < palette.length ? palette[i]
     : `hsl(${((i - palette.length) * 137.508 + 17) % 360 | 0}, ${[72, 58, 80][i % 3]}%, ${[44, 34, 56][(i >> 1) % 3]}%)`);
 
+  /* resolves once what the page holds now has been painted (a frame, then a task): the text comes
+     on screen before plotly.js's second of parsing. In a hidden tab (no frames) a task. */
+  const afterPaint = () => new Promise((resolve) => (document.hidden ? setTimeout(resolve, 0)
+    : requestAnimationFrame(() => setTimeout(resolve, 0))));
+
   /* plotly.js, loaded when a chart is first drawn: pages with charts preload it (<link id="plotly-src">)
-     without running it, so what they show in text comes first. Resolves to window.Plotly. */
+     without running it, and run it once what the page holds has been painted (its parse takes the
+     page's thread for half a second), so what they show in text comes first. Resolves to window.Plotly. */
   let plotlyLoad = null;
   function plotly() {
     if (window.Plotly) return Promise.resolve(window.Plotly);
     if (!plotlyLoad) {
-      plotlyLoad = new Promise((resolve, reject) => {
+      plotlyLoad = afterPaint().then(() => new Promise((resolve, reject) => {
         const script = document.createElement("script");
         script.src = document.getElementById("plotly-src")?.getAttribute("href") || "/vendor/plotly.min.js";
         script.onload = () => resolve(window.Plotly);
         script.onerror = () => { plotlyLoad = null; reject(new Error("the chart library (plotly.js) could not be loaded from the studio")); };
         document.head.append(script);
-      });
+      }));
     }
     return plotlyLoad;
   }
-
-  /* resolves once what the page holds now has been painted (a frame, then a task): the text comes
-     on screen before plotly.js's second of parsing */
-  const afterPaint = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
 
   /* Nothing a chart shows may leave the machine: no "Edit in Chart Studio"/"Share" (they upload the
      data to Plotly's cloud), no logo link, no topojson from a CDN (we draw no maps: a local path). */

@@ -277,17 +277,16 @@ def measure_pages(folder: Any, sizes: Sizes) -> dict[str, Any]:
 
 
 def measure_run_page(browser: Any, url: str, sizes: Sizes) -> dict[str, Any]:
-    """The run page of the big run on its Metrics tab: navigation to the overview shown (details
-    filled) and to the first chart drawn, cold (each in a new browser context: empty cache; the median
-    of ``page_reps + 2``: one cold load varies by half on this machine) then warm (the last context
+    """The run page of the big run on its Metrics tab: navigation to the overview filled and to the
+    first chart drawn, cold (each in a new browser context: empty cache; the median
+    of ``2 * page_reps + 1``: one cold load varies by half on this machine) then warm (the last context
     again, ``page_reps`` times). Printed only."""
-    # the page's own clock (performance.now(), from navigation start), read by a MutationObserver:
-    # when the overview's details and the first chart (data-points) appear in the DOM
-    marks = """(() => { const t = (window.__bench = {}); const seen = () => {
-        if (!t.overview && document.querySelector('#details dt')) t.overview = performance.now();
-        if (!t.chart && document.querySelector(".chart-card[data-points]")) t.chart = performance.now(); };
-      document.addEventListener('DOMContentLoaded', () => new MutationObserver(seen)
-        .observe(document.body, { subtree: true, childList: true, attributes: true })); })()"""
+    # the page's own clock: its user-timing marks (run.js: runlab:overview once the overview is filled,
+    # runlab:first-chart once a chart is drawn), from navigation start. (A MutationObserver started at
+    # DOMContentLoaded, used before, saw the overview only at the first change after it: the page fills
+    # the overview before DOMContentLoaded, so it measured that event instead.)
+    marks = """() => Object.fromEntries(['runlab:overview', 'runlab:first-chart'].map((n) =>
+        [n, performance.getEntriesByName(n)[0]?.startTime ?? null]))"""
     cold: dict[str, list[float]] = {"overview": [], "chart": [], "wall": []}
     warm: dict[str, list[float]] = {"overview": [], "chart": [], "wall": []}
     points = None
@@ -298,14 +297,14 @@ def measure_run_page(browser: Any, url: str, sizes: Sizes) -> dict[str, Any]:
         page.goto(url, wait_until="commit")
         page.wait_for_selector(".chart-card[data-metric='loss'][data-points]", state="attached", timeout=60_000)
         into["wall"].append(time.perf_counter() - t0)
-        t = page.evaluate("window.__bench")
-        into["overview"].append(t["overview"] / 1e3)
-        into["chart"].append(t["chart"] / 1e3)
+        page.wait_for_function("performance.getEntriesByName('runlab:first-chart').length > 0", timeout=60_000)
+        t = page.evaluate(marks)
+        into["overview"].append(t["runlab:overview"] / 1e3)
+        into["chart"].append(t["runlab:first-chart"] / 1e3)
 
-    cold_loads = sizes.page_reps + 2
+    cold_loads = 2 * sizes.page_reps + 1
     for i in range(cold_loads):
         context = browser.new_context(viewport={"width": 1440, "height": 900})
-        context.add_init_script(marks)
         try:
             page = context.new_page()
             load(page, cold)
@@ -328,25 +327,30 @@ def measure_run_page(browser: Any, url: str, sizes: Sizes) -> dict[str, Any]:
 
 
 def measure_run_page_uninspected(url: str, sizes: Sizes) -> dict[str, Any]:
-    """The run page cold as a user's browser loads it: Chromium started on the URL with no inspector
-    attached (Playwright's attaches one, and with it V8 re-parses plotly.js's bundle for source positions
-    while it runs: ~0.2 s more, seen in Chromium's traces), a new profile each time. The figures are the
-    page's own user-timing marks (run.js: runlab:overview, runlab:first-chart) from navigation start, read
-    from Chromium's startup trace (``--trace-startup``). Printed only."""
+    """The run page cold as a user's browser loads it: Chromium with no inspector attached (Playwright's
+    attaches one, and with it V8 re-parses plotly.js's bundle for source positions while it runs: ~0.2 s
+    more, seen in Chromium's traces), a new profile each time. Chromium starts on a blank page that goes
+    to the URL 1.5 s later, so that the browser's own start is over (as in a browser a user has open).
+    The figures are the page's own user-timing marks (run.js: runlab:overview, runlab:first-chart) from
+    navigation start, read from Chromium's startup trace (``--trace-startup``). Printed only."""
+    import signal
+    from urllib.parse import quote
+
+    start = "data:text/html," + quote(f"<script>setTimeout(() => location.replace({json.dumps(url)}), 1500)</script>")
     marks: dict[str, list[float]] = {"overview": [], "chart": []}
-    for _ in range(sizes.page_reps + 2):
-        with tempfile.TemporaryDirectory(prefix="runlab-bench-chromium-") as profile:
+    for _ in range(2 * sizes.page_reps + 1):
+        with tempfile.TemporaryDirectory(prefix="runlab-bench-chromium-", ignore_cleanup_errors=True) as profile:
             trace = Path(profile) / "trace.json"
             proc = subprocess.Popen(
                 [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
                  f"--user-data-dir={profile}/user", "--window-size=1440,900", "--trace-startup=blink.user_timing",
-                 "--trace-startup-format=json", f"--trace-startup-file={trace}", "--trace-startup-duration=6", url],
+                 "--trace-startup-format=json", f"--trace-startup-file={trace}", "--trace-startup-duration=8", start],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             events: list[dict[str, Any]] = []
             try:
                 deadline = time.monotonic() + 40
-                while time.monotonic() < deadline:  # written once the trace's 6 s are over
+                while time.monotonic() < deadline:  # written once the trace's 8 s are over
                     time.sleep(0.5)
                     try:
                         data = json.loads(trace.read_text())
@@ -354,17 +358,17 @@ def measure_run_page_uninspected(url: str, sizes: Sizes) -> dict[str, Any]:
                         continue
                     events = data["traceEvents"] if isinstance(data, dict) else data
                     break
-            finally:
-                proc.terminate()
+            finally:  # Chromium and its helper processes: its own session (process group)
+                os.killpg(proc.pid, signal.SIGTERM)
                 try:
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
-                    proc.kill()
+                    os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
         found = {e["name"]: e for e in events if e.get("name", "").startswith("runlab:")}
         if "runlab:overview" not in found or "runlab:first-chart" not in found:
             raise RuntimeError("Chromium's startup trace lacks the run page's marks (runlab:overview, runlab:first-chart): "
-                               "the page did not finish in the trace's 6 s, or this Chromium does not write --trace-startup")
+                               "the page did not finish in the trace's 8 s, or this Chromium does not write --trace-startup")
         # a mark's startTime is the page's performance.now(): from its navigation's start
         marks["overview"].append(found["runlab:overview"]["args"]["data"]["startTime"] / 1e3)
         marks["chart"].append(found["runlab:first-chart"]["args"]["data"]["startTime"] / 1e3)

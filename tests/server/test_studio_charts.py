@@ -550,6 +550,23 @@ def test_compare_25_runs_has_25_colours_and_every_length_on_one_axis(many: list[
     assert page.locator("#compare-chart .legend b, #compare-chart svg a").count() == 0
 
 
+def test_compare_asks_for_its_series_before_plotly_runs(many: list[str], live_server: LiveServer, page: Any) -> None:
+    """The compared metrics' series are asked for once the runs are known, while plotly.js (4.8 MB to
+    run) has not arrived; the chart is drawn from that answer when it does."""
+    held: list[Any] = []
+    page.route("**/vendor/plotly*", lambda route: held.append(route))
+    page.goto(f"{live_server.url}/compare?runs={','.join(many)}&metric=loss&metric=acc", wait_until="commit")
+    page.wait_for_function("""() => ['loss', 'acc'].every((n) => performance.getEntriesByType('resource')
+        .some((e) => e.name.includes('/api/series?') && e.name.includes('name=' + n) && e.responseEnd > 0))""")
+    assert page.evaluate("typeof window.Plotly") == "undefined" and held
+    for route in held:
+        route.continue_()
+    page.unroute("**/vendor/plotly*")
+    page.wait_for_selector(READY)
+    assert page.get_attribute("#compare-chart", "data-traces") == "25"
+    assert page.evaluate("performance.getEntriesByType('resource').filter((e) => e.name.includes('/api/series?')).length") == 2
+
+
 def test_compare_legend_hover_highlights_a_run(many: list[str], live_server: LiveServer, page: Any) -> None:
     open_page(page, f"{live_server.url}/compare?runs={','.join(many[:5])}")
     page.hover("#compare-chart .legend .traces >> nth=2")

@@ -414,6 +414,9 @@
     select.replaceChildren(...names.map((n) => { const o = el("option", { value: n }, n); if (n === metric) o.selected = true; return o; }));
     extras = extras.filter((m) => names.includes(m) && m !== metric);
     renderOptions(names);
+    // the charts' series are asked for now, so that the server reads them while the table is drawn and
+    // the chart library runs (before, they were asked for once plotly.js had run: 0.5-0.7 s later)
+    [metric, ...extras].filter(Boolean).forEach((name) => seriesOf(name).catch(() => {}));
     renderTable();  // the table first: the chart library loads meanwhile
     try { await S.afterPaint(); await S.plotly(); await drawChart(); } catch (err) { chart.replaceChildren(S.errorNotice(err)); }
     saveQuery();

@@ -93,6 +93,34 @@ def test_failed_script_keeps_outputs_metrics_and_traceback(ws: runlab.Workspace,
     assert len(run.get_metrics()["loss"]) == 10
 
 
+def test_outputs_links_leading_outside_are_not_uploaded_and_the_log_says_so(ws: runlab.Workspace, cluster: ComputeTarget,
+                                                                          src: Path, tmp_path: Path) -> None:
+    """./outputs is uploaded by one rule (store.paths.folder_files): a link to a file inside is that
+    file; a link to a file or a folder outside (a key, a dataset) is not followed, the run still
+    completes, and its agent log (azureml-logs/55_agent_log.txt) names what was left out."""
+    home = tmp_path / "home"
+    (home / "datasets").mkdir(parents=True)
+    (home / "id_rsa").write_text("secret")
+    (home / "datasets" / "big.bin").write_bytes(b"x" * 1000)
+    (src / "train.py").write_text(
+        "import os\n"
+        "os.makedirs('outputs', exist_ok=True)\n"
+        "open('outputs/model.pt', 'wb').write(b'weights')\n"
+        "os.symlink('model.pt', 'outputs/best.pt')\n"
+        f"os.symlink({str(home / 'id_rsa')!r}, 'outputs/key')\n"
+        f"os.symlink({str(home / 'datasets')!r}, 'outputs/data')\n"
+    )
+    run = runlab.Experiment(ws, "links").submit(ScriptRunConfig(str(src), "train.py", compute_target=cluster))
+    run.wait_for_completion()
+    assert run.get_status() == "Completed"
+    assert [n for n in run.get_file_names() if n.startswith("outputs/")] == ["outputs/best.pt", "outputs/model.pt"]
+    with run.open_file("azureml-logs/55_agent_log.txt") as f:
+        log = f.read().decode()
+    assert f"outputs/key is a link to {home / 'id_rsa'}, outside ./outputs: not uploaded" in log
+    assert f"outputs/data is a link to {home / 'datasets'}, outside ./outputs: not uploaded" in log
+    assert "uploaded 2 output file(s)" in log
+
+
 def test_arguments_environment_variables_and_logs_folder(ws: runlab.Workspace, cluster: ComputeTarget, src: Path) -> None:
     (src / "args.py").write_text(
         "import os, sys\n"

@@ -165,6 +165,31 @@ def test_tags_and_add_only_properties(run: runlab.Run) -> None:
     assert run.get_properties()["runlab.user"]  # who started it, recorded at creation
 
 
+def test_upload_folder_refuses_a_link_leading_outside_and_stores_links_inside(run: runlab.Run, tmp_path: Path) -> None:
+    """The rule of Datastore.upload: a link to a file elsewhere (a key, a dataset) is refused, with its
+    name, before anything is stored; a link to a file inside is that file; a broken link is left out."""
+    secret = tmp_path / "home" / "id_rsa"
+    secret.parent.mkdir()
+    secret.write_text("secret")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    (folder / "alias.txt").symlink_to(folder / "a.txt")
+    (folder / "broken").symlink_to(tmp_path / "missing")
+    (folder / "key").symlink_to(secret)
+    with pytest.raises(runlab.UserError, match=r"lead outside it \(key -> .*id_rsa\).*Nothing was uploaded"):
+        run.upload_folder("outputs", folder)
+    assert [n for n in run.get_file_names() if n.startswith("outputs/")] == []
+    (folder / "key").unlink()
+    (folder / "data").symlink_to(secret.parent, target_is_directory=True)  # a folder outside: refused too
+    with pytest.raises(runlab.UserError, match="data -> "):
+        run.upload_folder("outputs", folder)
+    (folder / "data").unlink()
+    assert run.upload_folder("outputs/", folder) == ["outputs/a.txt", "outputs/alias.txt"]
+    with run.open_file("outputs/alias.txt") as f:
+        assert f.read() == b"a"
+
+
 def test_files_upload_list_download(run: runlab.Run, tmp_path: Path) -> None:
     src = tmp_path / "model.bin"
     src.write_bytes(b"weights")

@@ -56,6 +56,7 @@ from runlab.execution.targets import (
     open_wake_fifo,
 )
 from runlab.store.folder import WorkspaceFolder
+from runlab.store.paths import folder_files
 from runlab.tracking import delivery  # noqa: F401 - installs WorkspaceFolder.journal_replayer (see store.folder)
 
 LOG_SHIP_MAX = 4 << 20  # bytes of one log sent to a server in one request
@@ -582,13 +583,21 @@ class Agent:
             monitor.stop()
 
     def _upload_folder(self, slot: Slot, name: str) -> int:
+        """Upload ./NAME of the run's folder (store.paths.folder_files: a link that leads outside it is
+        not followed, and the agent log says so); the number of files uploaded."""
         folder = slot.workdir / name
-        count = 0
-        if folder.is_dir():
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                self.artifacts.put_file(slot.run_id, f"{name}/{path.relative_to(folder).as_posix()}", path)
-                count += 1
-        return count
+        if not folder.is_dir():  # itself a link to a folder: that folder (as Datastore.upload and models take one)
+            return 0
+        try:
+            files, outside = folder_files(folder)
+        except OSError as exc:
+            self._run_log(slot, f"cannot read ./{name}: {exc}: not uploaded")
+            return 0
+        for rel, target in outside:
+            self._run_log(slot, f"{name}/{rel} is a link to {target}, outside ./{name}: not uploaded")
+        for rel, path in files:
+            self.artifacts.put_file(slot.run_id, f"{name}/{rel}", path)
+        return len(files)
 
     def _sync_logs(self, slot: Slot) -> None:
         """Upload files of ./logs that changed since the last sync."""

@@ -83,8 +83,16 @@ def _backend() -> tuple[Any, str] | None:
 
 
 def _upload_outputs(folder: Path) -> int:
+    """Upload this node's ./outputs (store.paths.folder_files: as the local agent, a link that leads
+    outside it is not followed, and stderr, the driver log, says so); the number of files."""
+    from runlab.store.paths import folder_files
+
     outputs = folder / "outputs"
-    files = [p for p in outputs.rglob("*") if p.is_file()] if outputs.is_dir() else []
+    if not outputs.is_dir():
+        return 0
+    files, outside = folder_files(outputs)
+    for rel, target in outside:
+        print(f"runlab: outputs/{rel} is a link to {target}, outside outputs/: not uploaded", file=sys.stderr)
     if not files:
         return 0
     from runlab.tracking.run import TrackedRun
@@ -93,7 +101,8 @@ def _upload_outputs(folder: Path) -> int:
     if found is None:
         print("runlab: RUNLAB_WORKSPACE and RUNLAB_RUN_ID are not set: outputs/ not uploaded", file=sys.stderr)
         return 0
-    return len(TrackedRun(found[0], found[1]).upload_folder("outputs", outputs))
+    run = TrackedRun(found[0], found[1])
+    return len([run.upload_file(f"outputs/{rel}", path) for rel, path in files])
 
 
 class _NodeStore:

@@ -87,3 +87,40 @@ def leads_out(base: str, rel: str = "") -> bool:
             real = os.path.realpath(os.path.join(base, rel) if rel else base)
             return real != base and not real.startswith(base + os.sep)
     return False
+
+
+def folder_files(root: str | os.PathLike[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The regular files under folder ``root`` to upload as a run's files: ``(name, path)`` pairs, the name
+    relative to ``root`` with ``/`` separators, in name order; and the links under it that lead outside it,
+    as ``(name, target)``. One rule for every folder a run uploads (``Run.upload_folder``, the agent's
+    ``./outputs``, a Ray node's): a link to a file inside ``root`` is that file; a link whose target is
+    outside ``root`` (a file or a folder) is never followed, so an ``outputs/data -> /mnt/datasets`` does
+    not copy a dataset, nor ``outputs/key -> ~/.ssh/id_rsa`` a secret; links to folders inside are not
+    walked (their files are listed under their own paths), broken links and special files are left out.
+    ``OSError`` when ``root`` cannot be read."""
+    base = os.path.abspath(os.fspath(root))
+    real_root = os.path.realpath(base)
+    files: list[tuple[str, str]] = []
+    outside: list[tuple[str, str]] = []
+
+    def walk(folder: str, rel_dir: str) -> None:
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            try:
+                if entry.is_symlink():
+                    real = os.path.realpath(entry.path)
+                    if not os.path.exists(real):
+                        continue  # broken: nothing to upload, wherever it pointed
+                    if real != real_root and not real.startswith(real_root + os.sep):
+                        outside.append((rel, real))
+                    elif entry.is_file():  # follows the link: a file inside root
+                        files.append((rel, entry.path))
+                elif entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, rel)
+                elif entry.is_file(follow_symlinks=False):
+                    files.append((rel, entry.path))
+            except OSError:
+                continue  # gone while it was listed
+
+    walk(base, "")
+    return files, outside

@@ -34,6 +34,7 @@ from runlab.core.process import current_identity
 from runlab.core.settings import RUNLAB_RUN_ID, RUNLAB_RUN_OWNER, load_settings
 from runlab.core.status import RunStatus, RunType
 from runlab.store.folder import WorkspaceFolder
+from runlab.store.paths import folder_files
 from runlab.tracking import delivery, exit_status, lifecycle
 from runlab.tracking.evaluation import check_evaluation
 from runlab.tracking.journal import STATUS, UPDATE, Record
@@ -664,15 +665,26 @@ class TrackedRun:
         return [self.upload_file(n, p) for n, p in zip(names, paths)]
 
     def upload_folder(self, name: str, path: str | os.PathLike[str]) -> list[str]:
-        """Store every file under ``path`` as ``name/<relative path>``."""
+        """Store every file under ``path`` as ``name/<relative path>``; returns the names.
+
+        A link to a file inside ``path`` is stored as that file; a link that leads outside ``path`` is
+        refused (UserError naming it, nothing stored), as ``Datastore.upload`` refuses one: replace it
+        with the file, or upload what it points to. Broken links and special files are left out."""
         folder = Path(path)
         if not folder.is_dir():
             raise UserError(f"upload_folder: {folder} is not a folder", path=folder)
-        uploaded = []
-        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-            rel = file.relative_to(folder).as_posix()
-            uploaded.append(self.upload_file(f"{name.rstrip('/')}/{rel}" if name else rel, file))
-        return uploaded
+        try:
+            files, outside = folder_files(folder)
+        except OSError as exc:
+            raise UserError(f"upload_folder: cannot read {folder}: {exc.strerror or exc}", path=folder) from exc
+        if outside:
+            named = "; ".join(f"{rel} -> {target}" for rel, target in outside[:5])
+            more = f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+            raise UserError(f"upload_folder: {len(outside)} link(s) in {folder} lead outside it ({named}{more}): runlab "
+                            "does not upload what such links point to; replace them with the files, or upload the "
+                            "folder they point to. Nothing was uploaded", path=folder, links=[r for r, _t in outside])
+        prefix = name.rstrip("/")
+        return [self.upload_file(f"{prefix}/{rel}" if prefix else rel, file) for rel, file in files]
 
     def get_file_names(self) -> list[str]:
         return self._backend.artifacts.list(self._run_id)

@@ -337,14 +337,14 @@ def measure_run_page_uninspected(url: str, sizes: Sizes) -> dict[str, Any]:
     from urllib.parse import quote
 
     start = "data:text/html," + quote(f"<script>setTimeout(() => location.replace({json.dumps(url)}), 1500)</script>")
-    marks: dict[str, list[float]] = {"overview": [], "chart": []}
+    marks: dict[str, list[float]] = {"overview": [], "chart": [], "busy": []}
     for _ in range(2 * sizes.page_reps + 1):
         with tempfile.TemporaryDirectory(prefix="runlab-bench-chromium-", ignore_cleanup_errors=True) as profile:
             trace = Path(profile) / "trace.json"
             proc = subprocess.Popen(
                 [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}/user", "--window-size=1440,900", "--trace-startup=blink.user_timing",
+                 f"--user-data-dir={profile}/user", "--window-size=1440,900", "--trace-startup=blink.user_timing,toplevel",
                  "--trace-startup-format=json", f"--trace-startup-file={trace}", "--trace-startup-duration=8", start],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             events: list[dict[str, Any]] = []
@@ -372,12 +372,32 @@ def measure_run_page_uninspected(url: str, sizes: Sizes) -> dict[str, Any]:
         # a mark's startTime is the page's performance.now(): from its navigation's start
         marks["overview"].append(found["runlab:overview"]["args"]["data"]["startTime"] / 1e3)
         marks["chart"].append(found["runlab:first-chart"]["args"]["data"]["startTime"] / 1e3)
+        marks["busy"].append(_main_thread_busy_s(events, found["runlab:first-chart"]))
     span = lambda xs: f"{fmt(min(xs))}-{fmt(max(xs))}"  # noqa: E731
-    result = {"overview_cold_s": _median(marks["overview"]), "chart_cold_s": _median(marks["chart"]), "cold": marks}
+    result = {"overview_cold_s": _median(marks["overview"]), "chart_cold_s": _median(marks["chart"]),
+              "busy_to_chart_s": _median(marks["busy"]), "cold": marks}
     print(f"run page, no inspector attached (Chromium's startup trace, user-timing marks, median of "
           f"{len(marks['chart'])} cold loads): overview shown {fmt(result['overview_cold_s'])} ({span(marks['overview'])}), "
-          f"first chart drawn {fmt(result['chart_cold_s'])} ({span(marks['chart'])})", flush=True)
+          f"first chart drawn {fmt(result['chart_cold_s'])} ({span(marks['chart'])}), the page's main thread busy "
+          f"{fmt(result['busy_to_chart_s'])} of it ({span(marks["busy"])}; the rest it waited: for the server, a frame)", flush=True)
     return result
+
+
+def _main_thread_busy_s(events: list[dict[str, Any]], mark: dict[str, Any]) -> float:
+    """Seconds the page's main thread (the thread that wrote ``mark``) ran tasks between the page's
+    navigation start and ``mark``: the union of its top-level tasks (trace category ``toplevel``)."""
+    end = mark["ts"]
+    begin = end - mark["args"]["data"]["startTime"] * 1e3  # trace clock, microseconds
+    spans = sorted((max(e["ts"], begin), min(e["ts"] + e["dur"], end)) for e in events
+                   if e.get("ph") == "X" and e.get("pid") == mark["pid"] and e.get("tid") == mark["tid"]
+                   and e.get("name") in ("ThreadControllerImpl::RunTask", "RunTask") and "dur" in e
+                   and e["ts"] < end and e["ts"] + e["dur"] > begin)
+    busy, reach = 0.0, begin
+    for lo, hi in spans:
+        if hi > reach:
+            busy += hi - max(lo, reach)
+            reach = hi
+    return busy / 1e6
 
 
 # -- MLflow's side (runs in MLflow's venv: imports nothing from runlab) ----------------------------------

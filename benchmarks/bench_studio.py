@@ -379,7 +379,7 @@ def measure_run_page_uninspected(url: str, sizes: Sizes) -> dict[str, Any]:
     print(f"run page, no inspector attached (Chromium's startup trace, user-timing marks, median of "
           f"{len(marks['chart'])} cold loads): overview shown {fmt(result['overview_cold_s'])} ({span(marks['overview'])}), "
           f"first chart drawn {fmt(result['chart_cold_s'])} ({span(marks['chart'])}), the page's main thread busy "
-          f"{fmt(result['busy_to_chart_s'])} of it ({span(marks["busy"])}; the rest it waited: for the server, a frame)", flush=True)
+          f"{fmt(result['busy_to_chart_s'])} of it ({span(marks['busy'])}; the rest it waited: for the server, a frame)", flush=True)
     return result
 
 

@@ -15,10 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from pydantic import TypeAdapter
-
 from runlab.core.errors import RunlabError, RunNotFoundError
-from runlab.server import models, views
 from runlab.server.state import StudioState, get_state
 
 HERE = Path(__file__).parent
@@ -29,7 +26,6 @@ STATIC = HERE / "static"
 # (hatch_build.py, which pins its version: the file is named plotly-cartesian-<version>.min.js)
 VENDOR = HERE / "vendor"
 Charts = Literal["cartesian", "all"] | None
-_METRIC_LIST = TypeAdapter(list[models.MetricInfo])
 
 
 router = APIRouter(include_in_schema=False)
@@ -190,6 +186,7 @@ def run_page(state: State, run_id: Annotated[str, PathParam(max_length=320)]) ->
     except RunNotFoundError as exc:
         return not_found(state, "Run not found", exc.message)
     title = record.display_name or record.run_id
+    from runlab.server.api.metrics import list_run_metrics
     from runlab.server.api.runs import run_details_of
 
     # the run's record as GET /api/runs/ID answers it (non-finite numbers as null): the overview is drawn
@@ -198,7 +195,7 @@ def run_page(state: State, run_id: Annotated[str, PathParam(max_length=320)]) ->
     # ...and its metrics as GET /api/runs/ID/metrics answers them: the charts' series requests go out as
     # the script starts, before plotly.js runs (its parse holds the page's thread for half a second, and
     # an answer the page waited for behind it would send them only after)
-    metrics = json.loads(_METRIC_LIST.dump_json([views.metric_info(s) for s in state.store.get_metric_summaries(record.run_id)]))
+    metrics = [json.loads(m.model_dump_json()) for m in list_run_metrics(state, record.run_id)]
     return page(state, page="run", title=title, nav="runs", charts="cartesian", content=render("run.html", {}),
                 scripts=("run_inputs", "evaluation", "run_actions"),
                 data={"run_id": record.run_id, "experiment": record.experiment_name, "run": details, "metrics": metrics})

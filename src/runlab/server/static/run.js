@@ -343,7 +343,6 @@
   }
   function nextTurn() {
     if (!drawQueue.length) { drawing = false; return; }
-    drawing = true;
     // shown charts first, in page order (a chart's group decides its place, not when it was logged)
     const before = (a, b) => (a.card.hidden !== b.card.hidden ? !a.card.hidden
       : !!(a.card.compareDocumentPosition(b.card) & Node.DOCUMENT_POSITION_FOLLOWING));
@@ -513,7 +512,7 @@
   const scriptsRun = new Promise((resolve) => (document.readyState === "loading"
     ? document.addEventListener("DOMContentLoaded", resolve, { once: true }) : resolve()));
   async function otherSeries(m) {
-    const s = await api(`${base}/metrics/${encodeURIComponent(m.name)}`, { points: 1000 });
+    const s = await seriesOf(m, { points: 1000 });
     await scriptsRun;
     return s;
   }

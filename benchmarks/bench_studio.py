@@ -39,7 +39,9 @@ HERE = Path(__file__).resolve().parent
 RESULT_MARK = "@@RESULT@@ "
 CHROMIUM = "/usr/bin/chromium"
 
-TARGETS = {"first_page": 0.150, "sorted_page": 0.300, "series": 0.100, "compare": 1.0, "compare_page": 2.0}
+TARGETS = {"first_page": 0.150, "sorted_page": 0.300, "series": 0.100, "compare": 1.0, "compare_page": 2.0,
+           # issue 12: a cold load (empty cache, no inspector) of the run page and of compare
+           "run_overview_cold": 0.300, "run_chart_cold": 1.0, "compare_drawn_cold": 1.5}
 
 
 @dataclass(frozen=True)
@@ -271,6 +273,8 @@ def measure_pages(folder: Any, sizes: Sizes) -> dict[str, Any]:
             out["run_page"] = measure_run_page(browser, f"{server.url}/runs/{BIG_RUN}#metrics", sizes)
             browser.close()
         out["run_page_uninspected"] = measure_run_page_uninspected(f"{server.url}/runs/{BIG_RUN}#metrics", sizes)
+        out["compare_page_uninspected"] = measure_compare_page_uninspected(
+            f"{server.url}/compare?runs={','.join(ids)}&metric=curve", sizes)
     finally:
         server.stop()
     return out
@@ -326,19 +330,20 @@ def measure_run_page(browser: Any, url: str, sizes: Sizes) -> dict[str, Any]:
     return result
 
 
-def measure_run_page_uninspected(url: str, sizes: Sizes) -> dict[str, Any]:
-    """The run page cold as a user's browser loads it: Chromium with no inspector attached (Playwright's
+def uninspected_marks(url: str, names: list[str], loads: int) -> dict[str, list[float]]:
+    """A page loaded cold as a user's browser loads it: Chromium with no inspector attached (Playwright's
     attaches one, and with it V8 re-parses plotly.js's bundle for source positions while it runs: ~0.2 s
-    more, seen in Chromium's traces), a new profile each time. Chromium starts on a blank page that goes
-    to the URL 1.5 s later, so that the browser's own start is over (as in a browser a user has open).
-    The figures are the page's own user-timing marks (run.js: runlab:overview, runlab:first-chart) from
-    navigation start, read from Chromium's startup trace (``--trace-startup``). Printed only."""
+    more, seen in Chromium's traces), a new profile each time (``loads`` times). Chromium starts on a blank
+    page that goes to the URL 1.5 s later, so that the browser's own start is over (as in a browser a user
+    has open). Per load: the page's user-timing marks ``names`` (seconds from navigation start, read from
+    Chromium's startup trace, ``--trace-startup``), and under "busy" how long the page's main thread ran
+    tasks before the last of them."""
     import signal
     from urllib.parse import quote
 
     start = "data:text/html," + quote(f"<script>setTimeout(() => location.replace({json.dumps(url)}), 1500)</script>")
-    marks: dict[str, list[float]] = {"overview": [], "chart": [], "busy": []}
-    for _ in range(2 * sizes.page_reps + 1):
+    marks: dict[str, list[float]] = {name: [] for name in [*names, "busy"]}
+    for _ in range(loads):
         with tempfile.TemporaryDirectory(prefix="runlab-bench-chromium-", ignore_cleanup_errors=True) as profile:
             trace = Path(profile) / "trace.json"
             proc = subprocess.Popen(
@@ -366,20 +371,43 @@ def measure_run_page_uninspected(url: str, sizes: Sizes) -> dict[str, Any]:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
         found = {e["name"]: e for e in events if e.get("name", "").startswith("runlab:")}
-        if "runlab:overview" not in found or "runlab:first-chart" not in found:
-            raise RuntimeError("Chromium's startup trace lacks the run page's marks (runlab:overview, runlab:first-chart): "
-                               "the page did not finish in the trace's 8 s, or this Chromium does not write --trace-startup")
-        # a mark's startTime is the page's performance.now(): from its navigation's start
-        marks["overview"].append(found["runlab:overview"]["args"]["data"]["startTime"] / 1e3)
-        marks["chart"].append(found["runlab:first-chart"]["args"]["data"]["startTime"] / 1e3)
-        marks["busy"].append(_main_thread_busy_s(events, found["runlab:first-chart"]))
-    span = lambda xs: f"{fmt(min(xs))}-{fmt(max(xs))}"  # noqa: E731
-    result = {"overview_cold_s": _median(marks["overview"]), "chart_cold_s": _median(marks["chart"]),
-              "busy_to_chart_s": _median(marks["busy"]), "cold": marks}
+        lacking = [name for name in names if name not in found]
+        if lacking:
+            raise RuntimeError(f"Chromium's startup trace lacks the page's marks {', '.join(lacking)}: the page did not "
+                               "finish in the trace's 8 s, or this Chromium does not write --trace-startup")
+        for name in names:  # a mark's startTime is the page's performance.now(): from its navigation's start
+            marks[name].append(found[name]["args"]["data"]["startTime"] / 1e3)
+        marks["busy"].append(_main_thread_busy_s(events, max((found[n] for n in names), key=lambda e: e["ts"])))
+    return marks
+
+
+def _span(xs: list[float]) -> str:
+    return f"{fmt(min(xs))}-{fmt(max(xs))}"
+
+
+def measure_run_page_uninspected(url: str, sizes: Sizes) -> dict[str, Any]:
+    """The run page cold, no inspector (``uninspected_marks``): run.js's marks runlab:overview (the overview
+    filled) and runlab:first-chart (a chart drawn). Printed only."""
+    marks = uninspected_marks(url, ["runlab:overview", "runlab:first-chart"], 2 * sizes.page_reps + 1)
+    overview, chart, busy = marks["runlab:overview"], marks["runlab:first-chart"], marks["busy"]
+    result = {"overview_cold_s": _median(overview), "chart_cold_s": _median(chart),
+              "busy_to_chart_s": _median(busy), "cold": {"overview": overview, "chart": chart, "busy": busy}}
     print(f"run page, no inspector attached (Chromium's startup trace, user-timing marks, median of "
-          f"{len(marks['chart'])} cold loads): overview shown {fmt(result['overview_cold_s'])} ({span(marks['overview'])}), "
-          f"first chart drawn {fmt(result['chart_cold_s'])} ({span(marks['chart'])}), the page's main thread busy "
-          f"{fmt(result['busy_to_chart_s'])} of it ({span(marks['busy'])}; the rest it waited: for the server, a frame)", flush=True)
+          f"{len(chart)} cold loads): overview shown {fmt(result['overview_cold_s'])} ({_span(overview)}), "
+          f"first chart drawn {fmt(result['chart_cold_s'])} ({_span(chart)}), the page's main thread busy "
+          f"{fmt(result['busy_to_chart_s'])} of it ({_span(busy)}; the rest it waited: for the server, a frame)", flush=True)
+    return result
+
+
+def measure_compare_page_uninspected(url: str, sizes: Sizes) -> dict[str, Any]:
+    """The compare page cold, no inspector (``uninspected_marks``): compare.js's mark runlab:compare-drawn
+    (its first chart drawn, every run's curve on it). Printed only."""
+    marks = uninspected_marks(url, ["runlab:compare-drawn"], 2 * sizes.page_reps + 1)
+    drawn, busy = marks["runlab:compare-drawn"], marks["busy"]
+    result = {"drawn_cold_s": _median(drawn), "busy_s": _median(busy), "cold": {"drawn": drawn, "busy": busy}}
+    print(f"compare page of {sizes.compare_runs} runs, no inspector attached (median of {len(drawn)} cold loads): "
+          f"chart drawn {fmt(result['drawn_cold_s'])} ({_span(drawn)}), the page's main thread busy "
+          f"{fmt(result['busy_s'])} of it ({_span(busy)})", flush=True)
     return result
 
 
@@ -595,6 +623,12 @@ def main(argv: list[str] | None = None) -> int:
     if pages:
         rows.append(row(f"compare page interactive in Chromium ({cr} curves)", "compare_page", "", pages["compare_page"], None))
         rows.append(row("   runs page interactive (sorted by a metric)", None, "", pages["runs_page"], None))
+        run_cold, compare_cold = pages["run_page_uninspected"], pages["compare_page_uninspected"]
+        rows.append(row(f"run page of the {big:,}-point run, overview shown, cold", "run_overview_cold", "",
+                        {"median_s": run_cold["overview_cold_s"]}, None))
+        rows.append(row("   same, first chart drawn, cold", "run_chart_cold", "", {"median_s": run_cold["chart_cold_s"]}, None))
+        rows.append(row(f"compare page ({cr} curves) drawn, cold", "compare_drawn_cold", "",
+                        {"median_s": compare_cold["drawn_cold_s"]}, None))
     total = rl["compare_series"]["median_s"] + rl["compare_table"]["median_s"]
     header = ["operation", "target", "runlab", "MLflow", "runlab vs MLflow", "vs target"]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]

@@ -359,14 +359,14 @@ def test_a_training_script_does_not_import_psutil() -> None:
 
 @pytest.fixture
 def fast_cluster(ws: runlab.Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("RUNLAB_SYSTEM_METRICS_INTERVAL", "0.25")  # read by the agent the submit starts
+    # the submitter's setting goes with each run: on a server too, whose agent has an environment of its own
+    monkeypatch.setenv("RUNLAB_SYSTEM_METRICS_INTERVAL", "0.25")
     config = AmlCompute.provisioning_configuration(max_nodes=2, idle_seconds_before_scaledown=30)
     ComputeTarget.create(ws, "sys-cluster", config)
     yield "sys-cluster"
     stop_agents(ws)
 
 
-@pytest.mark.embedded_only(reason="sets RUNLAB_SYSTEM_METRICS_INTERVAL for the agent this process starts: a server's agent is started by the server, with its own")
 @pytest.mark.slow
 def test_submitted_runs_cpu_bound_allocating_and_sleeping(ws: runlab.Workspace, fast_cluster: str,
                                                           tmp_path: Path) -> None:
@@ -409,7 +409,6 @@ def test_submitted_runs_cpu_bound_allocating_and_sleeping(ws: runlab.Workspace, 
     assert "system metrics every 0.25 s" in agent_log and "GPU" in agent_log
 
 
-@pytest.mark.embedded_only(reason="sets RUNLAB_SYSTEM_METRICS_INTERVAL for the agent this process starts: a server's agent is started by the server, with its own")
 @pytest.mark.slow
 def test_submitted_run_without_system_metrics(ws: runlab.Workspace, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
@@ -428,3 +427,59 @@ def test_submitted_run_without_system_metrics(ws: runlab.Workspace, tmp_path: Pa
             assert "system metrics: off (RUNLAB_SYSTEM_METRICS_INTERVAL=0)" in f.read().decode()
     finally:
         stop_agents(ws)
+
+
+@pytest.mark.slow
+def test_each_submitted_run_is_sampled_at_its_submitters_interval(any_ws: runlab.Workspace, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """RUNLAB_SYSTEM_METRICS_INTERVAL where a run is submitted decides, not the environment of the agent
+    that samples it: a server's agent, or the one an earlier submit started, has an environment of its own."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "train.py").write_text("import time\nfrom runlab import Run\nRun.get_context().log('loss', 1.0)\n"
+                                  "time.sleep(0.8)\n")
+    experiment = runlab.Experiment(any_ws, "sys-interval")
+    config = ScriptRunConfig(str(src), "train.py")
+
+    def agent_log(run: Any) -> str:
+        with run.open_file("azureml-logs/55_agent_log.txt") as f:
+            return f.read().decode()
+
+    try:
+        monkeypatch.delenv("RUNLAB_SYSTEM_METRICS_INTERVAL", raising=False)
+        first = experiment.submit(config)  # the agent's own setting (embedded: it is started now, without one)
+        first.wait_for_completion()
+        monkeypatch.setenv("RUNLAB_SYSTEM_METRICS_INTERVAL", "0")
+        quiet = experiment.submit(config)
+        quiet.wait_for_completion()
+        monkeypatch.setenv("RUNLAB_SYSTEM_METRICS_INTERVAL", "0.2")
+        fast = experiment.submit(config)
+        fast.wait_for_completion()
+        assert [r.get_status() for r in (first, quiet, fast)] == ["Completed"] * 3
+        assert "system metrics every" in agent_log(first)
+        assert "system metrics: off (RUNLAB_SYSTEM_METRICS_INTERVAL=0)" in agent_log(quiet)
+        assert quiet.get_metrics() == {"loss": 1.0}
+        assert "system metrics every 0.2 s" in agent_log(fast)
+        assert len(fast.get_metrics()["sys/cpu_percent"]) >= 2
+        monkeypatch.setenv("RUNLAB_SYSTEM_METRICS_INTERVAL", "often")  # refused at the submit, nothing queued
+        before = len(list(experiment.get_runs()))
+        with pytest.raises(ConfigError, match="RUNLAB_SYSTEM_METRICS_INTERVAL='often'"):
+            experiment.submit(config)
+        assert len(list(experiment.get_runs())) == before
+    finally:
+        stop_agents(any_ws)
+
+
+@pytest.mark.parametrize("recorded", ["often", "", -1, float("nan"), [1]])
+def test_an_interval_recorded_unusable_in_a_run_falls_back_to_the_agents(ws: runlab.Workspace, recorded: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A definition written by another client or by hand: the run is sampled at the agent's own setting."""
+    from runlab.execution.monitoring import RunMonitor
+
+    monkeypatch.setenv("RUNLAB_SYSTEM_METRICS_INTERVAL", "0")
+    run = runlab.Experiment(ws, "sys-recorded").start_logging()
+    notes: list[str] = []
+    assert RunMonitor.start(ws.folder, run.id, os.getpid(), notes.append, recorded) is None
+    assert notes[-1] == "system metrics: off (RUNLAB_SYSTEM_METRICS_INTERVAL=0)"
+    assert len(notes) == 2 and "is not a number of seconds >= 0" in notes[0] and repr(recorded) in notes[0], notes
+    run.complete()

@@ -379,7 +379,8 @@ class Agent:
         # not over CancelRequested: the next turn stops the script
         self.store.set_status(slot.run_id, RunStatus.RUNNING, only_if_status=[RunStatus.STARTING])
         self._run_log(slot, f"running: {' '.join(slot.plan.argv)} (pid {slot.proc.pid})")
-        slot.monitor = RunMonitor.start(self.folder, slot.run_id, slot.proc.pid, lambda line: self._run_log(slot, line))
+        slot.monitor = RunMonitor.start(self.folder, slot.run_id, slot.proc.pid, lambda line: self._run_log(slot, line),
+                                        (slot.record.definition or {}).get("systemMetricsIntervalSeconds"))
 
     def _advance(self, slot: Slot) -> None:
         if slot.proc is None:

@@ -8,6 +8,7 @@ as a non-owner of the run (tracking.sysmetrics says what is sampled).
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from runlab.core.settings import load_settings
@@ -30,10 +31,22 @@ class RunMonitor:
         self.interval_s = interval_s
 
     @classmethod
-    def start(cls, folder: WorkspaceFolder, run_id: str, pid: int,
-              note: Callable[[str], None]) -> "RunMonitor | None":
-        """A running monitor, or None when ``RUNLAB_SYSTEM_METRICS_INTERVAL`` is 0 (said in ``note``)."""
+    def start(cls, folder: WorkspaceFolder, run_id: str, pid: int, note: Callable[[str], None],
+              interval_s: float | None = None) -> "RunMonitor | None":
+        """A running monitor, or None when the interval is 0 (said in ``note``). ``interval_s``: the one
+        the run was submitted with (its submitter's ``RUNLAB_SYSTEM_METRICS_INTERVAL``); None: this
+        process's setting."""
         interval = load_settings().system_metrics_interval_s
+        if interval_s is not None:
+            try:
+                submitted = float(interval_s)
+            except (TypeError, ValueError):
+                submitted = math.nan
+            if math.isfinite(submitted) and submitted >= 0:
+                interval = submitted
+            else:  # a definition written by hand or by another client: the run still runs
+                note(f"system metrics: the run's interval {interval_s!r} is not a number of seconds >= 0; "
+                     f"every {interval:g} s instead (this agent's RUNLAB_SYSTEM_METRICS_INTERVAL)")
         if interval == 0:
             note("system metrics: off (RUNLAB_SYSTEM_METRICS_INTERVAL=0)")
             return None

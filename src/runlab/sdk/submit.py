@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import asdict, is_dataclass, replace
 from typing import TYPE_CHECKING, Any, Mapping
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from runlab.core.assets import RunInputRecord
 from runlab.core.errors import UserError
 from runlab.core.process import current_user
+from runlab.core.settings import RUNLAB_SYSTEM_METRICS_INTERVAL
 from runlab.core.status import RunStatus, RunType
 from runlab.execution.environments import EnvironmentDefinition
 from runlab.execution.snapshot import (
@@ -141,6 +143,10 @@ def submit_script_run(
         git = snapshot.git.to_dict()
         properties.update({f"azureml.git.{k}": str(v) for k, v in git.items() if v is not None})
         definition["git"] = git
+    if os.environ.get(RUNLAB_SYSTEM_METRICS_INTERVAL.name):
+        # the submitter's setting goes with the run: the agent that samples it (a server's, or one
+        # started by an earlier submit) has its own environment. Read here, a bad value is refused now.
+        definition["systemMetricsIntervalSeconds"] = RUNLAB_SYSTEM_METRICS_INTERVAL.read()
     inputs = check_inputs(workspace, config.dataset_inputs())
     if inputs:
         definition["inputDatasets"] = [spec.to_dict() for spec in inputs]

@@ -597,7 +597,7 @@ class Agent:
         for rel, target in outside:
             self._run_log(slot, f"{name}/{rel} is a link to {target}, outside ./{name}: not uploaded")
         for rel, path in files:
-            self.artifacts.put_file(slot.run_id, f"{name}/{rel}", path)
+            self.artifacts.put_file(slot.run_id, f"{name}/{rel}", Path(path))
         return len(files)
 
     def _sync_logs(self, slot: Slot) -> None:

@@ -8,10 +8,9 @@ as a non-owner of the run (tracking.sysmetrics says what is sampled).
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
-from runlab.core.settings import load_settings
+from runlab.core.settings import RUNLAB_SYSTEM_METRICS_INTERVAL, load_settings
 from runlab.store.folder import WorkspaceFolder
 from runlab.tracking.run import TrackedRun
 from runlab.tracking.sysmetrics import SystemMonitor
@@ -38,13 +37,9 @@ class RunMonitor:
         process's setting."""
         interval = load_settings().system_metrics_interval_s
         if interval_s is not None:
-            try:
-                submitted = float(interval_s)
-            except (TypeError, ValueError):
-                submitted = math.nan
-            if math.isfinite(submitted) and submitted >= 0:
-                interval = submitted
-            else:  # a definition written by hand or by another client: the run still runs
+            try:  # the setting's own rule
+                interval = RUNLAB_SYSTEM_METRICS_INTERVAL.parse(str(interval_s))
+            except ValueError:  # a definition written by hand or by another client: the run still runs
                 note(f"system metrics: the run's interval {interval_s!r} is not a number of seconds >= 0; "
                      f"every {interval:g} s instead (this agent's RUNLAB_SYSTEM_METRICS_INTERVAL)")
         if interval == 0:

@@ -421,7 +421,7 @@
     try { await S.afterPaint(); await S.plotly(); await drawChart(); } catch (err) { chart.replaceChildren(S.errorNotice(err)); }
     saveQuery();
     document.body.dataset.ready = "1";
-    if (!performance.getEntriesByName("runlab:compare-drawn").length) performance.mark("runlab:compare-drawn");  // read by benchmarks/bench_studio.py
+    S.markOnce("runlab:compare-drawn");
   }
 
   // the chart options: more metrics, colour by, x axis, smoothing, log

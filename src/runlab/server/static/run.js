@@ -317,7 +317,7 @@
     const summary = summaries.find((m) => m.name === c.name);
     if ((last === null || last === undefined) && !c.zoom && summary) last = summary.last;  // inf, -inf, nan: a gap in the line
     c.card.dataset.points = String(y.length);
-    if (!performance.getEntriesByName("runlab:first-chart").length) performance.mark("runlab:first-chart");  // read by benchmarks/bench_studio.py
+    S.markOnce("runlab:first-chart");
     c.card.dataset.count = String(c.count);
     c.card.dataset.last = last === null || last === undefined ? "" : String(last);
     c.meta.textContent = `${c.count.toLocaleString()} points` + (c.downsampled ? ` (${y.length.toLocaleString()} drawn)` : "") +

@@ -372,7 +372,7 @@
     clearQueryError();
     render(page);
     document.body.dataset.ready = "1";
-    if (!performance.getEntriesByName("runlab:runs-table").length) performance.mark("runlab:runs-table");  // read by benchmarks/bench_runs_table.py
+    S.markOnce("runlab:runs-table");
   }
 
   // -- refresh: runs that have not ended, while the tab is visible (one request per interval) ----

@@ -532,8 +532,14 @@
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", showSession);
   else showSession();
 
+  /* A user-timing mark, the first time only: what the benchmarks (bench_studio.py, bench_runs_table.py)
+     read from a page, from its navigation's start. */
+  function markOnce(name) {
+    if (!performance.getEntriesByName(name).length) performance.mark(name);
+  }
+
   window.Studio = {
-    pageData, api, send, ApiError, el, fmtTime, fmtTimeZone, zoneName, whenEl, fmtAgo,
+    pageData, api, markOnce, send, ApiError, el, fmtTime, fmtTimeZone, zoneName, whenEl, fmtAgo,
     plotly, afterPaint, chartTheme, onThemeChange, ema, clippedRange, plotDate, fromPlotDate, X_MODES, xValues, xAxis, hoverData, hoverTemplate, yAxisFor,
     clampSmooth, readChartView, chartViewQuery, chartSettings, setOwnSetting, setPageSetting, fmtSmooth, perFrame, settingControls,
     fullIcon, chartCard, resizeChart, showFull, seriesTraces, chartAxes, dropdown,
